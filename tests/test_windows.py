@@ -1,0 +1,68 @@
+"""The pure window functions, checked on cases small enough to work out by hand."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from videoswin_tf.layers.windows import (
+    bias_table_size,
+    effective_window,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+
+@pytest.mark.parametrize(
+    "size, window, shift, expected",
+    [
+        ((16, 56, 56), (8, 7, 7), (4, 3, 3), ((8, 7, 7), (4, 3, 3))),
+        ((8, 56, 56), (8, 7, 7), (4, 3, 3), ((8, 7, 7), (0, 3, 3))),  # exact fit: no shift
+        ((3, 5, 9), (8, 7, 7), (4, 3, 3), ((3, 5, 7), (0, 0, 3))),  # shrink on D and H
+        ((1, 1, 1), (8, 7, 7), (0, 0, 0), ((1, 1, 1), (0, 0, 0))),
+    ],
+)
+def test_effective_window(size, window, shift, expected):
+    assert effective_window(size, window, shift) == expected
+
+
+def test_bias_table_sizes_of_the_published_windows():
+    assert bias_table_size((8, 7, 7)) == 2535
+    assert bias_table_size((16, 7, 7)) == 5239
+
+
+def test_relative_position_index_by_hand():
+    index = relative_position_index((2, 2, 2))  # strides (9, 3, 1), offset (1, 1, 1) -> 13
+    assert index.shape == (8, 8) and index.dtype == np.int64
+    assert np.all(np.diag(index) == 13)
+    # token 0 is (0, 0, 0), token 7 is (1, 1, 1): (0-1+1)*9 + (0-1+1)*3 + (0-1+1) = 0
+    assert index[0, 7] == 0 and index[7, 0] == 26
+    # token 5 is (1, 0, 1), token 2 is (0, 1, 0): (1+1)*9 + (-1+1)*3 + (1+1) = 20
+    assert index[5, 2] == 20
+    full = relative_position_index((8, 7, 7))
+    assert full.shape == (392, 392) and full.min() == 0 and full.max() == 2534
+
+
+def test_partition_and_reverse_order_and_round_trip():
+    x = np.arange(1 * 4 * 6 * 6 * 1, dtype="float32").reshape(1, 4, 6, 6, 1)
+    windows = ops.convert_to_numpy(window_partition(x, (2, 3, 3)))
+    assert windows.shape == (2 * 2 * 2, 18, 1)
+    # window 1 is (nD=0, nH=0, nW=1); its first token is x[0, 0, 0, 3], its second x[0, 0, 0, 4]
+    assert windows[1, 0, 0] == x[0, 0, 0, 3, 0] and windows[1, 1, 0] == x[0, 0, 0, 4, 0]
+    # tokens run depth-major: token 9 is (d=1, h=0, w=0) of window 0
+    assert windows[0, 9, 0] == x[0, 1, 0, 0, 0]
+    back = ops.convert_to_numpy(window_reverse(windows, (2, 3, 3), (4, 6, 6)))
+    np.testing.assert_array_equal(back, x)
+
+
+def test_shift_mask_regions():
+    mask = shifted_window_mask((1, 4, 4), (1, 2, 2), (0, 1, 1))
+    assert mask.shape == (4, 4, 4)
+    np.testing.assert_array_equal(mask[0], np.zeros((4, 4)))  # interior window: one region
+    # last window holds rows {2, 3} x cols {2, 3}: four regions, each token alone
+    np.testing.assert_array_equal(mask[3], np.where(np.eye(4), 0.0, -100.0))
+    # window (0, 1): cols 2 and 3 are different regions, rows are not
+    np.testing.assert_array_equal(
+        mask[1] == 0, np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]], bool)
+    )

@@ -1,0 +1,18 @@
+"""Video Swin Transformer for Keras 3."""
+
+from videoswin_tf.builders import (
+    tf_video_swin_base,
+    tf_video_swin_large,
+    tf_video_swin_small,
+    tf_video_swin_tiny,
+)
+from videoswin_tf.model import TFSwinTransformer3D
+
+__all__ = [
+    "TFSwinTransformer3D",
+    "tf_video_swin_tiny",
+    "tf_video_swin_small",
+    "tf_video_swin_base",
+    "tf_video_swin_large",
+]
+__version__ = "0.1.0"

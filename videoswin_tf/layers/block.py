@@ -1,0 +1,145 @@
+"""The (shifted) window transformer block."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+from videoswin_tf.layers.attention import WindowAttention3D
+from videoswin_tf.layers.drop_path import DropPath
+from videoswin_tf.layers.mlp import Mlp
+from videoswin_tf.layers.norm import build_norm, norm_config
+from videoswin_tf.layers.windows import (
+    effective_window,
+    pad_to_multiple,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+
+@keras.saving.register_keras_serializable(package="videoswin_tf")
+class SwinTransformerBlock3D(keras.layers.Layer):
+    """Video Swin block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
+
+    The attention branch normalizes, zero-pads ``D, H, W`` to multiples of the window (padded
+    tokens are not masked), rolls by ``-shift`` when shifted, attends within windows (with the
+    shifted-window mask), reverses the windows and the roll, and crops the padding. Window and
+    shift shrink on axes where the feature map is not larger than the window.
+
+    Args:
+        dim: channels ``C``.
+        num_heads: attention heads.
+        window_size: configured window ``(Wd, Wh, Ww)``.
+        shift_size: configured shift ``(Sd, Sh, Sw)``; ``(0, 0, 0)`` for a regular block.
+        mlp_ratio: hidden channels of the MLP over ``C``.
+        qkv_bias: learn a bias for query, key and value.
+        qk_scale: query scale; ``None`` for ``head_dim ** -0.5``.
+        drop: dropout rate of the projections and the MLP.
+        attn_drop: dropout rate of the attention weights.
+        drop_path: stochastic depth rate of both residual branches.
+        norm_layer: normalization, as accepted by `norm_config`.
+
+    Call arguments:
+        x: ``(B, D, H, W, C)``; returns the same shape.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: Sequence[int] = (8, 7, 7),
+        shift_size: Sequence[int] = (0, 0, 0),
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_layer: Any = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for axis, (win, sh) in enumerate(zip(window_size, shift_size)):
+            if not 0 <= sh < win:
+                raise ValueError(
+                    f"shift_size[{axis}] must be in [0, window_size[{axis}]), "
+                    f"got shift {tuple(shift_size)} for window {tuple(window_size)}"
+                )
+        self.dim = dim
+        self.num_heads = num_heads
+        self.window_size = tuple(window_size)
+        self.shift_size = tuple(shift_size)
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.qk_scale = qk_scale
+        self.drop = drop
+        self.attn_drop = attn_drop
+        self.drop_path_rate = drop_path
+        self.norm_layer = norm_config(norm_layer)
+
+        self.norm1 = build_norm(self.norm_layer, "norm1", self.dtype_policy)
+        self.attn = WindowAttention3D(
+            dim,
+            self.window_size,
+            num_heads,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            attn_drop=attn_drop,
+            proj_drop=drop,
+            name="attn",
+            dtype=self.dtype_policy,
+        )
+        self.drop_path = DropPath(drop_path, dtype=self.dtype_policy)
+        self.norm2 = build_norm(self.norm_layer, "norm2", self.dtype_policy)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop, name="mlp", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        channels_last = (None, None, None, None, self.dim)
+        for layer in (self.norm1, self.attn, self.norm2, self.mlp):
+            layer.build(channels_last)
+
+    def attention_branch(self, x, training=None):
+        """``attn(norm1(x))`` over (shifted) windows; ``(B, D, H, W, C)`` in and out."""
+        depth, height, width = x.shape[1:4]
+        window, shift = effective_window((depth, height, width), self.window_size, self.shift_size)
+        shifted = any(shift)
+
+        x = pad_to_multiple(self.norm1(x), window)  # (B, Dp, Hp, Wp, C)
+        padded_size = tuple(x.shape[1:4])
+        if shifted:
+            x = ops.roll(x, shift=[-s for s in shift], axis=[1, 2, 3])
+        mask = shifted_window_mask(padded_size, window, shift) if shifted else None
+
+        windows = window_partition(x, window)  # (B * nWindows, N', C)
+        windows = self.attn(windows, attention_mask=mask, training=training)
+        x = window_reverse(windows, window, padded_size)  # (B, Dp, Hp, Wp, C)
+
+        if shifted:
+            x = ops.roll(x, shift=list(shift), axis=[1, 2, 3])
+        return x[:, :depth, :height, :width, :]
+
+    def call(self, x, training=None):
+        x = x + self.drop_path(self.attention_branch(x, training=training), training=training)
+        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "num_heads": self.num_heads,
+            "window_size": self.window_size,
+            "shift_size": self.shift_size,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "qk_scale": self.qk_scale,
+            "drop": self.drop,
+            "attn_drop": self.attn_drop,
+            "drop_path": self.drop_path_rate,
+            "norm_layer": self.norm_layer,
+        }

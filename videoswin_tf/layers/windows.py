@@ -1,0 +1,161 @@
+"""Pure functions for 3D (shifted) window attention.
+
+Shapes follow the channels-last layout of the model: a feature map is ``(B, D, H, W, C)``,
+windows are ``(B * nD * nH * nW, Wd * Wh * Ww, C)`` with windows ordered ``B, nD, nH, nW`` and
+the tokens inside a window ordered depth-major (``d, h, w``).
+
+The sizes here (``D, H, W``, windows, shifts) are Python ints known when the layer is called;
+only the batch axis may be unknown while a graph is traced.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import numpy as np
+from keras import ops
+
+Size3 = tuple[int, int, int]
+
+
+def effective_window(
+    feature_size: Sequence[int], window_size: Sequence[int], shift_size: Sequence[int]
+) -> tuple[Size3, Size3]:
+    """The window and shift actually used on a feature map of ``feature_size``.
+
+    On every axis where the feature map is not larger than the window (``<=``, so an exact fit
+    counts too), the window shrinks to the feature size and that axis is not shifted.
+
+    Args:
+        feature_size: ``(D, H, W)`` of the feature map.
+        window_size: configured ``(Wd, Wh, Ww)``.
+        shift_size: configured ``(Sd, Sh, Sw)``.
+
+    Returns:
+        ``(window, shift)``, each a tuple of three ints.
+    """
+    window, shift = [], []
+    for size, win, sh in zip(feature_size, window_size, shift_size):
+        fits = size <= win
+        window.append(size if fits else win)
+        shift.append(0 if fits else sh)
+    return tuple(window), tuple(shift)
+
+
+def window_partition(x, window: Size3):
+    """Cut a padded feature map into non-overlapping windows.
+
+    Args:
+        x: ``(B, D, H, W, C)`` with ``D, H, W`` multiples of ``window``.
+        window: ``(Wd, Wh, Ww)``.
+
+    Returns:
+        ``(B * nD * nH * nW, Wd * Wh * Ww, C)``.
+    """
+    _, depth, height, width, channels = x.shape
+    wd, wh, ww = window
+    x = ops.reshape(
+        x, (-1, depth // wd, wd, height // wh, wh, width // ww, ww, channels)
+    )  # (B, nD, Wd, nH, Wh, nW, Ww, C)
+    x = ops.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7))  # (B, nD, nH, nW, Wd, Wh, Ww, C)
+    return ops.reshape(x, (-1, wd * wh * ww, channels))
+
+
+def window_reverse(windows, window: Size3, padded_size: Size3):
+    """Inverse of `window_partition`.
+
+    Args:
+        windows: ``(B * nD * nH * nW, Wd * Wh * Ww, C)``.
+        window: ``(Wd, Wh, Ww)``.
+        padded_size: ``(D, H, W)`` of the feature map the windows were cut from.
+
+    Returns:
+        ``(B, D, H, W, C)``.
+    """
+    depth, height, width = padded_size
+    wd, wh, ww = window
+    channels = windows.shape[-1]
+    x = ops.reshape(
+        windows, (-1, depth // wd, height // wh, width // ww, wd, wh, ww, channels)
+    )  # (B, nD, nH, nW, Wd, Wh, Ww, C)
+    x = ops.transpose(x, (0, 1, 4, 2, 5, 3, 6, 7))  # (B, nD, Wd, nH, Wh, nW, Ww, C)
+    return ops.reshape(x, (-1, depth, height, width, channels))
+
+
+@functools.lru_cache(maxsize=None)
+def relative_position_index(window_size: Size3) -> np.ndarray:
+    """Index into the relative position bias table for every pair of tokens in a window.
+
+    Token coordinates come from an ``ij`` meshgrid over ``(Wd, Wh, Ww)``, flattened depth-major.
+    The relative offset of tokens ``i`` and ``j`` is shifted to start at 0 on each axis and
+    flattened as ``d * (2Wh - 1) * (2Ww - 1) + h * (2Ww - 1) + w``.
+
+    Args:
+        window_size: ``(Wd, Wh, Ww)``.
+
+    Returns:
+        int64 array ``(N, N)``, ``N = Wd * Wh * Ww``, values in
+        ``[0, (2Wd - 1) * (2Wh - 1) * (2Ww - 1))``.
+    """
+    wd, wh, ww = window_size
+    coords = np.stack(np.meshgrid(np.arange(wd), np.arange(wh), np.arange(ww), indexing="ij"))
+    coords = coords.reshape(3, -1)  # (3, N)
+    relative = coords[:, :, None] - coords[:, None, :]  # (3, N, N)
+    relative += np.array([wd - 1, wh - 1, ww - 1])[:, None, None]
+    strides = np.array([(2 * wh - 1) * (2 * ww - 1), 2 * ww - 1, 1])[:, None, None]
+    return (relative * strides).sum(axis=0).astype(np.int64)
+
+
+def bias_table_size(window_size: Sequence[int]) -> int:
+    """Rows of the relative position bias table: ``(2Wd - 1) * (2Wh - 1) * (2Ww - 1)``."""
+    return int(np.prod([2 * w - 1 for w in window_size]))
+
+
+@functools.lru_cache(maxsize=None)
+def shifted_window_mask(padded_size: Size3, window: Size3, shift: Size3) -> np.ndarray:
+    """Additive attention mask for shifted windows.
+
+    After the cyclic roll by ``-shift``, a window at the end of an axis holds tokens from up to
+    three regions of that axis: ``[0, L - W)``, ``[L - W, L - S)`` and ``[L - S, L)``. Tokens
+    may only attend to tokens of the same region on every axis. An axis with shift 0 is one
+    region. Padded tokens are not masked, as in the reference.
+
+    Args:
+        padded_size: ``(D, H, W)`` after padding to multiples of ``window``.
+        window: effective ``(Wd, Wh, Ww)``.
+        shift: effective ``(Sd, Sh, Sw)``.
+
+    Returns:
+        float32 array ``(nD * nH * nW, N, N)``: ``-100.0`` between tokens of different
+        regions, ``0.0`` otherwise.
+    """
+    axis_labels = []
+    for length, win, sh in zip(padded_size, window, shift):
+        labels = np.zeros(length, dtype=np.int64)
+        if sh > 0:
+            labels[length - win : length - sh] = 1
+            labels[length - sh :] = 2
+        axis_labels.append(labels)
+    d, h, w = axis_labels
+    region = d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]  # (D, H, W)
+    windows = region.reshape(
+        padded_size[0] // window[0], window[0],
+        padded_size[1] // window[1], window[1],
+        padded_size[2] // window[2], window[2],
+    ).transpose(0, 2, 4, 1, 3, 5).reshape(-1, int(np.prod(window)))  # (nWindows, N)
+    differs = windows[:, None, :] != windows[:, :, None]
+    return np.where(differs, -100.0, 0.0).astype(np.float32)
+
+
+def pad_to_multiple(x, multiples: Sequence[int], axes: Sequence[int] = (1, 2, 3)):
+    """Zero-pad the end of ``axes`` of ``x`` up to multiples of ``multiples``.
+
+    Returns ``x`` itself when no padding is needed.
+    """
+    pad = [[0, 0] for _ in range(len(x.shape))]
+    for axis, multiple in zip(axes, multiples):
+        pad[axis][1] = -x.shape[axis] % multiple
+    if not any(after for _, after in pad):
+        return x
+    return ops.pad(x, pad)

@@ -117,7 +117,7 @@ class TFSwinTransformer3D(keras.Model):
             name="patch_embed",
             dtype=self.dtype_policy,
         )
-        self.pos_drop = keras.layers.Dropout(drop_rate, dtype=self.dtype_policy)
+        self.pos_drop = keras.layers.Dropout(drop_rate, name="pos_drop", dtype=self.dtype_policy)
         block_rates = np.linspace(0.0, drop_path_rate, sum(self.depths)).tolist()
         self.stages = []
         for index, (depth, heads) in enumerate(zip(self.depths, self.num_heads)):

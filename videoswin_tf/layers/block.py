@@ -92,7 +92,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
             name="attn",
             dtype=self.dtype_policy,
         )
-        self.drop_path = DropPath(drop_path, dtype=self.dtype_policy)
+        self.drop_path = DropPath(drop_path, name="drop_path", dtype=self.dtype_policy)
         self.norm2 = build_norm(self.norm_layer, "norm2", self.dtype_policy)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop, name="mlp", dtype=self.dtype_policy)
 

@@ -27,7 +27,7 @@ class I3DHead(keras.layers.Layer):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.dropout_rate = dropout_rate
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
         self.fc_cls = keras.layers.Dense(num_classes, name="fc_cls", dtype=self.dtype_policy)
 
     def build(self, input_shape):

@@ -26,7 +26,7 @@ class Mlp(keras.layers.Layer):
         self.drop = drop
         self.fc1 = keras.layers.Dense(hidden_dim, name="fc1", dtype=self.dtype_policy)
         self.fc2 = keras.layers.Dense(dim, name="fc2", dtype=self.dtype_policy)
-        self.dropout = keras.layers.Dropout(drop, dtype=self.dtype_policy)
+        self.dropout = keras.layers.Dropout(drop, name="dropout", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.fc1.build(input_shape)

@@ -4,6 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# `make convert`: the built-in default of the main job. It makes a Swin-T K400 checkpoint from the
+# upstream reference model (fixed seed, the authors' exact layout and file name), converts it
+# and prints the parity report.
+DEMO_CONFIG := swin_t_k400
+DEMO_PTH    := checkpoints/swin_tiny_patch244_window877_kinetics400_1k.pth
+
 .PHONY: venv test test-slow convert clean
 
 venv: $(STAMP)
@@ -19,6 +25,10 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
+
+convert: venv
+	$(VENV)/bin/vswin-convert synthesize --config $(DEMO_CONFIG) --out $(DEMO_PTH) --force
+	$(VENV)/bin/vswin-convert --config $(DEMO_CONFIG) --pth $(DEMO_PTH) --force
 
 clean:
 	rm -rf $(VENV) *.egg-info

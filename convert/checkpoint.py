@@ -1,0 +1,237 @@
+"""Reading a Video Swin checkpoint in any published layout into one canonical state dict.
+
+Canonical means mmaction2 1.x keys (``backbone.*`` with the final norm ``backbone.norm3.*``,
+``cls_head.*``), numpy arrays, float32 (integer buffers int64). Files are read only with
+torch's safe ``weights_only`` loader: a checkpoint is never allowed to run code.
+Which keys the Keras model needs is not decided here (that is `convert.mapping`'s job), so
+derived buffers such as ``relative_position_index`` stay in the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+CONTAINERS = ("state_dict", "model")
+PREFIXES = ("backbone.", "cls_head.")
+DDP_PREFIX = "module."
+AUTHORS_NORM = "backbone.norm."
+MMACTION_NORM = "backbone.norm3."
+PREPROCESSOR = "data_preprocessor."
+SHOWN_KEYS = 8  # keys listed in an error before "and N more"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read; the message names the file, what is wrong and what
+    to do."""
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+    """A checkpoint in canonical form.
+
+    Attributes:
+        state: ``{key: array}`` with mmaction2 1.x keys; float tensors as float32, integer
+            buffers as int64.
+        source_layout: what the file looked like, e.g.
+            ``"authors' Video-Swin layout (state_dict, backbone.norm)"``.
+        notes: every change made on the way to canonical form, one line each.
+        has_head: whether the file holds ``cls_head.*`` weights.
+    """
+
+    state: dict[str, np.ndarray]
+    source_layout: str
+    notes: list[str]
+    has_head: bool
+
+
+def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
+    """Read ``path`` safely and bring it to canonical form.
+
+    Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
+    prefixes, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
+    ``data_preprocessor.*`` input-normalisation buffers and casts float tensors to float32.
+
+    Raises:
+        CheckpointError: the file is missing, a directory, unreadable, holds objects the safe
+            loader refuses, is not a dict, holds no tensors, has both ``backbone.norm.*`` and
+            ``backbone.norm3.*``, or has keys that are neither ``backbone.*`` nor
+            ``cls_head.*``.
+    """
+    path = Path(path)
+    raw = _read(path)
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{path}: holds a {type(raw).__name__}, not a dict; expected a checkpoint dict "
+            f"(with 'state_dict' or 'model') or a state dict of tensors"
+        )
+    notes: list[str] = []
+    container, tensors = _unwrap(path, raw, notes)
+
+    prefixed = [key for key in tensors if key.startswith(DDP_PREFIX)]
+    if prefixed:
+        stripped = {key.removeprefix(DDP_PREFIX): value for key, value in tensors.items()}
+        if len(stripped) != len(tensors):
+            clashes = [key for key in prefixed if key.removeprefix(DDP_PREFIX) in tensors]
+            raise CheckpointError(
+                f"{path}: holds both {_listing(clashes)} and the same keys without the "
+                f"{DDP_PREFIX} prefix; keep one copy and re-save"
+            )
+        tensors = stripped
+        notes.append(f"stripped the {DDP_PREFIX} prefix (DDP) from {len(prefixed)} keys")
+
+    tensors, norm_naming = _rename_final_norm(path, tensors, notes)
+
+    dropped = sorted(key for key in tensors if key.startswith(PREPROCESSOR))
+    if dropped:
+        for key in dropped:
+            del tensors[key]
+        notes.append(f"dropped {', '.join(dropped)} (input normalisation buffers, not weights)")
+
+    unknown = [key for key in tensors if not key.startswith(PREFIXES)]
+    if unknown:
+        raise CheckpointError(_unknown_keys_message(path, unknown))
+
+    state = _to_numpy(path, tensors, notes)
+    has_head = any(key.startswith("cls_head.") for key in state)
+    if not has_head:
+        notes.append("no cls_head.* keys: backbone-only checkpoint")
+
+    family = {"norm": "authors' Video-Swin", "norm3": "mmaction2 1.x"}.get(norm_naming, "unrecognised")
+    parts = [container] + ([f"{DDP_PREFIX} prefix"] if prefixed else [])
+    parts.append(f"backbone.{norm_naming}" if norm_naming else "no backbone.norm or backbone.norm3")
+    return LoadedCheckpoint(
+        state=state,
+        source_layout=f"{family} layout ({', '.join(parts)})",
+        notes=notes,
+        has_head=has_head,
+    )
+
+
+def _read(path: Path) -> object:
+    """``torch.load`` with ``weights_only=True``, every failure turned into a CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found; check the path of the .pth checkpoint")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; pass the .pth checkpoint file itself")
+    try:
+        import torch
+    except ImportError as error:
+        raise CheckpointError(
+            f"{path}: reading PyTorch checkpoints needs torch ({error}); "
+            f"install it with: pip install videoswin-tf[convert]"
+        ) from error
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", str(error))
+        raise CheckpointError(
+            f"{path}: holds Python objects that torch's safe loader (weights_only=True) refuses"
+            f"{f' ({detail.group(1)})' if detail else ''}; this converter never lets a "
+            f"checkpoint run code. If you trust the file, re-save its weights as a plain state "
+            f"dict and convert that: python -c \"import torch; c = torch.load('{path}', "
+            f"weights_only=False); torch.save(c.get('state_dict', c), 'plain.pth')\""
+        ) from error
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(
+            f"{path}: could not be read as a PyTorch checkpoint ({type(error).__name__}: "
+            f"{str(error).strip() or 'no detail'}); pass a file written by torch.save"
+        ) from error
+
+
+def _unwrap(path: Path, raw: dict, notes: list[str]) -> tuple[str, dict]:
+    """The container's name and its tensors (``{key: torch.Tensor}``)."""
+    import torch
+
+    for name in CONTAINERS:
+        if isinstance(raw.get(name), dict):
+            container, entries = name, raw[name]
+            break
+    else:
+        container, entries = "bare state dict", raw
+    tensors = {key: value for key, value in entries.items() if isinstance(value, torch.Tensor)}
+    if not tensors:
+        where = "at the top level" if container == "bare state dict" else f"in its {container!r} entry"
+        raise CheckpointError(
+            f"{path}: no tensors found {where} (top-level keys: {_listing([str(k) for k in raw])}); "
+            f"expected weights under 'state_dict' or 'model', or a bare state dict of tensors"
+        )
+    others = [str(key) for key in entries if key not in tensors]
+    if others and container == "bare state dict":
+        notes.append(f"ignored top-level entries that are not tensors: {_listing(others)}")
+    elif others:
+        notes.append(f"ignored {container} entries that are not tensors: {_listing(others)}")
+    return container, tensors
+
+
+def _rename_final_norm(path: Path, tensors: dict, notes: list[str]) -> tuple[dict, str | None]:
+    """Rename ``backbone.norm.*`` to ``backbone.norm3.*`` (key order kept); return the tensors
+    and which naming the file used (``"norm"``, ``"norm3"`` or None)."""
+    authors = [key for key in tensors if key.startswith(AUTHORS_NORM)]
+    mmaction = [key for key in tensors if key.startswith(MMACTION_NORM)]
+    if authors and mmaction:
+        raise CheckpointError(
+            f"{path}: holds both {_listing(authors)} and {_listing(mmaction)}; the final norm "
+            f"must be one or the other (authors' files use backbone.norm, mmaction2 1.x "
+            f"backbone.norm3). Remove the stale copy and re-save"
+        )
+    if not authors:
+        return tensors, "norm3" if mmaction else None
+    renamed = {
+        MMACTION_NORM + key[len(AUTHORS_NORM):] if key.startswith(AUTHORS_NORM) else key: value
+        for key, value in tensors.items()
+    }
+    notes.append(f"renamed {', '.join(sorted(authors))} to backbone.norm3.* (mmaction2 1.x name)")
+    return renamed, "norm"
+
+
+def _to_numpy(path: Path, tensors: dict, notes: list[str]) -> dict[str, np.ndarray]:
+    """Float tensors to float32, integer tensors to int64; note every cast."""
+    import torch
+
+    casts: dict[str, int] = {}
+    state = {}
+    for key, tensor in tensors.items():
+        tensor = tensor.detach()
+        if tensor.is_floating_point():
+            target = torch.float32
+        elif tensor.dtype == torch.bool or tensor.is_complex():
+            raise CheckpointError(
+                f"{path}: {key} is a {tensor.dtype} tensor, which no Video Swin weight is; "
+                f"remove it and re-save"
+            )
+        else:
+            target = torch.int64
+        if tensor.dtype != target:
+            name = str(tensor.dtype).removeprefix("torch.")
+            casts[name] = casts.get(name, 0) + 1
+        state[key] = tensor.to(target).contiguous().numpy()
+    for name, count in sorted(casts.items()):
+        target_name = "int64" if name.startswith(("int", "uint")) else "float32"
+        notes.append(f"cast {count} {name} tensor{'s' if count != 1 else ''} to {target_name}")
+    return state
+
+
+def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
+    looks_like_backbone = all(key.startswith(("patch_embed.", "layers.", "norm")) for key in unknown)
+    hint = (
+        "They look like a Swin backbone saved without the 'backbone.' prefix (or a 2D ImageNet "
+        "Swin checkpoint, which must be inflated to 3D first); re-save the keys with "
+        "'backbone.' in front"
+        if looks_like_backbone
+        else "This does not look like a Video Swin recognizer checkpoint"
+    )
+    return (
+        f"{path}: {len(unknown)} key{'s' if len(unknown) != 1 else ''} neither backbone.* nor "
+        f"cls_head.*: {_listing(unknown)}. {hint}"
+    )
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(str(key) for key in keys[:SHOWN_KEYS])
+    return shown + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")

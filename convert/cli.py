@@ -1,0 +1,218 @@
+"""``vswin-convert``: mmaction2 Video Swin checkpoints to Keras weights, with a parity gate."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Iterator
+
+import click
+
+from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL
+
+# TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine, oneDNN notices) would bury
+# the report; a user who wants it can still set the variable.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+EXAMPLES = """
+\b
+Examples:
+  vswin-convert --config swin_t_k400 --pth swin_tiny_patch244_window877_kinetics400_1k.pth
+  vswin-convert --pth my_finetuned.pth --out checkpoints/mine.weights.h5
+  vswin-convert --config swin_b_ssv2 --pth swin_base_patch244_window1677_sthv2.pth \\
+      --parity-frames 16 --parity-size 112
+  vswin-convert --config path/to/mmaction2/swin-tiny-...-kinetics400-rgb.py --pth ckpt.pth
+
+\b
+Named configs: swin_t_k400, swin_s_k400, swin_b_k400, swin_b_k400_in22k,
+swin_b_k600_in22k, swin_b_ssv2 (see configs/).
+"""
+
+
+@contextlib.contextmanager
+def exit_on_error() -> Iterator[None]:
+    """Turn the converter's own errors into a red message and an exit status: 1 when parity
+    or verification fails, 2 for bad input (a traceback would only hide the message)."""
+    from convert.checkpoint import CheckpointError
+    from convert.configs import ConfigError
+    from convert.converter import ConversionError, ParityFailure
+
+    try:
+        yield
+    except (ConversionError, CheckpointError, ConfigError) as error:
+        click.secho(f"error: {error}", fg="red", err=True)
+        sys.exit(1 if isinstance(error, ParityFailure) else 2)
+
+
+@click.group(
+    invoke_without_command=True,
+    epilog=EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--pth", type=click.Path(dir_okay=False, path_type=str),
+    help="The PyTorch checkpoint to convert: the authors' Video-Swin files, mmaction2 1.x "
+    "files (with or without module. prefixes), a bare state dict, backbone-only or float16. "
+    "Loaded with torch's safe weights_only loader.",
+)
+@click.option(
+    "--config", "config", metavar="NAME|PATH",
+    help="A named config (e.g. swin_t_k400), one of our JSON config files, or an mmaction2 "
+    "recognition config (.py, _base_ inheritance resolved). Left out: the architecture is "
+    "inferred from the checkpoint's tensor shapes. A config that disagrees with the "
+    "checkpoint is an error that lists every disagreement.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=str),
+    help="Weights file to write, ending in .weights.h5. Default: "
+    "checkpoints/<release name>.weights.h5 (e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224), "
+    "or the .pth file's stem when the config has no release name.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option(
+    "--no-parity", is_flag=True,
+    help="Skip the parity check (the upstream reference and the Keras model on one clip).",
+)
+@click.option(
+    "--parity-frames", type=click.IntRange(min=1), metavar="N",
+    help="Frames of the parity clip. Default: the config's clip (32).",
+)
+@click.option(
+    "--parity-size", type=click.IntRange(min=1), metavar="S",
+    help="Height and width of the parity clip. Default: the config's clip (224).",
+)
+@click.option(
+    "--parity-batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
+    help="Clips in the parity batch.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the parity clip.")
+@click.option(
+    "--atol", type=float, default=DEFAULT_ATOL, show_default=True, metavar="X",
+    help="Largest absolute logit difference that passes (see README: Parity).",
+)
+@click.option(
+    "--rtol", type=float, default=DEFAULT_RTOL, show_default=True, metavar="X",
+    help="Largest logit difference, relative to the largest reference logit, that passes.",
+)
+@click.pass_context
+def main(ctx: click.Context, pth, config, out, force, no_parity, parity_frames, parity_size,
+         parity_batch, seed, atol, rtol) -> None:
+    """Convert an mmaction2 Video Swin checkpoint (.pth) into a Keras weights file
+    (.weights.h5) and prove, on a seeded random clip, that the Keras model computes what the
+    upstream PyTorch model computes.
+
+    The phases (load, build, map, write, parity) are printed with their times. Every
+    checkpoint tensor must map to exactly one Keras variable; the file is written atomically
+    and only when parity passes. The parity report is printed and saved as JSON beside the
+    weights. Exit status: 0 on success, 1 when parity fails, 2 for bad input.
+
+    The weights load with plain model.load_weights(path) into the model the config builds.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if pth is None:
+        raise click.UsageError("--pth is required: the checkpoint to convert (see --help)")
+    from convert.converter import convert
+
+    with exit_on_error():
+        convert(
+            pth, config=config, out=out, force=force, parity=not no_parity,
+            parity_frames=parity_frames, parity_size=parity_size, parity_batch=parity_batch,
+            seed=seed, atol=atol, rtol=rtol, log=click.echo,
+        )
+
+
+@main.command()
+@click.option("--config", "config", required=True, metavar="NAME",
+              help="Named config whose architecture and head the checkpoint gets.")
+@click.option("--layout", default="authors", show_default=True,
+              help="Checkpoint layout: authors, mmaction, module, bare, backbone_only, half.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              help="Where to write. Default: checkpoints/<official file name>.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def synthesize(config, layout, out, seed, force) -> None:
+    """Write a test checkpoint made by the upstream reference model with a fixed seed, every
+    tensor given a distinct, non-trivial value, in the exact layout and file name of the
+    published checkpoint. No download needed: `make convert` converts one of these.
+    """
+    from pathlib import Path
+
+    from convert.configs import resolve_config
+    from convert.synthetic import LAYOUTS, make_checkpoint, save_checkpoint
+
+    if layout not in LAYOUTS:
+        raise click.BadParameter(f"{layout!r} is not one of {', '.join(LAYOUTS)}", param_hint="--layout")
+    with exit_on_error():
+        spec = resolve_config(config)
+    path = Path(out) if out else Path("checkpoints") / (spec.source or f"{spec.name}.pth")
+    if path.exists() and not force:
+        click.secho(f"error: {path} exists; pass --force to overwrite it", fg="red", err=True)
+        sys.exit(2)
+    click.echo(f"[synthesize] {spec.name}, {layout} layout, seed {seed}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(make_checkpoint(spec, layout=layout, seed=seed), path)
+    click.echo(f"wrote {path}")
+
+
+@main.command(name="release")
+@click.option("--from", "sources", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="Folder holding official checkpoints under their official file names.")
+@click.option("--to", "assets", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for the assets, manifest.json and MODEL_ZOO.md.")
+@click.option("--parity-frames", type=click.IntRange(min=1), metavar="N",
+              help="Frames of the parity clip. Default: each config's clip (32).")
+@click.option("--parity-size", type=click.IntRange(min=1), metavar="S",
+              help="Height and width of the parity clip. Default: each config's clip (224).")
+def release_command(sources, assets, parity_frames, parity_size) -> None:
+    """Convert every named config whose official .pth is in --from, with parity, into
+    --to/<release name>.weights.h5; then write manifest.json (sizes, SHA-256 of assets and
+    sources, parity figures, package versions) and MODEL_ZOO.md. Missing sources are listed.
+
+    \b
+    Example:
+      vswin-convert release --from downloads/ --to release/
+    """
+    from pathlib import Path
+
+    from convert.release import release
+
+    with exit_on_error():
+        release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
+
+
+@main.command(name="verify")
+@click.option("--manifest", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=str),
+              help="manifest.json written by release; assets are looked up beside it.")
+@click.option("--sources", type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="Folder of official checkpoints: where an asset's source is here, its "
+              "checksum is checked and parity is re-run.")
+@click.option("--parity-frames", type=click.IntRange(min=1), metavar="N",
+              help="Frames of the parity clip. Default: each config's clip (32).")
+@click.option("--parity-size", type=click.IntRange(min=1), metavar="S",
+              help="Height and width of the parity clip. Default: each config's clip (224).")
+def verify_command(manifest, sources, parity_frames, parity_size) -> None:
+    """Check every asset in a manifest: size, SHA-256, that it loads into its model, and,
+    with --sources, the source checksum and a fresh parity run. Prints one line per failed
+    asset and exits 1 if any failed: the check CI runs.
+
+    \b
+    Example:
+      vswin-convert verify --manifest release/manifest.json --sources downloads/
+    """
+    from pathlib import Path
+
+    from convert.release import verify
+
+    failures = verify(
+        Path(manifest), Path(sources) if sources else None, parity_frames, parity_size,
+        log=click.echo,
+    )
+    for line in failures:
+        click.secho(f"FAILED {line}", fg="red", err=True)
+    if failures:
+        sys.exit(1)
+    click.echo("all assets verified")

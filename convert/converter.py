@@ -1,0 +1,234 @@
+"""The conversion pipeline: load, build, map, write, parity — each phase timed."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from convert.checkpoint import LoadedCheckpoint, load_checkpoint
+from convert.configs import infer_spec, resolve_config, spec_disagreements
+from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
+from convert.spec import ModelSpec
+
+WEIGHTS_SUFFIX = ".weights.h5"
+REPORT_SUFFIX = ".parity.json"
+
+
+class ConversionError(Exception):
+    """A conversion that cannot go on; the message says what is wrong and what to do."""
+
+
+class ParityFailure(ConversionError):
+    """The Keras model does not compute what the reference computes, within tolerance."""
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """What a conversion produced.
+
+    Attributes:
+        spec: the model that was converted (``num_classes`` None for a backbone-only file).
+        checkpoint: the loaded source checkpoint.
+        weights_path: the written Keras weights file.
+        report: the parity report, or None with parity off.
+        report_path: where the report was saved, or None.
+        timings: ``(phase, seconds)`` in the order the phases ran.
+    """
+
+    spec: ModelSpec
+    checkpoint: LoadedCheckpoint
+    weights_path: Path | None
+    report: ParityReport | None
+    report_path: Path | None
+    timings: list[tuple[str, float]]
+
+
+def default_output(spec: ModelSpec, pth: Path, out_dir: Path = Path("checkpoints")) -> Path:
+    """``<out_dir>/<release name>.weights.h5``, or the source file's stem when the config has
+    no release name; backbone-only files end in ``_backbone``."""
+    stem = spec.release or pth.name.removesuffix(".pth")
+    if spec.num_classes is None:
+        stem += "_backbone"
+    return out_dir / (stem + WEIGHTS_SUFFIX)
+
+
+def report_path_for(weights_path: Path) -> Path:
+    return weights_path.with_name(weights_path.name.removesuffix(WEIGHTS_SUFFIX) + REPORT_SUFFIX)
+
+
+def convert(
+    pth: str | os.PathLike,
+    config: str | None = None,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    parity: bool = True,
+    parity_frames: int | None = None,
+    parity_size: int | None = None,
+    parity_batch: int = 1,
+    seed: int = 0,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    log: Callable[[str], None] = print,
+) -> ConversionResult:
+    """Convert an mmaction2 checkpoint into a Keras weights file, then prove parity.
+
+    Args:
+        pth: the PyTorch checkpoint.
+        config: a named config, a config file (ours or mmaction2's), or None to infer the
+            architecture from the checkpoint's tensor shapes.
+        out: the weights file to write (must end in ``.weights.h5``); default `default_output`.
+        force: overwrite an existing output file.
+        parity: run the reference and the Keras model on the same clip and gate on it.
+        parity_frames, parity_size: clip frames and height/width; default the config's clip.
+        parity_batch: clips in the parity batch.
+        seed: seed of the parity clip.
+        atol, rtol: the parity gate (see `ParityReport.passed`).
+        log: where progress lines go.
+
+    Raises:
+        ConversionError: bad input, a config that disagrees with the checkpoint, or keys
+            that do not map; `ParityFailure` when parity fails. Nothing is left at the output
+            path in any of these cases (a failed parity run still saves its report).
+        CheckpointError, ConfigError: an unreadable checkpoint or config.
+    """
+    pth = Path(pth)
+    timings: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def phase(name: str, detail: str = "") -> Iterator[None]:
+        log(f"[{name}] {detail}".rstrip())
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        timings.append((name, seconds))
+        log(f"[{name}] done in {seconds:.1f} s")
+
+    if out is not None and not str(out).endswith(WEIGHTS_SUFFIX):
+        raise ConversionError(f"--out must end in {WEIGHTS_SUFFIX} (Keras requires it), got {out}")
+
+    with phase("load", str(pth)):
+        checkpoint = load_checkpoint(pth)
+        log(f"        {checkpoint.source_layout}, {len(checkpoint.state)} tensors")
+        for note in checkpoint.notes:
+            log(f"        note: {note}")
+
+    spec = _resolve_spec(config, checkpoint)
+    out_path = Path(out) if out is not None else default_output(spec, pth)
+    if out_path.exists() and not force:
+        raise ConversionError(f"{out_path} exists; pass --force to overwrite it")
+
+    with phase("build", _describe(spec)):
+        model = build_keras_model(spec)
+
+    from convert.mapping import MappingError, assign
+
+    with phase("map", f"{len(checkpoint.state)} checkpoint tensors to {len(model.weights)} Keras variables"):
+        try:
+            assignments = assign(model, checkpoint.state)
+        except MappingError as error:
+            raise ConversionError(f"{pth}: {error}") from error
+        skipped = len(checkpoint.state) - len(assignments)
+        log(f"        assigned {len(assignments)} variables; {skipped} derived buffers checked and skipped")
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = out_path.with_name(f".{out_path.name.removesuffix(WEIGHTS_SUFFIX)}.partial{WEIGHTS_SUFFIX}")
+    try:
+        with phase("write", str(out_path)):
+            model.save_weights(str(tmp_path))
+        del model
+        report = report_path = None
+        if parity:
+            with phase("parity", "upstream SwinTransformer3D vs Keras model loaded from the file"):
+                clip_shape = parity_shape(spec, parity_frames, parity_size, parity_batch)
+                report = run_parity(spec, checkpoint, tmp_path, clip_shape, seed, atol, rtol)
+                report_path = report_path_for(out_path)
+                report.save(report_path)
+            log(report.format())
+            if not report.passed:
+                raise ParityFailure(
+                    f"parity failed: logits differ by {report.judged.max_abs:.3e} "
+                    f"(atol {atol:g}, relative {report.judged.relative:.2e} vs rtol {rtol:g}); "
+                    f"nothing written, report in {report_path}"
+                )
+        os.replace(tmp_path, out_path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
+    return ConversionResult(spec, checkpoint, out_path, report, report_path, timings)
+
+
+def build_keras_model(spec: ModelSpec):
+    """A fresh `TFSwinTransformer3D` for ``spec``, every variable created."""
+    from videoswin_tf import TFSwinTransformer3D
+
+    return TFSwinTransformer3D(**spec.keras_kwargs(), name=spec.name)
+
+
+def parity_shape(
+    spec: ModelSpec, frames: int | None = None, size: int | None = None, batch: int = 1
+) -> tuple[int, int, int, int, int]:
+    """The parity clip ``(B, T, S, S, 3)``; frames and size default to the config's clip."""
+    size = size or spec.clip_size
+    return (batch, frames or spec.clip_frames, size, size, 3)
+
+
+def run_parity(
+    spec: ModelSpec,
+    checkpoint: LoadedCheckpoint,
+    weights_path: Path,
+    clip_shape: tuple[int, ...],
+    seed: int = 0,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+) -> ParityReport:
+    """Run the upstream reference, loaded from ``checkpoint``, and a fresh Keras model, loaded
+    from ``weights_path``, on one seeded clip of ``clip_shape`` and compare them."""
+    from convert.parity import compare, keras_forward, parity_clip
+    from convert.reference import build_reference, load_reference_state, reference_forward
+
+    clip = parity_clip(clip_shape, seed)
+
+    start = time.perf_counter()
+    reference = build_reference(spec)
+    load_reference_state(reference, checkpoint.state)
+    reference_out = reference_forward(reference, clip)
+    del reference
+    seconds_reference = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model = build_keras_model(spec)
+    model.load_weights(str(weights_path))
+    keras_out = keras_forward(model, clip)
+    seconds_keras = time.perf_counter() - start
+
+    return compare(
+        spec.name, keras_out, reference_out, clip_shape, seed, atol, rtol,
+        seconds=(seconds_keras, seconds_reference),
+    )
+
+
+def _resolve_spec(config: str | None, checkpoint: LoadedCheckpoint) -> ModelSpec:
+    if config is None:
+        return infer_spec(checkpoint.state)
+    spec = resolve_config(config)
+    problems = spec_disagreements(spec, checkpoint.state)
+    if problems:
+        raise ConversionError(
+            f"config {config!r} disagrees with the checkpoint in {len(problems)} way"
+            f"{'s' if len(problems) != 1 else ''}:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\npick the config that matches the checkpoint, or leave --config out to infer it"
+        )
+    return spec if checkpoint.has_head else spec.replace(num_classes=None)
+
+
+def _describe(spec: ModelSpec) -> str:
+    head = f"{spec.num_classes} classes" if spec.num_classes else "backbone only"
+    return (
+        f"{spec.name}: {spec.arch or 'custom'} (C={spec.embed_dim}, depths {list(spec.depths)}, "
+        f"heads {list(spec.num_heads)}), window {spec.window_size}, {head}"
+    )

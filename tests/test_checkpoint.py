@@ -1,0 +1,230 @@
+"""Reading checkpoints in every published layout, and refusing bad ones with clear messages."""
+
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SMALL_SPEC
+from convert.checkpoint import CheckpointError, load_checkpoint
+from convert.synthetic import LAYOUTS, make_checkpoint, save_checkpoint, distinctive_state
+
+RENAMED = "renamed backbone.norm.bias, backbone.norm.weight to backbone.norm3.* (mmaction2 1.x name)"
+AUTHORS = "authors' Video-Swin layout"
+
+
+@pytest.fixture(scope="module")
+def canonical():
+    """The values every layout holds, in canonical form."""
+    return {key: value.numpy() for key, value in distinctive_state(SMALL_SPEC, seed=0).items()}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("layouts")
+    paths = {}
+    for layout in LAYOUTS:
+        paths[layout] = folder / f"{layout}.pth"
+        save_checkpoint(make_checkpoint(SMALL_SPEC, layout=layout, seed=0), paths[layout])
+    return paths
+
+
+def float_count(state):
+    return sum(1 for value in state.values() if value.dtype == np.float32)
+
+
+def test_layouts_constant():
+    assert LAYOUTS == ("authors", "mmaction", "module", "bare", "backbone_only", "half")
+
+
+@pytest.mark.parametrize("layout, source_layout, has_head", [
+    ("authors", f"{AUTHORS} (state_dict, backbone.norm)", True),
+    ("mmaction", "mmaction2 1.x layout (state_dict, backbone.norm3)", True),
+    ("module", f"{AUTHORS} (state_dict, module. prefix, backbone.norm)", True),
+    ("bare", f"{AUTHORS} (bare state dict, backbone.norm)", True),
+    ("backbone_only", f"{AUTHORS} (state_dict, backbone.norm)", False),
+    ("half", f"{AUTHORS} (state_dict, backbone.norm)", True),
+])
+def test_every_layout_loads_to_the_same_canonical_state(saved, canonical, layout, source_layout, has_head):
+    loaded = load_checkpoint(saved[layout])
+    expected = canonical
+    if layout == "backbone_only":
+        expected = {k: v for k, v in canonical.items() if not k.startswith("cls_head.")}
+    if layout == "half":
+        expected = {k: v.astype(np.float16).astype(np.float32) if v.dtype == np.float32 else v
+                    for k, v in canonical.items()}
+    assert list(loaded.state) == list(expected)
+    for key, value in expected.items():
+        assert loaded.state[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(loaded.state[key], value, err_msg=key)
+    assert loaded.source_layout == source_layout
+    assert loaded.has_head is has_head
+    notes = {
+        "authors": [RENAMED],
+        "mmaction": ["dropped data_preprocessor.mean, data_preprocessor.std "
+                     "(input normalisation buffers, not weights)"],
+        "module": [f"stripped the module. prefix (DDP) from {len(canonical)} keys", RENAMED],
+        "bare": [RENAMED],
+        "backbone_only": [RENAMED, "no cls_head.* keys: backbone-only checkpoint"],
+        "half": [RENAMED, f"cast {float_count(canonical)} float16 tensors to float32"],
+    }[layout]
+    assert loaded.notes == notes
+
+
+def test_published_containers_are_exact(saved):
+    authors = torch.load(saved["authors"], weights_only=True)
+    assert set(authors) == {"meta", "state_dict"}
+    assert "backbone.norm.weight" in authors["state_dict"]
+    assert "backbone.norm3.weight" not in authors["state_dict"]
+
+    mmaction = torch.load(saved["mmaction"], weights_only=True)
+    assert set(mmaction) == {"meta", "state_dict", "message_hub"}
+    assert mmaction["meta"]["seed"] == 0 and "not trained weights" in mmaction["meta"]["note"]
+    assert isinstance(mmaction["message_hub"], dict)
+    mean, std = mmaction["state_dict"]["data_preprocessor.mean"], mmaction["state_dict"]["data_preprocessor.std"]
+    assert mean.shape == std.shape == (3, 1, 1, 1)
+    np.testing.assert_allclose(mean.flatten(), [123.675, 116.28, 103.53], rtol=1e-6)
+    np.testing.assert_allclose(std.flatten(), [58.395, 57.12, 57.375], rtol=1e-6)
+
+    module = torch.load(saved["module"], weights_only=True)["state_dict"]
+    assert all(key.startswith("module.backbone.") or key.startswith("module.cls_head.") for key in module)
+
+    bare = torch.load(saved["bare"], weights_only=True)
+    assert all(isinstance(value, torch.Tensor) for value in bare.values())
+
+    half = torch.load(saved["half"], weights_only=True)["state_dict"]
+    assert half["backbone.norm.weight"].dtype == torch.float16
+    assert half["backbone.layers.0.blocks.0.attn.relative_position_index"].dtype == torch.int64
+
+
+def test_make_checkpoint_rejects_an_unknown_layout():
+    with pytest.raises(ValueError, match="unknown layout 'ddp'; choose one of authors, mmaction, module, bare, backbone_only, half"):
+        make_checkpoint(SMALL_SPEC, layout="ddp")
+
+
+def test_save_checkpoint_is_atomic(tmp_path):
+    target = tmp_path / "model.pth"
+    save_checkpoint({"state_dict": {"backbone.x": torch.ones(2)}}, target)
+    with pytest.raises(Exception):
+        save_checkpoint({"state_dict": {"backbone.x": lambda: 0}}, target)  # cannot be pickled
+    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["backbone.x"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]
+
+
+def test_model_container_and_other_casts(tmp_path):
+    path = tmp_path / "model.pth"
+    torch.save({"model": {
+        "backbone.norm3.weight": torch.ones(4, dtype=torch.bfloat16),
+        "backbone.norm3.bias": torch.zeros(4, dtype=torch.bfloat16),
+        "backbone.layers.0.blocks.0.attn.relative_position_index": torch.zeros(2, 2, dtype=torch.int32),
+        "epoch": 3,
+    }}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.source_layout == "mmaction2 1.x layout (model, backbone.norm3)"
+    assert loaded.notes == [
+        "ignored model entries that are not tensors: epoch",
+        "cast 2 bfloat16 tensors to float32",
+        "cast 1 int32 tensor to int64",
+        "no cls_head.* keys: backbone-only checkpoint",
+    ]
+    assert loaded.state["backbone.layers.0.blocks.0.attn.relative_position_index"].dtype == np.int64
+    assert loaded.state["backbone.norm3.weight"].dtype == np.float32
+
+
+def error_of(path) -> str:
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    return str(error.value)
+
+
+def test_missing_file_and_directory(tmp_path):
+    assert error_of(tmp_path / "nope.pth") == (
+        f"{tmp_path / 'nope.pth'}: file not found; check the path of the .pth checkpoint"
+    )
+    assert error_of(tmp_path) == f"{tmp_path}: is a directory; pass the .pth checkpoint file itself"
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello")
+    message = error_of(path)
+    assert message.startswith(f"{path}: could not be read as a PyTorch checkpoint (")
+    assert message.endswith("); pass a file written by torch.save")
+
+
+def test_not_a_dict(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.ones(1)], path)
+    assert error_of(path) == (
+        f"{path}: holds a list, not a dict; expected a checkpoint dict (with 'state_dict' or "
+        f"'model') or a state dict of tensors"
+    )
+
+
+def test_no_tensors(tmp_path):
+    path = tmp_path / "meta.pth"
+    torch.save({"meta": {"epoch": 1}, "optimizer": {}}, path)
+    assert error_of(path) == (
+        f"{path}: no tensors found at the top level (top-level keys: meta, optimizer); expected "
+        f"weights under 'state_dict' or 'model', or a bare state dict of tensors"
+    )
+    torch.save({"meta": {}, "state_dict": {}}, path)
+    assert error_of(path).startswith(f"{path}: no tensors found in its 'state_dict' entry (")
+
+
+def test_both_final_norm_names(tmp_path):
+    path = tmp_path / "both.pth"
+    torch.save({"state_dict": {
+        "backbone.norm.weight": torch.ones(2), "backbone.norm3.weight": torch.ones(2),
+    }}, path)
+    assert error_of(path) == (
+        f"{path}: holds both backbone.norm.weight and backbone.norm3.weight; the final norm must "
+        f"be one or the other (authors' files use backbone.norm, mmaction2 1.x backbone.norm3). "
+        f"Remove the stale copy and re-save"
+    )
+
+
+def test_keys_outside_backbone_and_head(tmp_path):
+    path = tmp_path / "unprefixed.pth"
+    keys = [f"layers.0.blocks.{j}.norm1.weight" for j in range(10)] + ["patch_embed.proj.bias"]
+    torch.save({"backbone.norm3.weight": torch.ones(1), **{k: torch.ones(1) for k in keys}}, path)
+    assert error_of(path) == (
+        f"{path}: 11 keys neither backbone.* nor cls_head.*: " + ", ".join(keys[:8])
+        + " and 3 more. They look like a Swin backbone saved without the 'backbone.' prefix (or a "
+        "2D ImageNet Swin checkpoint, which must be inflated to 3D first); re-save the keys with "
+        "'backbone.' in front"
+    )
+    torch.save({"state_dict": {"backbone.norm3.weight": torch.ones(1), "fc.weight": torch.ones(1)}}, path)
+    assert error_of(path) == (
+        f"{path}: 1 key neither backbone.* nor cls_head.*: fc.weight. This does not look like a "
+        f"Video Swin recognizer checkpoint"
+    )
+
+
+def test_pickled_objects_are_refused_and_never_run(tmp_path):
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+
+    path = tmp_path / "payload.pth"
+    torch.save({"state_dict": {"backbone.norm3.weight": torch.ones(1)}, "extra": Payload()}, path)
+    message = error_of(path)
+    assert not marker.exists()
+    assert message.startswith(
+        f"{path}: holds Python objects that torch's safe loader (weights_only=True) refuses "
+        f"(Unsupported global: GLOBAL "
+    )
+    assert "this converter never lets a checkpoint run code" in message
+    assert "torch.save(c.get('state_dict', c), 'plain.pth')" in message
+
+
+def test_a_key_both_with_and_without_the_ddp_prefix(tmp_path):
+    path = tmp_path / "clash.pth"
+    torch.save({"module.backbone.norm3.weight": torch.ones(1), "backbone.norm3.weight": torch.ones(1)}, path)
+    assert error_of(path) == (
+        f"{path}: holds both module.backbone.norm3.weight and the same keys without the module. "
+        f"prefix; keep one copy and re-save"
+    )

@@ -10,7 +10,13 @@ STAMP  := $(VENV)/.installed
 DEMO_CONFIG := swin_t_k400
 DEMO_PTH    := checkpoints/swin_tiny_patch244_window877_kinetics400_1k.pth
 
-.PHONY: venv test test-slow convert clean
+# `make release`: every official source found in $(SOURCES) becomes an asset in $(RELEASE), with
+# manifest.json and MODEL_ZOO.md. `make sources` fills $(SOURCES) with generated stand-ins for the
+# six official files (existing files are kept), so `make sources release` works offline.
+SOURCES ?= checkpoints/sources
+RELEASE ?= checkpoints/release
+
+.PHONY: venv test test-slow convert sources release verify clean
 
 venv: $(STAMP)
 
@@ -29,6 +35,15 @@ test-slow: venv
 convert: venv
 	$(VENV)/bin/vswin-convert synthesize --config $(DEMO_CONFIG) --out $(DEMO_PTH) --force
 	$(VENV)/bin/vswin-convert --config $(DEMO_CONFIG) --pth $(DEMO_PTH) --force
+
+sources: venv
+	$(VENV)/bin/vswin-convert synthesize --all --to $(SOURCES)
+
+release: venv
+	$(VENV)/bin/vswin-convert release --from $(SOURCES) --to $(RELEASE)
+
+verify: venv
+	$(VENV)/bin/vswin-convert verify --manifest $(RELEASE)/manifest.json --sources $(SOURCES)
 
 clean:
 	rm -rf $(VENV) *.egg-info

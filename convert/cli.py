@@ -10,6 +10,7 @@ from typing import Iterator
 import click
 
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL
+from convert.synthetic import LAYOUTS
 
 # TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine, oneDNN notices) would bury
 # the report; a user who wants it can still set the variable.
@@ -124,36 +125,49 @@ def main(ctx: click.Context, pth, config, out, force, no_parity, parity_frames, 
 
 
 @main.command()
-@click.option("--config", "config", required=True, metavar="NAME",
-              help="Named config whose architecture and head the checkpoint gets.")
-@click.option("--layout", default="authors", show_default=True,
-              help="Checkpoint layout: authors, mmaction, module, bare, backbone_only, half.")
+@click.option("--config", "configs", multiple=True, metavar="NAME",
+              help="Named config whose architecture and head the checkpoint gets; repeat it "
+              "for several.")
+@click.option("--all", "all_configs", is_flag=True, help="Every named config.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default="authors", show_default=True,
+              help="Checkpoint layout.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str),
-              help="Where to write. Default: checkpoints/<official file name>.")
+              help="File to write, for a single config. Default: <--to>/<official file name>.")
+@click.option("--to", "folder", default="checkpoints", show_default=True,
+              type=click.Path(file_okay=False, path_type=str), help="Folder to write into.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights.")
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def synthesize(config, layout, out, seed, force) -> None:
-    """Write a test checkpoint made by the upstream reference model with a fixed seed, every
+@click.option("--force", is_flag=True, help="Overwrite existing files (otherwise kept).")
+def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
+    """Write test checkpoints made by the upstream reference model with a fixed seed, every
     tensor given a distinct, non-trivial value, in the exact layout and file name of the
-    published checkpoint. No download needed: `make convert` converts one of these.
+    published checkpoints. No download needed: `make convert` and `make release` use these.
+
+    \b
+    Examples:
+      vswin-convert synthesize --config swin_t_k400
+      vswin-convert synthesize --all --to checkpoints/sources
     """
     from pathlib import Path
 
-    from convert.configs import resolve_config
-    from convert.synthetic import LAYOUTS, make_checkpoint, save_checkpoint
+    from convert.configs import named_configs, resolve_config
+    from convert.synthetic import make_checkpoint, save_checkpoint
 
-    if layout not in LAYOUTS:
-        raise click.BadParameter(f"{layout!r} is not one of {', '.join(LAYOUTS)}", param_hint="--layout")
     with exit_on_error():
-        spec = resolve_config(config)
-    path = Path(out) if out else Path("checkpoints") / (spec.source or f"{spec.name}.pth")
-    if path.exists() and not force:
-        click.secho(f"error: {path} exists; pass --force to overwrite it", fg="red", err=True)
-        sys.exit(2)
-    click.echo(f"[synthesize] {spec.name}, {layout} layout, seed {seed}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(make_checkpoint(spec, layout=layout, seed=seed), path)
-    click.echo(f"wrote {path}")
+        specs = list(named_configs().values()) if all_configs else [
+            resolve_config(name) for name in configs
+        ]
+    if not specs:
+        raise click.UsageError("name a --config, or pass --all")
+    if out and len(specs) > 1:
+        raise click.UsageError("--out names one file; use --to for several configs")
+    for spec in specs:
+        path = Path(out) if out else Path(folder) / (spec.source or f"{spec.name}.pth")
+        if path.exists() and not force:
+            click.echo(f"[synthesize] {path} exists, kept (--force to overwrite)")
+            continue
+        click.echo(f"[synthesize] {spec.name}, {layout} layout, seed {seed} -> {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(make_checkpoint(spec, layout=layout, seed=seed), path)
 
 
 @main.command(name="release")

@@ -36,6 +36,7 @@ class ConversionResult:
         weights_path: the written Keras weights file.
         report: the parity report, or None with parity off.
         report_path: where the report was saved, or None.
+        parameters: number of values written (all trainable).
         timings: ``(phase, seconds)`` in the order the phases ran.
     """
 
@@ -44,6 +45,7 @@ class ConversionResult:
     weights_path: Path | None
     report: ParityReport | None
     report_path: Path | None
+    parameters: int
     timings: list[tuple[str, float]]
 
 
@@ -158,7 +160,8 @@ def convert(
     finally:
         tmp_path.unlink(missing_ok=True)
     log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
-    return ConversionResult(spec, checkpoint, out_path, report, report_path, timings)
+    parameters = sum(item.value.size for item in assignments)
+    return ConversionResult(spec, checkpoint, out_path, report, report_path, parameters, timings)
 
 
 def build_keras_model(spec: ModelSpec):

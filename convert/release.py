@@ -71,6 +71,8 @@ def release(
             f"no official source file in {sources}; expected any of: "
             + ", ".join(spec.source for spec in configs.values())
         )
+    if missing:
+        log(f"missing sources, not released: {', '.join(missing)}")
     assets.mkdir(parents=True, exist_ok=True)
     entries = []
     for index, (name, spec) in enumerate(present.items(), start=1):
@@ -84,15 +86,12 @@ def release(
     manifest = {"assets": entries, "missing_sources": missing, "versions": versions()}
     _write_text(assets / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     _write_text(assets / MODEL_ZOO, model_zoo(manifest))
-    log(f"released {len(entries)} assets to {assets}")
-    if missing:
-        log("missing sources (not released): " + ", ".join(missing))
+    log(f"released {len(entries)} of {len(configs)} assets to {assets}")
     return manifest
 
 
 def _entry(spec: ModelSpec, source: Path, result) -> dict[str, Any]:
     weights = result.weights_path
-    model = build_keras_model(spec)
     return {
         "file": weights.name,
         "bytes": weights.stat().st_size,
@@ -109,7 +108,7 @@ def _entry(spec: ModelSpec, source: Path, result) -> dict[str, Any]:
             "patch_size": list(spec.patch_size),
         },
         "classes": spec.num_classes,
-        "parameters": int(model.count_params()),
+        "parameters": result.parameters,
         "parity": result.report.to_json(),
     }
 
@@ -183,16 +182,17 @@ def verify(
         except Exception as error:  # noqa: BLE001 - any load failure is a verdict, not a crash
             problems.append(f"does not load into {spec.name}: {error}")
         source = sources / entry["source"] if sources else None
-        if source is not None and source.is_file() and not problems:
+        if source is not None and not source.is_file():
+            log(f"        source {entry['source']} not in {sources}: parity not re-run")
+        elif source is not None and not problems:
             if sha256(source) != entry["source_sha256"]:
                 problems.append(f"source {entry['source']} SHA-256 differs from the manifest")
-            clip_shape = parity_shape(spec, parity_frames, parity_size)
-            report = run_parity(spec, load_checkpoint(source), path, clip_shape)
-            log(report.format())
-            if not report.passed:
-                problems.append(f"parity failed: max |diff| {report.judged.max_abs:.3e}")
-        elif source is not None and not source.is_file():
-            log(f"        source {entry['source']} not in {sources}: parity not re-run")
+            else:
+                clip_shape = parity_shape(spec, parity_frames, parity_size)
+                report = run_parity(spec, load_checkpoint(source), path, clip_shape)
+                log(report.format())
+                if not report.passed:
+                    problems.append(f"parity failed: max |diff| {report.judged.max_abs:.3e}")
         if problems:
             failures.append(f"{name}: " + "; ".join(problems))
         else:

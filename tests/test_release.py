@@ -1,0 +1,124 @@
+"""Release publishing: assets, manifest, model zoo, reproducible bytes, verify.
+
+The default run releases Swin-T alone (the other five sources are missing, which must be
+listed, not fatal); `.ci/release-check` does all six at full size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convert.configs import resolve_config
+from convert.release import release, sha256, verify
+from convert.synthetic import make_checkpoint, save_checkpoint
+
+VSWIN = str(Path(sys.executable).parent / "vswin-convert")
+SMALL_CLIP = ["--parity-frames", "4", "--parity-size", "64"]
+T = resolve_config("swin_t_k400")
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sources")
+    save_checkpoint(make_checkpoint(T, "authors", seed=0), folder / T.source)
+    (folder / "unrelated.pth").write_bytes(b"not a source")
+    return folder
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([VSWIN, *args], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.fixture(scope="module")
+def released(sources, tmp_path_factory) -> tuple[Path, Path]:
+    """Two release runs, in two processes, of the same sources."""
+    first, second = tmp_path_factory.mktemp("first"), tmp_path_factory.mktemp("second")
+    for folder in (first, second):
+        result = run("release", "--from", str(sources), "--to", str(folder), *SMALL_CLIP)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return first, second
+
+
+def test_release_writes_asset_manifest_and_zoo(released, sources):
+    first, _ = released
+    asset = first / f"{T.release}.weights.h5"
+    manifest = json.loads((first / "manifest.json").read_text())
+    (entry,) = manifest["assets"]
+    assert entry["file"] == asset.name
+    assert entry["bytes"] == asset.stat().st_size
+    assert entry["sha256"] == sha256(asset)
+    assert entry["source"] == T.source and entry["source_sha256"] == sha256(sources / T.source)
+    assert entry["config"] == "swin_t_k400" and entry["classes"] == 400
+    assert entry["parameters"] == 28_158_070
+    assert entry["architecture"]["depths"] == [2, 2, 6, 2]
+    assert entry["parity"]["passed"] is True and entry["parity"]["logits"]["max_abs"] < 1e-4
+    assert set(manifest["versions"]) == {"tensorflow", "keras", "torch", "mmaction2", "videoswin-tf"}
+    assert len(manifest["missing_sources"]) == 5
+    assert "swin_base_patch244_window1677_sthv2.pth" in manifest["missing_sources"]
+
+    zoo = (first / "MODEL_ZOO.md").read_text()
+    assert (
+        f"| Swin-T | IN-1K | 224 | 78.8 | 93.6 | 28M | 87.9G | `configs/swin_t_k400.json` "
+        f"| `{asset.name}` (`{entry['sha256'][:12]}`) |"
+    ) in zoo
+    assert zoo.count("not released") == 5
+    for heading in ("## Kinetics 400", "## Kinetics 600", "## Something-Something V2"):
+        assert heading in zoo
+
+
+def test_two_runs_give_identical_bytes(released):
+    first, second = released
+    name = f"{T.release}.weights.h5"
+    assert sha256(first / name) == sha256(second / name)
+
+
+def test_verify_passes_then_catches_a_flipped_byte(released, sources, tmp_path):
+    first, _ = released
+    result = run("verify", "--manifest", str(first / "manifest.json"), "--sources", str(sources),
+                 *SMALL_CLIP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all assets verified" in result.stdout and "PASS" in result.stdout
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(first, tampered)
+    asset = tampered / f"{T.release}.weights.h5"
+    data = bytearray(asset.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    asset.write_bytes(bytes(data))
+    result = run("verify", "--manifest", str(tampered / "manifest.json"))
+    assert result.returncode == 1
+    assert f"FAILED {asset.name}: SHA-256 differs from the manifest" in result.stderr
+
+
+def test_verify_catches_a_swapped_source(released, tmp_path):
+    first, _ = released
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    save_checkpoint(make_checkpoint(T, "authors", seed=1), swapped / T.source)
+    failures = verify(first / "manifest.json", swapped, parity_frames=4, parity_size=64,
+                      log=lambda _: None)
+    assert failures == [f"{T.release}.weights.h5: source {T.source} SHA-256 differs from the "
+                        "manifest"]
+
+
+def test_verify_reports_a_missing_asset(released, tmp_path):
+    first, _ = released
+    shutil.copy(first / "manifest.json", tmp_path / "manifest.json")
+    assert verify(tmp_path / "manifest.json", log=lambda _: None) == [
+        f"{T.release}.weights.h5: missing from {tmp_path}"
+    ]
+
+
+def test_release_without_any_source_is_an_error(tmp_path):
+    result = run("release", "--from", str(tmp_path), "--to", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "no official source file in" in result.stderr and T.source in result.stderr
+    assert not (tmp_path / "out").exists()

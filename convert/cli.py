@@ -12,10 +12,6 @@ import click
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL
 from convert.synthetic import LAYOUTS
 
-# TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine, oneDNN notices) would bury
-# the report; a user who wants it can still set the variable.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 EXAMPLES = """
 \b
 Examples:
@@ -29,6 +25,27 @@ Examples:
 Named configs: swin_t_k400, swin_s_k400, swin_b_k400, swin_b_k400_in22k,
 swin_b_k600_in22k, swin_b_ssv2 (see configs/).
 """
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and probe its devices with the process's stderr sent to /dev/null.
+
+    TensorFlow 2.21 prints its C++ start-up lines (oneDNN notices, a failed CUDA probe on a CPU
+    machine) straight to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; they would bury
+    the report. Setting TF_CPP_MIN_LOG_LEVEL yourself keeps them.
+    """
+    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -116,6 +133,7 @@ def main(ctx: click.Context, pth, config, out, force, no_parity, parity_frames, 
         raise click.UsageError("--pth is required: the checkpoint to convert (see --help)")
     from convert.converter import convert
 
+    start_tensorflow_quietly()
     with exit_on_error():
         convert(
             pth, config=config, out=out, force=force, parity=not no_parity,
@@ -193,6 +211,7 @@ def release_command(sources, assets, parity_frames, parity_size) -> None:
 
     from convert.release import release
 
+    start_tensorflow_quietly()
     with exit_on_error():
         release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
 
@@ -221,6 +240,7 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
 
     from convert.release import verify
 
+    start_tensorflow_quietly()
     failures = verify(
         Path(manifest), Path(sources) if sources else None, parity_frames, parity_size,
         log=click.echo,

@@ -276,3 +276,40 @@ def test_full_size_parity(tmp_path, name):
     assert report.clip_shape == (1, 32, 224, 224, 3)
     assert report.passed, report.format()
     assert report.logits.max_abs < 1e-4 and report.logits.relative < 1e-5
+
+
+def _swap_norms(model):
+    block = model.stages[2].blocks[1]
+    gamma1, gamma2 = block.norm1.gamma.numpy(), block.norm2.gamma.numpy()
+    block.norm1.gamma.assign(gamma2)
+    block.norm2.gamma.assign(gamma1)
+
+
+def _shift_bias_index(model):
+    table = model.stages[0].blocks[1].attn.relative_position_bias_table
+    table.assign(np.roll(table.numpy(), 1, axis=0))
+
+
+def _swap_qk(model):
+    qkv = model.stages[1].blocks[0].attn.qkv.kernel
+    q, k, v = np.split(qkv.numpy(), 3, axis=1)
+    qkv.assign(np.concatenate([k, q, v], axis=1))
+
+
+@pytest.mark.parametrize("port_error", [_swap_norms, _shift_bias_index, _swap_qk],
+                         ids=["swapped-norms", "bias-index-off-by-one", "q-k-swapped"])
+def test_parity_fails_on_typical_port_errors(tmp_path, mini_config, port_error):
+    """The gate is not vacuous: each of these single mistakes fails it by a wide margin."""
+    from convert.checkpoint import load_checkpoint
+    from convert.converter import build_keras_model, run_parity
+    from convert.mapping import assign
+
+    checkpoint = load_checkpoint(write_checkpoint(tmp_path, MINI, "authors"))
+    model = build_keras_model(MINI)
+    assign(model, checkpoint.state)
+    port_error(model)
+    weights = tmp_path / "broken.weights.h5"
+    model.save_weights(str(weights))
+    report = run_parity(MINI, checkpoint, weights, (2, 8, 48, 48, 3))
+    assert not report.passed
+    assert report.logits.max_abs > 100 * report.atol, report.format()

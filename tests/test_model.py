@@ -261,3 +261,11 @@ def test_fit_lowers_the_loss_on_a_tiny_batch():
     model.fit(x, y, epochs=3, batch_size=4, verbose=0)
     after = model.evaluate(x, y, verbose=0)
     assert after < before
+
+
+def test_functional_model_over_unknown_sizes_runs_on_real_clips(small_model):
+    inputs = keras.Input((None, None, None, 3))
+    features = TFSwinTransformer3D(**{**SMALL, "include_top": False})(inputs)
+    wrapped = keras.Model(inputs, keras.layers.Dense(3)(features))
+    assert tuple(wrapped(clip((2, 5, 50, 70, 3))).shape) == (2, 3)
+    assert tuple(wrapped(clip((1, 1, 32, 32, 3))).shape) == (1, 3)

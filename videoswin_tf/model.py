@@ -234,8 +234,9 @@ def validate_clip(x) -> None:
         )
     if any(size is None for size in shape[1:4]):
         raise ValueError(
-            f"frames, height and width must be known when the model is called, got {shape} "
-            f"({INPUT_LAYOUT}); give them in keras.Input or call the model on a real clip"
+            f"frames, height and width must be known when the model runs, got {shape} "
+            f"({INPUT_LAYOUT}); give them in the traced input signature, or call the model "
+            "on a real clip"
         )
     if 0 in shape:
         raise ValueError(f"got an empty clip of shape {shape}; expected {INPUT_LAYOUT}")

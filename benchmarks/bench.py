@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,18 +27,17 @@ BIN = Path(sys.executable).parent
 
 def convert_once(config: str, pth: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak resident GiB of one ``vswin-convert --no-parity`` process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run(
+    process = subprocess.Popen(
         [str(BIN / "vswin-convert"), "--config", config, "--pth", str(pth), "--out", str(out),
          "--no-parity", "--force"],
-        check=True, stdout=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.DEVNULL,
     )
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not all children's
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        raise RuntimeError("peak memory of the child not visible: run one config per process")
-    return seconds, peak / 2**20
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"vswin-convert failed for {config}")
+    return seconds, usage.ru_maxrss / 2**20
 
 
 def forward_times(config: str, frames: int, size: int, repeats: int) -> tuple[float, float]:
@@ -83,7 +81,9 @@ def main() -> None:
 
     from convert.configs import resolve_config
 
-    rows = []
+    # Conversions first: a child's peak memory includes what it inherits at fork, so this
+    # process must stay small until they are done.
+    conversions = {}
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.configs:
             spec = resolve_config(config)
@@ -93,9 +93,11 @@ def main() -> None:
                     [str(BIN / "vswin-convert"), "synthesize", "--config", config, "--out", str(pth)],
                     check=True, stdout=subprocess.DEVNULL,
                 )
-            seconds, gib = convert_once(config, pth, Path(tmp) / f"{config}.weights.h5")
-            keras_s, torch_s = forward_times(config, args.frames, args.size, args.repeats)
-            rows.append((config, seconds, gib, keras_s, torch_s))
+            conversions[config] = convert_once(config, pth, Path(tmp) / f"{config}.weights.h5")
+    rows = [
+        (config, *conversions[config], *forward_times(config, args.frames, args.size, args.repeats))
+        for config in args.configs
+    ]
 
     clip = f"1x{args.frames}x{args.size}x{args.size}"
     print(f"{'config':<20} {'convert wall s':>15} {'convert peak GiB':>17} "

@@ -126,7 +126,10 @@ def model_zoo(manifest: dict[str, Any]) -> str:
     by_config = {entry["config"]: entry for entry in manifest["assets"]}
     configs = named_configs()
     for dataset, heading in ZOO_SECTIONS.items():
-        rows = [name for name in configs if describe(name)["dataset"] == dataset]
+        rows = sorted(  # the seed's order: smaller models first, then IN-1K before IN-22K
+            (name for name in configs if describe(name)["dataset"] == dataset),
+            key=lambda name: (describe(name)["params"], name),
+        )
         lines += [
             f"## {heading}",
             "",

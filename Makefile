@@ -29,7 +29,9 @@ $(STAMP): pyproject.toml constraints.txt
 test: venv
 	$(PY) -m pytest -q
 
+# The long runs: full-size parity cases and the model tests on the JAX backend.
 test-slow: venv
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[jax]'
 	$(PY) -m pytest -q -m slow
 
 convert: venv

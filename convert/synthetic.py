@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ HEAD_WEIGHT_STD = 0.1
 def distinctive_state(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
     """The reference model's state dict (mmaction2 1.x keys) with every learned tensor re-drawn.
 
-    Draws, in state-dict order from one generator seeded with ``seed``:
+    Draws, in state-dict order from one generator seeded with ``seed`` and the config name (so
+    two configs of one architecture, such as the IN-1K and IN-22K Swin-B, differ):
     relative position bias tables ``N(0, 1.5)``; LayerNorm weights ``U(0.5, 1.5)`` and biases
     ``U(-0.5, 0.5)``; Linear and Conv3d weights ``N(0, 1 / fan_in)`` (keeps activations O(1):
     each residual branch adds about unit variance and every stage starts from a LayerNorm);
@@ -51,7 +53,7 @@ def distinctive_state(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
         ``{key: tensor}``, float32 except the int64 index buffers.
     """
     reference = build_reference(spec)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(zlib.crc32(f"{spec.name}:{seed}".encode()))
     state = {}
     for key, tensor in reference.state_dict().items():
         if key.endswith("relative_position_index"):

@@ -160,3 +160,10 @@ def test_distinctive_weights_keep_24_blocks_finite_and_logits_of_order_one_to_te
         assert np.all(np.isfinite(stage)) and 0.5 < np.sqrt(np.mean(stage**2)) < 10
     assert 1 < np.abs(out["logits"]).max() < 20
     assert out["logits"].std() > 0.5
+
+
+def test_synthetic_values_differ_between_configs_of_one_architecture():
+    first = distinctive_state(SMALL_SPEC, seed=0)
+    second = distinctive_state(SMALL_SPEC.replace(name="other"), seed=0)
+    key = "backbone.layers.0.blocks.0.attn.qkv.weight"
+    assert not torch.equal(first[key], second[key])

@@ -7,7 +7,6 @@ layouts of the published files (`convert.synthetic`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -144,18 +143,18 @@ NAMED = ["swin_t_k400", "swin_s_k400", "swin_b_k400", "swin_b_k400_in22k",
 
 
 @pytest.mark.parametrize("name", NAMED)
-def test_every_named_config_converts_and_passes_parity(tmp_path, name):
+def test_every_named_config_converts_and_passes_parity(tmp_path, monkeypatch, name):
     from convert.configs import resolve_config
 
     spec = resolve_config(name)
     pth = write_checkpoint(tmp_path, spec, "authors", name=spec.source)
-    os.chdir(tmp_path)  # default output goes to ./checkpoints/
+    monkeypatch.chdir(tmp_path)  # the default output goes to ./checkpoints/
     result = run_cli("--config", name, "--pth", str(pth), "--parity-frames", "8",
                      "--parity-size", "64")
     assert result.exit_code == 0, result.output
     weights = tmp_path / "checkpoints" / f"{spec.release}.weights.h5"
     assert weights.is_file()
-    assert f"PASS" in result.output
+    assert "PASS" in result.output
     report = json.loads(weights.with_name(f"{spec.release}.parity.json").read_text())
     assert report["logits"]["shape"] == [1, spec.num_classes]
     assert report["logits"]["max_abs"] < 1e-4 and report["logits"]["relative"] < 1e-5

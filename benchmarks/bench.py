@@ -29,8 +29,17 @@ def convert_once(config: str, pth: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak resident GiB of one ``vswin-convert --no-parity`` process."""
     start = time.perf_counter()
     process = subprocess.Popen(
-        [str(BIN / "vswin-convert"), "--config", config, "--pth", str(pth), "--out", str(out),
-         "--no-parity", "--force"],
+        [
+            str(BIN / "vswin-convert"),
+            "--config",
+            config,
+            "--pth",
+            str(pth),
+            "--out",
+            str(out),
+            "--no-parity",
+            "--force",
+        ],
         stdout=subprocess.DEVNULL,
     )
     _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not all children's
@@ -90,8 +99,16 @@ def main() -> None:
             pth = args.sources / spec.source
             if not pth.is_file():
                 subprocess.run(
-                    [str(BIN / "vswin-convert"), "synthesize", "--config", config, "--out", str(pth)],
-                    check=True, stdout=subprocess.DEVNULL,
+                    [
+                        str(BIN / "vswin-convert"),
+                        "synthesize",
+                        "--config",
+                        config,
+                        "--out",
+                        str(pth),
+                    ],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
                 )
             conversions[config] = convert_once(config, pth, Path(tmp) / f"{config}.weights.h5")
     rows = [
@@ -100,12 +117,16 @@ def main() -> None:
     ]
 
     clip = f"1x{args.frames}x{args.size}x{args.size}"
-    print(f"{'config':<20} {'convert wall s':>15} {'convert peak GiB':>17} "
-          f"{'Keras fwd s':>12} {'mmaction2 fwd s':>16} {'speed-up':>9}   (forward: {clip}, "
-          f"best of {args.repeats}, {os.cpu_count()} cores)")
+    print(
+        f"{'config':<20} {'convert wall s':>15} {'convert peak GiB':>17} "
+        f"{'Keras fwd s':>12} {'mmaction2 fwd s':>16} {'speed-up':>9}   (forward: {clip}, "
+        f"best of {args.repeats}, {os.cpu_count()} cores)"
+    )
     for config, seconds, gib, keras_s, torch_s in rows:
-        print(f"{config:<20} {seconds:>15.1f} {gib:>17.2f} {keras_s:>12.2f} {torch_s:>16.2f} "
-              f"{torch_s / keras_s:>8.2f}x")
+        print(
+            f"{config:<20} {seconds:>15.1f} {gib:>17.2f} {keras_s:>12.2f} {torch_s:>16.2f} "
+            f"{torch_s / keras_s:>8.2f}x"
+        )
 
 
 if __name__ == "__main__":

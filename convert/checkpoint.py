@@ -102,7 +102,9 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     if not has_head:
         notes.append("no cls_head.* keys: backbone-only checkpoint")
 
-    family = {"norm": "authors' Video-Swin", "norm3": "mmaction2 1.x"}.get(norm_naming, "unrecognised")
+    family = {"norm": "authors' Video-Swin", "norm3": "mmaction2 1.x"}.get(
+        norm_naming, "unrecognised"
+    )
     parts = [container] + ([f"{DDP_PREFIX} prefix"] if prefixed else [])
     parts.append(f"backbone.{norm_naming}" if norm_naming else "no backbone.norm or backbone.norm3")
     return LoadedCheckpoint(
@@ -156,7 +158,9 @@ def _unwrap(path: Path, raw: dict, notes: list[str]) -> tuple[str, dict]:
         container, entries = "bare state dict", raw
     tensors = {key: value for key, value in entries.items() if isinstance(value, torch.Tensor)}
     if not tensors:
-        where = "at the top level" if container == "bare state dict" else f"in its {container!r} entry"
+        where = (
+            "at the top level" if container == "bare state dict" else f"in its {container!r} entry"
+        )
         raise CheckpointError(
             f"{path}: no tensors found {where} (top-level keys: {_listing([str(k) for k in raw])}); "
             f"expected weights under 'state_dict' or 'model', or a bare state dict of tensors"
@@ -183,7 +187,7 @@ def _rename_final_norm(path: Path, tensors: dict, notes: list[str]) -> tuple[dic
     if not authors:
         return tensors, "norm3" if mmaction else None
     renamed = {
-        MMACTION_NORM + key[len(AUTHORS_NORM):] if key.startswith(AUTHORS_NORM) else key: value
+        MMACTION_NORM + key[len(AUTHORS_NORM) :] if key.startswith(AUTHORS_NORM) else key: value
         for key, value in tensors.items()
     }
     notes.append(f"renamed {', '.join(sorted(authors))} to backbone.norm3.* (mmaction2 1.x name)")
@@ -218,7 +222,9 @@ def _to_numpy(path: Path, tensors: dict, notes: list[str]) -> dict[str, np.ndarr
 
 
 def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
-    looks_like_backbone = all(key.startswith(("patch_embed.", "layers.", "norm")) for key in unknown)
+    looks_like_backbone = all(
+        key.startswith(("patch_embed.", "layers.", "norm")) for key in unknown
+    )
     hint = (
         "They look like a Swin backbone saved without the 'backbone.' prefix (or a 2D ImageNet "
         "Swin checkpoint, which must be inflated to 3D first); re-save the keys with "

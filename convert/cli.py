@@ -69,53 +69,86 @@ def exit_on_error() -> Iterator[None]:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
-    "--pth", type=click.Path(dir_okay=False, path_type=str),
+    "--pth",
+    type=click.Path(dir_okay=False, path_type=str),
     help="The PyTorch checkpoint to convert: the authors' Video-Swin files, mmaction2 1.x "
     "files (with or without module. prefixes), a bare state dict, backbone-only or float16. "
     "Loaded with torch's safe weights_only loader.",
 )
 @click.option(
-    "--config", "config", metavar="NAME|PATH",
+    "--config",
+    "config",
+    metavar="NAME|PATH",
     help="A named config (e.g. swin_t_k400), one of our JSON config files, or an mmaction2 "
     "recognition config (.py, _base_ inheritance resolved). Left out: the architecture is "
     "inferred from the checkpoint's tensor shapes. A config that disagrees with the "
     "checkpoint is an error that lists every disagreement.",
 )
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=str),
+    "--out",
+    type=click.Path(dir_okay=False, path_type=str),
     help="Weights file to write, ending in .weights.h5. Default: "
     "checkpoints/<release name>.weights.h5 (e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224), "
     "or the .pth file's stem when the config has no release name.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option(
-    "--no-parity", is_flag=True,
+    "--no-parity",
+    is_flag=True,
     help="Skip the parity check (the upstream reference and the Keras model on one clip).",
 )
 @click.option(
-    "--parity-frames", type=click.IntRange(min=1), metavar="N",
+    "--parity-frames",
+    type=click.IntRange(min=1),
+    metavar="N",
     help="Frames of the parity clip. Default: the config's clip (32).",
 )
 @click.option(
-    "--parity-size", type=click.IntRange(min=1), metavar="S",
+    "--parity-size",
+    type=click.IntRange(min=1),
+    metavar="S",
     help="Height and width of the parity clip. Default: the config's clip (224).",
 )
 @click.option(
-    "--parity-batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
+    "--parity-batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="B",
     help="Clips in the parity batch.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the parity clip.")
 @click.option(
-    "--atol", type=float, default=DEFAULT_ATOL, show_default=True, metavar="X",
+    "--atol",
+    type=float,
+    default=DEFAULT_ATOL,
+    show_default=True,
+    metavar="X",
     help="Largest absolute logit difference that passes (see README: Parity).",
 )
 @click.option(
-    "--rtol", type=float, default=DEFAULT_RTOL, show_default=True, metavar="X",
+    "--rtol",
+    type=float,
+    default=DEFAULT_RTOL,
+    show_default=True,
+    metavar="X",
     help="Largest logit difference, relative to the largest reference logit, that passes.",
 )
 @click.pass_context
-def main(ctx: click.Context, pth, config, out, force, no_parity, parity_frames, parity_size,
-         parity_batch, seed, atol, rtol) -> None:
+def main(
+    ctx: click.Context,
+    pth,
+    config,
+    out,
+    force,
+    no_parity,
+    parity_frames,
+    parity_size,
+    parity_batch,
+    seed,
+    atol,
+    rtol,
+) -> None:
     """Convert an mmaction2 Video Swin checkpoint (.pth) into a Keras weights file
     (.weights.h5) and prove, on a seeded random clip, that the Keras model computes what the
     upstream PyTorch model computes.
@@ -136,23 +169,50 @@ def main(ctx: click.Context, pth, config, out, force, no_parity, parity_frames, 
     start_tensorflow_quietly()
     with exit_on_error():
         convert(
-            pth, config=config, out=out, force=force, parity=not no_parity,
-            parity_frames=parity_frames, parity_size=parity_size, parity_batch=parity_batch,
-            seed=seed, atol=atol, rtol=rtol, log=click.echo,
+            pth,
+            config=config,
+            out=out,
+            force=force,
+            parity=not no_parity,
+            parity_frames=parity_frames,
+            parity_size=parity_size,
+            parity_batch=parity_batch,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            log=click.echo,
         )
 
 
 @main.command()
-@click.option("--config", "configs", multiple=True, metavar="NAME",
-              help="Named config whose architecture and head the checkpoint gets; repeat it "
-              "for several.")
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="NAME",
+    help="Named config whose architecture and head the checkpoint gets; repeat it for several.",
+)
 @click.option("--all", "all_configs", is_flag=True, help="Every named config.")
-@click.option("--layout", type=click.Choice(LAYOUTS), default="authors", show_default=True,
-              help="Checkpoint layout.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
-              help="File to write, for a single config. Default: <--to>/<official file name>.")
-@click.option("--to", "folder", default="checkpoints", show_default=True,
-              type=click.Path(file_okay=False, path_type=str), help="Folder to write into.")
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default="authors",
+    show_default=True,
+    help="Checkpoint layout.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="File to write, for a single config. Default: <--to>/<official file name>.",
+)
+@click.option(
+    "--to",
+    "folder",
+    default="checkpoints",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder to write into.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights.")
 @click.option("--force", is_flag=True, help="Overwrite existing files (otherwise kept).")
 def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
@@ -171,9 +231,11 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
     from convert.synthetic import make_checkpoint, save_checkpoint
 
     with exit_on_error():
-        specs = list(named_configs().values()) if all_configs else [
-            resolve_config(name) for name in configs
-        ]
+        specs = (
+            list(named_configs().values())
+            if all_configs
+            else [resolve_config(name) for name in configs]
+        )
     if not specs:
         raise click.UsageError("name a --config, or pass --all")
     if out and len(specs) > 1:
@@ -189,15 +251,32 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
 
 
 @main.command(name="release")
-@click.option("--from", "sources", required=True,
-              type=click.Path(file_okay=False, exists=True, path_type=str),
-              help="Folder holding official checkpoints under their official file names.")
-@click.option("--to", "assets", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Folder for the assets, manifest.json and MODEL_ZOO.md.")
-@click.option("--parity-frames", type=click.IntRange(min=1), metavar="N",
-              help="Frames of the parity clip. Default: each config's clip (32).")
-@click.option("--parity-size", type=click.IntRange(min=1), metavar="S",
-              help="Height and width of the parity clip. Default: each config's clip (224).")
+@click.option(
+    "--from",
+    "sources",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=str),
+    help="Folder holding official checkpoints under their official file names.",
+)
+@click.option(
+    "--to",
+    "assets",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder for the assets, manifest.json and MODEL_ZOO.md.",
+)
+@click.option(
+    "--parity-frames",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Frames of the parity clip. Default: each config's clip (32).",
+)
+@click.option(
+    "--parity-size",
+    type=click.IntRange(min=1),
+    metavar="S",
+    help="Height and width of the parity clip. Default: each config's clip (224).",
+)
 def release_command(sources, assets, parity_frames, parity_size) -> None:
     """Convert every named config whose official .pth is in --from, with parity, into
     --to/<release name>.weights.h5; then write manifest.json (sizes, SHA-256 of assets and
@@ -217,16 +296,30 @@ def release_command(sources, assets, parity_frames, parity_size) -> None:
 
 
 @main.command(name="verify")
-@click.option("--manifest", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=str),
-              help="manifest.json written by release; assets are looked up beside it.")
-@click.option("--sources", type=click.Path(file_okay=False, exists=True, path_type=str),
-              help="Folder of official checkpoints: where an asset's source is here, its "
-              "checksum is checked and parity is re-run.")
-@click.option("--parity-frames", type=click.IntRange(min=1), metavar="N",
-              help="Frames of the parity clip. Default: each config's clip (32).")
-@click.option("--parity-size", type=click.IntRange(min=1), metavar="S",
-              help="Height and width of the parity clip. Default: each config's clip (224).")
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=str),
+    help="manifest.json written by release; assets are looked up beside it.",
+)
+@click.option(
+    "--sources",
+    type=click.Path(file_okay=False, exists=True, path_type=str),
+    help="Folder of official checkpoints: where an asset's source is here, its "
+    "checksum is checked and parity is re-run.",
+)
+@click.option(
+    "--parity-frames",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Frames of the parity clip. Default: each config's clip (32).",
+)
+@click.option(
+    "--parity-size",
+    type=click.IntRange(min=1),
+    metavar="S",
+    help="Height and width of the parity clip. Default: each config's clip (224).",
+)
 def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     """Check every asset in a manifest: size, SHA-256, that it loads into its model, and,
     with --sources, the source checksum and a fresh parity run. Prints one line per failed
@@ -242,7 +335,10 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
 
     start_tensorflow_quietly()
     failures = verify(
-        Path(manifest), Path(sources) if sources else None, parity_frames, parity_size,
+        Path(manifest),
+        Path(sources) if sources else None,
+        parity_frames,
+        parity_size,
         log=click.echo,
     )
     for line in failures:

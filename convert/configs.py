@@ -22,8 +22,16 @@ from convert.spec import ARCHITECTURES, ModelSpec
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 SPEC_FIELDS = (
-    "name", "arch", "window_size", "patch_size", "drop_path_rate", "num_classes",
-    "clip_frames", "clip_size", "release", "source",
+    "name",
+    "arch",
+    "window_size",
+    "patch_size",
+    "drop_path_rate",
+    "num_classes",
+    "clip_frames",
+    "clip_size",
+    "release",
+    "source",
 )
 # Optional: with ``"arch": null`` they define a custom architecture; with a named arch they must
 # agree with it.
@@ -128,7 +136,9 @@ def _spec_from_json(data: dict[str, Any], path: Path) -> ModelSpec:
         raise ConfigError(f"{path}: {'; '.join(problems)} (fields: {', '.join(known)})")
     num_classes = data["num_classes"]
     if num_classes is not None and not _positive_int(num_classes):
-        raise ConfigError(f"{path}: num_classes must be a positive integer or null, got {num_classes!r}")
+        raise ConfigError(
+            f"{path}: num_classes must be a positive integer or null, got {num_classes!r}"
+        )
     for field in ("clip_frames", "clip_size"):
         if not _positive_int(data[field]):
             raise ConfigError(f"{path}: {field} must be a positive integer, got {data[field]!r}")
@@ -154,11 +164,15 @@ def _json_architecture(data: dict[str, Any], path: Path) -> dict[str, Any]:
         missing = [field for field in ARCH_FIELDS if field not in given]
         if missing:
             raise ConfigError(
-                f"{path}: \"arch\": null needs {', '.join(missing)} for a custom architecture"
+                f'{path}: "arch": null needs {", ".join(missing)} for a custom architecture'
             )
         embed_dim, depths, num_heads = given["embed_dim"], given["depths"], given["num_heads"]
-        if not (_positive_int(embed_dim) and _int_list(depths) and _int_list(num_heads)
-                and len(depths) == len(num_heads)):
+        if not (
+            _positive_int(embed_dim)
+            and _int_list(depths)
+            and _int_list(num_heads)
+            and len(depths) == len(num_heads)
+        ):
             raise ConfigError(
                 f"{path}: embed_dim must be a positive integer, depths and num_heads lists of "
                 f"positive integers of the same length; got {embed_dim!r}, {depths!r}, {num_heads!r}"
@@ -242,7 +256,11 @@ def _architecture(arch: Any, path: Path) -> dict[str, Any]:
 
 
 def _triple(value: Any, field: str, path: Path) -> tuple[int, int, int]:
-    if isinstance(value, (list, tuple)) and len(value) == 3 and all(_positive_int(v) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(_positive_int(v) for v in value)
+    ):
         return tuple(int(v) for v in value)
     raise ConfigError(f"{path}: {field} must be three positive integers, got {value!r}")
 
@@ -325,7 +343,9 @@ def _depths(state: dict[str, np.ndarray]) -> tuple[int, ...]:
         if match:
             blocks.setdefault(int(match[1]), set()).add(int(match[2]))
     if not blocks:
-        raise CheckpointError("cannot read the architecture: no backbone.layers.<i>.blocks.<j>.* keys")
+        raise CheckpointError(
+            "cannot read the architecture: no backbone.layers.<i>.blocks.<j>.* keys"
+        )
     if sorted(blocks) != list(range(len(blocks))):
         raise CheckpointError(f"backbone.layers stages {sorted(blocks)} are not numbered 0, 1, ...")
     for stage, found in sorted(blocks.items()):
@@ -446,7 +466,9 @@ def spec_disagreements(config: ModelSpec, state: dict[str, np.ndarray]) -> list[
     compare("patch_size", tuple(config.patch_size), seen.patch_size, seen.patch_source)
     compare("depths", tuple(config.depths), seen.depths, "backbone.layers.<i>.blocks.<j>.* keys")
     compare(
-        "num_heads", tuple(config.num_heads), seen.num_heads,
+        "num_heads",
+        tuple(config.num_heads),
+        seen.num_heads,
         "backbone.layers.<i>.blocks.0.attn.relative_position_bias_table [rows, heads]",
     )
     window = tuple(config.window_size)

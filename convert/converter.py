@@ -128,16 +128,22 @@ def convert(
 
     from convert.mapping import MappingError, assign
 
-    with phase("map", f"{len(checkpoint.state)} checkpoint tensors to {len(model.weights)} Keras variables"):
+    with phase(
+        "map", f"{len(checkpoint.state)} checkpoint tensors to {len(model.weights)} Keras variables"
+    ):
         try:
             assignments = assign(model, checkpoint.state)
         except MappingError as error:
             raise ConversionError(f"{pth}: {error}") from error
         skipped = len(checkpoint.state) - len(assignments)
-        log(f"        assigned {len(assignments)} variables; {skipped} derived buffers checked and skipped")
+        log(
+            f"        assigned {len(assignments)} variables; {skipped} derived buffers checked and skipped"
+        )
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_name(f".{out_path.name.removesuffix(WEIGHTS_SUFFIX)}.partial{WEIGHTS_SUFFIX}")
+    tmp_path = out_path.with_name(
+        f".{out_path.name.removesuffix(WEIGHTS_SUFFIX)}.partial{WEIGHTS_SUFFIX}"
+    )
     try:
         with phase("write", str(out_path)):
             model.save_weights(str(tmp_path))
@@ -209,7 +215,13 @@ def run_parity(
     seconds_keras = time.perf_counter() - start
 
     return compare(
-        spec.name, keras_out, reference_out, clip_shape, seed, atol, rtol,
+        spec.name,
+        keras_out,
+        reference_out,
+        clip_shape,
+        seed,
+        atol,
+        rtol,
         seconds=(seconds_keras, seconds_reference),
     )
 

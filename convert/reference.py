@@ -68,8 +68,10 @@ def load_upstream() -> tuple[type, type]:
                     stub = types.ModuleType(package)
                     stub.__path__ = [os.path.join(root, *package.split(".")[1:])]
                     sys.modules[package] = stub
-            modules = {name: _load_file(name, os.path.join(root, relative))
-                       for name, relative in UPSTREAM_FILES}
+            modules = {
+                name: _load_file(name, os.path.join(root, relative))
+                for name, relative in UPSTREAM_FILES
+            }
     except ImportError as error:
         raise ImportError(
             f"the upstream reference needs mmaction2 1.2 with mmengine, mmcv-lite<2.2 and einops "
@@ -118,7 +120,8 @@ class ReferenceModel(torch.nn.Module):
             warnings.filterwarnings("ignore", message="torch.meshgrid: in an upcoming release")
             self.backbone = backbone_class(**spec.reference_kwargs())
         self.cls_head = (
-            None if spec.num_classes is None
+            None
+            if spec.num_classes is None
             else head_class(num_classes=spec.num_classes, in_channels=spec.num_features)
         )
 
@@ -183,7 +186,9 @@ def load_reference_state(model: ReferenceModel, state: dict[str, np.ndarray]) ->
         if not key.endswith("relative_position_index"):
             problems.append(f"{key}: missing from the state dict")
     for key in sorted(state.keys() - expected.keys()):
-        problems.append(f"{key} {list(state[key].shape)}: left over, the reference has no place for it")
+        problems.append(
+            f"{key} {list(state[key].shape)}: left over, the reference has no place for it"
+        )
     for key in sorted(state.keys() & expected.keys()):
         if tuple(state[key].shape) != tuple(expected[key].shape):
             problems.append(

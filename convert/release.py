@@ -79,8 +79,15 @@ def release(
         log(f"=== [{index}/{len(present)}] {name}: {spec.source} -> {spec.release}.weights.h5")
         source = sources / spec.source
         result = convert(
-            source, config=name, out=assets / f"{spec.release}.weights.h5", force=True,
-            parity_frames=parity_frames, parity_size=parity_size, atol=atol, rtol=rtol, log=log,
+            source,
+            config=name,
+            out=assets / f"{spec.release}.weights.h5",
+            force=True,
+            parity_frames=parity_frames,
+            parity_size=parity_size,
+            atol=atol,
+            rtol=rtol,
+            log=log,
         )
         entries.append(_entry(spec, source, result))
     manifest = {"assets": entries, "missing_sources": missing, "versions": versions()}

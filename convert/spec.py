@@ -56,7 +56,9 @@ class ModelSpec:
         """Name of the matching standard architecture, or ``None`` for a custom one."""
         for name, dims in ARCHITECTURES.items():
             if (dims["embed_dim"], dims["depths"], dims["num_heads"]) == (
-                self.embed_dim, self.depths, self.num_heads
+                self.embed_dim,
+                self.depths,
+                self.num_heads,
             ):
                 return name
         return None

@@ -65,6 +65,7 @@ def distinctive_state(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
 
 def _draw(key: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """A fresh float32 tensor for the learned tensor ``key`` (see `distinctive_state`)."""
+
     def normal(std: float) -> torch.Tensor:
         return torch.randn(shape, generator=generator) * std
 
@@ -123,22 +124,28 @@ def make_checkpoint(spec: ModelSpec, layout: str = "authors", seed: int = 0) -> 
     elif layout == "backbone_only":
         state = {key: tensor for key, tensor in state.items() if not key.startswith("cls_head.")}
     elif layout == "half":
-        state = {key: tensor.half() if tensor.is_floating_point() else tensor
-                 for key, tensor in state.items()}
+        state = {
+            key: tensor.half() if tensor.is_floating_point() else tensor
+            for key, tensor in state.items()
+        }
     return {"meta": meta, "state_dict": state}
 
 
 def _authors_key(key: str) -> str:
     """mmaction2 1.x key to the authors' name (the final norm is ``norm``, not ``norm3``)."""
-    return "backbone.norm." + key[len("backbone.norm3."):] if key.startswith("backbone.norm3.") else key
+    return (
+        "backbone.norm." + key[len("backbone.norm3.") :]
+        if key.startswith("backbone.norm3.")
+        else key
+    )
 
 
 def _meta(spec: ModelSpec, layout: str, seed: int) -> dict[str, Any]:
     """Top-level ``meta``: what the file is, saying plainly that it holds no trained weights."""
     return {
         "note": "synthetic test checkpoint written by videoswin-tf (convert.synthetic): "
-                "upstream mmaction2 reference model, every tensor re-drawn from a fixed seed; "
-                "not trained weights",
+        "upstream mmaction2 reference model, every tensor re-drawn from a fixed seed; "
+        "not trained weights",
         "config": spec.name,
         "source": spec.source or "",
         "layout": layout,

@@ -8,6 +8,12 @@ from convert.spec import ModelSpec  # noqa: E402
 # run in well under a second, with every feature of the full ones: four stages, shifted and
 # unshifted blocks, a head, head_dim 32.
 SMALL_SPEC = ModelSpec(
-    name="small", embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
-    window_size=(2, 3, 3), num_classes=10, clip_frames=4, clip_size=32,
+    name="small",
+    embed_dim=32,
+    depths=(1, 1, 2, 1),
+    num_heads=(1, 2, 4, 8),
+    window_size=(2, 3, 3),
+    num_classes=10,
+    clip_frames=4,
+    clip_size=32,
 )

@@ -5,11 +5,16 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import SMALL_SPEC
+
 from convert.checkpoint import CheckpointError
 from convert.configs import (
-    ConfigError, describe, infer_spec, named_configs, resolve_config, spec_disagreements,
+    ConfigError,
+    describe,
+    infer_spec,
+    named_configs,
+    resolve_config,
+    spec_disagreements,
 )
 from convert.reference import build_reference
 from convert.spec import ModelSpec
@@ -20,35 +25,77 @@ B = {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)}
 
 NAMED = {
     "swin_t_k400": ModelSpec(
-        "swin_t_k400", **T, window_size=(8, 7, 7), patch_size=(2, 4, 4), num_classes=400,
-        drop_path_rate=0.1, clip_frames=32, clip_size=224,
+        "swin_t_k400",
+        **T,
+        window_size=(8, 7, 7),
+        patch_size=(2, 4, 4),
+        num_classes=400,
+        drop_path_rate=0.1,
+        clip_frames=32,
+        clip_size=224,
         release="TFVideoSwinT_K400_IN1K_P244_W877_32x224",
-        source="swin_tiny_patch244_window877_kinetics400_1k.pth"),
+        source="swin_tiny_patch244_window877_kinetics400_1k.pth",
+    ),
     "swin_s_k400": ModelSpec(
-        "swin_s_k400", **S, window_size=(8, 7, 7), patch_size=(2, 4, 4), num_classes=400,
-        drop_path_rate=0.1, clip_frames=32, clip_size=224,
+        "swin_s_k400",
+        **S,
+        window_size=(8, 7, 7),
+        patch_size=(2, 4, 4),
+        num_classes=400,
+        drop_path_rate=0.1,
+        clip_frames=32,
+        clip_size=224,
         release="TFVideoSwinS_K400_IN1K_P244_W877_32x224",
-        source="swin_small_patch244_window877_kinetics400_1k.pth"),
+        source="swin_small_patch244_window877_kinetics400_1k.pth",
+    ),
     "swin_b_k400": ModelSpec(
-        "swin_b_k400", **B, window_size=(8, 7, 7), patch_size=(2, 4, 4), num_classes=400,
-        drop_path_rate=0.3, clip_frames=32, clip_size=224,
+        "swin_b_k400",
+        **B,
+        window_size=(8, 7, 7),
+        patch_size=(2, 4, 4),
+        num_classes=400,
+        drop_path_rate=0.3,
+        clip_frames=32,
+        clip_size=224,
         release="TFVideoSwinB_K400_IN1K_P244_W877_32x224",
-        source="swin_base_patch244_window877_kinetics400_1k.pth"),
+        source="swin_base_patch244_window877_kinetics400_1k.pth",
+    ),
     "swin_b_k400_in22k": ModelSpec(
-        "swin_b_k400_in22k", **B, window_size=(8, 7, 7), patch_size=(2, 4, 4), num_classes=400,
-        drop_path_rate=0.2, clip_frames=32, clip_size=224,
+        "swin_b_k400_in22k",
+        **B,
+        window_size=(8, 7, 7),
+        patch_size=(2, 4, 4),
+        num_classes=400,
+        drop_path_rate=0.2,
+        clip_frames=32,
+        clip_size=224,
         release="TFVideoSwinB_K400_IN22K_P244_W877_32x224",
-        source="swin_base_patch244_window877_kinetics400_22k.pth"),
+        source="swin_base_patch244_window877_kinetics400_22k.pth",
+    ),
     "swin_b_k600_in22k": ModelSpec(
-        "swin_b_k600_in22k", **B, window_size=(8, 7, 7), patch_size=(2, 4, 4), num_classes=600,
-        drop_path_rate=0.2, clip_frames=32, clip_size=224,
+        "swin_b_k600_in22k",
+        **B,
+        window_size=(8, 7, 7),
+        patch_size=(2, 4, 4),
+        num_classes=600,
+        drop_path_rate=0.2,
+        clip_frames=32,
+        clip_size=224,
         release="TFVideoSwinB_K600_IN22K_P244_W877_32x224",
-        source="swin_base_patch244_window877_kinetics600_22k.pth"),
+        source="swin_base_patch244_window877_kinetics600_22k.pth",
+    ),
     "swin_b_ssv2": ModelSpec(
-        "swin_b_ssv2", **B, window_size=(16, 7, 7), patch_size=(2, 4, 4), num_classes=174,
-        drop_path_rate=0.4, clip_frames=32, clip_size=224,
+        "swin_b_ssv2",
+        **B,
+        window_size=(16, 7, 7),
+        patch_size=(2, 4, 4),
+        num_classes=174,
+        drop_path_rate=0.4,
+        clip_frames=32,
+        clip_size=224,
         release="TFVideoSwinB_SSV2_K400_P244_W1677_32x224",
-        source="swin_base_patch244_window1677_sthv2.pth"),
+        source="swin_base_patch244_window1677_sthv2.pth",
+    ),
 }
 DESCRIBED = {
     "swin_t_k400": ("IN-1K", "Kinetics-400", 78.8, 93.6, 28_158_070, "87.9G"),
@@ -63,7 +110,9 @@ DESCRIBED = {
 def mmaction_config(stem: str) -> str:
     import mmaction
 
-    return os.path.join(os.path.dirname(mmaction.__file__), ".mim", "configs", "recognition", "swin", stem + ".py")
+    return os.path.join(
+        os.path.dirname(mmaction.__file__), ".mim", "configs", "recognition", "swin", stem + ".py"
+    )
 
 
 def shapes_of(spec: ModelSpec, keep_index: bool = True) -> dict[str, np.ndarray]:
@@ -86,8 +135,14 @@ def published_states():
 def test_the_six_named_configs_exactly():
     assert named_configs() == NAMED
     for name, (pretrain, dataset, acc1, acc5, params, flops) in DESCRIBED.items():
-        assert describe(name) == {"pretrain": pretrain, "dataset": dataset, "acc1": acc1,
-                                  "acc5": acc5, "params": params, "flops": flops}
+        assert describe(name) == {
+            "pretrain": pretrain,
+            "dataset": dataset,
+            "acc1": acc1,
+            "acc5": acc5,
+            "params": params,
+            "flops": flops,
+        }
 
 
 def test_resolve_by_name_and_by_json_path(tmp_path):
@@ -95,43 +150,77 @@ def test_resolve_by_name_and_by_json_path(tmp_path):
     shipped = os.path.join(os.path.dirname(__file__), "..", "configs", "swin_t_k400.json")
     assert resolve_config(shipped) == NAMED["swin_t_k400"]
 
-    custom = json.loads(open(shipped).read()) | {"name": "mine", "num_classes": 7, "window_size": [4, 7, 7]}
+    custom = json.loads(open(shipped).read()) | {
+        "name": "mine",
+        "num_classes": 7,
+        "window_size": [4, 7, 7],
+    }
     (tmp_path / "mine.json").write_text(json.dumps(custom))
     assert resolve_config(str(tmp_path / "mine.json")) == NAMED["swin_t_k400"].replace(
-        name="mine", num_classes=7, window_size=(4, 7, 7))
+        name="mine", num_classes=7, window_size=(4, 7, 7)
+    )
 
 
 def test_bad_json_configs_are_explained(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"name": "bad", "arch": "huge", "windowsize": [8, 7, 7]}))
-    with pytest.raises(ConfigError, match=(
-        rf"^{path}: missing window_size, patch_size, drop_path_rate, num_classes, clip_frames, "
-        r"clip_size, release, source; unknown windowsize \(fields: name, arch, ")):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            rf"^{path}: missing window_size, patch_size, drop_path_rate, num_classes, clip_frames, "
+            r"clip_size, release, source; unknown windowsize \(fields: name, arch, "
+        ),
+    ):
         resolve_config(str(path))
     shipped = os.path.join(os.path.dirname(__file__), "..", "configs", "swin_t_k400.json")
-    path.write_text(json.dumps(json.loads(open(shipped).read()) | {"arch": "huge", "num_classes": 0}))
-    with pytest.raises(ConfigError, match=rf"^{path}: num_classes must be a positive integer or null, got 0$"):
+    path.write_text(
+        json.dumps(json.loads(open(shipped).read()) | {"arch": "huge", "num_classes": 0})
+    )
+    with pytest.raises(
+        ConfigError, match=rf"^{path}: num_classes must be a positive integer or null, got 0$"
+    ):
         resolve_config(str(path))
     path.write_text(json.dumps(json.loads(open(shipped).read()) | {"arch": "huge"}))
-    with pytest.raises(ConfigError, match=rf"^{path}: unknown arch 'huge'; choose one of tiny, small, base, large$"):
+    with pytest.raises(
+        ConfigError, match=rf"^{path}: unknown arch 'huge'; choose one of tiny, small, base, large$"
+    ):
         resolve_config(str(path))
 
 
 def test_json_config_with_a_custom_architecture(tmp_path):
-    shipped = json.loads(open(os.path.join(os.path.dirname(__file__), "..", "configs", "swin_t_k400.json")).read())
+    shipped = json.loads(
+        open(os.path.join(os.path.dirname(__file__), "..", "configs", "swin_t_k400.json")).read()
+    )
     path = tmp_path / "custom.json"
-    custom = shipped | {"name": "custom", "arch": None, "embed_dim": 32, "depths": [1, 1, 2, 1],
-                        "num_heads": [1, 2, 4, 8]}
+    custom = shipped | {
+        "name": "custom",
+        "arch": None,
+        "embed_dim": 32,
+        "depths": [1, 1, 2, 1],
+        "num_heads": [1, 2, 4, 8],
+    }
     path.write_text(json.dumps(custom))
     spec = resolve_config(str(path))
-    assert (spec.arch, spec.embed_dim, spec.depths, spec.num_heads) == (None, 32, (1, 1, 2, 1), (1, 2, 4, 8))
+    assert (spec.arch, spec.embed_dim, spec.depths, spec.num_heads) == (
+        None,
+        32,
+        (1, 1, 2, 1),
+        (1, 2, 4, 8),
+    )
 
     path.write_text(json.dumps(shipped | {"arch": None, "embed_dim": 32}))
-    with pytest.raises(ConfigError, match=rf'^{path}: "arch": null needs depths, num_heads for a custom architecture$'):
+    with pytest.raises(
+        ConfigError,
+        match=rf'^{path}: "arch": null needs depths, num_heads for a custom architecture$',
+    ):
         resolve_config(str(path))
     path.write_text(json.dumps(shipped | {"depths": [2, 2, 18, 2]}))
-    with pytest.raises(ConfigError, match=(
-            rf"^{path}: depths \[2, 2, 18, 2\] contradicts arch 'tiny' \(depths \[2, 2, 6, 2\]\); drop one of them$")):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            rf"^{path}: depths \[2, 2, 18, 2\] contradicts arch 'tiny' \(depths \[2, 2, 6, 2\]\); drop one of them$"
+        ),
+    ):
         resolve_config(str(path))
 
 
@@ -150,22 +239,39 @@ def test_unknown_name_lists_the_known_ones(tmp_path):
 def test_mmaction2_shipped_config_resolves_to_tiny_400():
     stem = "swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb"
     assert resolve_config(mmaction_config(stem)) == ModelSpec(
-        stem, **T, window_size=(8, 7, 7), patch_size=(2, 4, 4), num_classes=400,
-        drop_path_rate=0.1, release=None, source=None,
+        stem,
+        **T,
+        window_size=(8, 7, 7),
+        patch_size=(2, 4, 4),
+        num_classes=400,
+        drop_path_rate=0.1,
+        release=None,
+        source=None,
     )
 
 
 def test_mmaction2_config_inheritance_two_levels_deep():
     # kinetics700 config: _base_ is the large kinetics400 config, which sets arch and drop path
-    spec = resolve_config(mmaction_config("swin-large-p244-w877_in22k-pre_16xb8-amp-32x2x1-30e_kinetics700-rgb"))
-    assert (spec.arch, spec.num_classes, spec.drop_path_rate, spec.window_size) == ("large", 700, 0.4, (8, 7, 7))
+    spec = resolve_config(
+        mmaction_config("swin-large-p244-w877_in22k-pre_16xb8-amp-32x2x1-30e_kinetics700-rgb")
+    )
+    assert (spec.arch, spec.num_classes, spec.drop_path_rate, spec.window_size) == (
+        "large",
+        700,
+        0.4,
+        (8, 7, 7),
+    )
 
 
 def test_non_swin_mmaction2_config_is_refused(tmp_path):
     path = tmp_path / "tsn.py"
     path.write_text("model = dict(type='Recognizer2D', backbone=dict(type='ResNet', depth=50))\n")
-    with pytest.raises(ConfigError, match=(
-        rf"^{path}: model.backbone.type is 'ResNet'; only SwinTransformer3D configs describe a Video Swin model$")):
+    with pytest.raises(
+        ConfigError,
+        match=(
+            rf"^{path}: model.backbone.type is 'ResNet'; only SwinTransformer3D configs describe a Video Swin model$"
+        ),
+    ):
         resolve_config(str(path))
 
 
@@ -174,8 +280,13 @@ def test_infer_spec_recovers_every_named_config(published_states, name):
     state = published_states[name]
     spec = NAMED[name]
     assert infer_spec(state) == ModelSpec(
-        "inferred", spec.embed_dim, spec.depths, spec.num_heads, spec.window_size,
-        spec.patch_size, spec.num_classes,
+        "inferred",
+        spec.embed_dim,
+        spec.depths,
+        spec.num_heads,
+        spec.window_size,
+        spec.patch_size,
+        spec.num_classes,
     )
     assert spec_disagreements(spec, state) == []
     without_index = {k: v for k, v in state.items() if not k.endswith("relative_position_index")}
@@ -235,6 +346,10 @@ def test_patch_size_disagreement():
 
 
 def test_a_state_without_a_patch_embedding_is_no_video_swin():
-    with pytest.raises(CheckpointError, match=(
-        r"^cannot read the architecture: backbone.patch_embed.proj.weight is missing \(not a Video Swin backbone\?\)$")):
+    with pytest.raises(
+        CheckpointError,
+        match=(
+            r"^cannot read the architecture: backbone.patch_embed.proj.weight is missing \(not a Video Swin backbone\?\)$"
+        ),
+    ):
         infer_spec({"backbone.norm3.weight": np.ones(4, np.float32)})

@@ -20,14 +20,29 @@ from convert.synthetic import make_checkpoint, save_checkpoint
 
 # Small enough to run in seconds, big enough to pad, shrink and shift windows on every stage.
 MINI = ModelSpec(
-    "mini", 16, (2, 2, 2, 2), (1, 2, 2, 4), window_size=(4, 3, 3), num_classes=11,
-    clip_frames=8, clip_size=48,
+    "mini",
+    16,
+    (2, 2, 2, 2),
+    (1, 2, 2, 4),
+    window_size=(4, 3, 3),
+    num_classes=11,
+    clip_frames=8,
+    clip_size=48,
 )
 MINI_JSON = {
-    "name": "mini", "arch": None, "embed_dim": 16, "depths": [2, 2, 2, 2],
-    "num_heads": [1, 2, 2, 4], "window_size": [4, 3, 3], "patch_size": [2, 4, 4],
-    "drop_path_rate": 0.1, "num_classes": 11, "clip_frames": 8, "clip_size": 48,
-    "release": None, "source": None,
+    "name": "mini",
+    "arch": None,
+    "embed_dim": 16,
+    "depths": [2, 2, 2, 2],
+    "num_heads": [1, 2, 2, 4],
+    "window_size": [4, 3, 3],
+    "patch_size": [2, 4, 4],
+    "drop_path_rate": 0.1,
+    "num_classes": 11,
+    "clip_frames": 8,
+    "clip_size": 48,
+    "release": None,
+    "source": None,
 }
 
 
@@ -42,8 +57,9 @@ def mini_config(tmp_path_factory) -> Path:
     return path
 
 
-def write_checkpoint(folder: Path, spec: ModelSpec, layout: str, name: str | None = None,
-                     seed: int = 0, edit=None) -> Path:
+def write_checkpoint(
+    folder: Path, spec: ModelSpec, layout: str, name: str | None = None, seed: int = 0, edit=None
+) -> Path:
     checkpoint = make_checkpoint(spec, layout=layout, seed=seed)
     if edit is not None:
         edit(checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint)
@@ -68,7 +84,10 @@ def test_every_layout_converts_with_parity(tmp_path, mini_config, layout):
     assert report.logits.reference_scale > 1.0  # distinctive weights give real logits
     assert report.logits.cosine > 0.999999 and report.top1_agreement == 1.0
     assert [s.shape for s in report.stages] == [
-        (2, 4, 12, 12, 16), (2, 4, 6, 6, 32), (2, 4, 3, 3, 64), (2, 4, 2, 2, 128)
+        (2, 4, 12, 12, 16),
+        (2, 4, 6, 6, 32),
+        (2, 4, 3, 3, 64),
+        (2, 4, 2, 2, 128),
     ]
     saved = json.loads((tmp_path / "mini.parity.json").read_text())
     assert saved["passed"] is True and saved["logits"]["max_abs"] == report.logits.max_abs
@@ -77,8 +96,9 @@ def test_every_layout_converts_with_parity(tmp_path, mini_config, layout):
 def test_backbone_only_checkpoint_writes_a_backbone_file(tmp_path, mini_config):
     pth = write_checkpoint(tmp_path, MINI, "backbone_only")
     lines = []
-    result = convert(pth, config=str(mini_config), log=lines.append,
-                     out=tmp_path / "mini_backbone.weights.h5")
+    result = convert(
+        pth, config=str(mini_config), log=lines.append, out=tmp_path / "mini_backbone.weights.h5"
+    )
     assert result.spec.num_classes is None and result.report.logits is None
     assert result.report.passed and result.report.stages[-1].max_abs < 1e-4
     assert any("backbone" in line for line in lines)
@@ -90,10 +110,13 @@ def test_backbone_only_checkpoint_writes_a_backbone_file(tmp_path, mini_config):
 
 def test_architecture_is_inferred_without_config(tmp_path):
     pth = write_checkpoint(tmp_path, MINI, "authors")
-    result = convert(pth, out=tmp_path / "x.weights.h5", parity_frames=8, parity_size=48,
-                     log=lambda _: None)
+    result = convert(
+        pth, out=tmp_path / "x.weights.h5", parity_frames=8, parity_size=48, log=lambda _: None
+    )
     assert (result.spec.embed_dim, result.spec.depths, result.spec.num_heads) == (
-        16, (2, 2, 2, 2), (1, 2, 2, 4)
+        16,
+        (2, 2, 2, 2),
+        (1, 2, 2, 4),
     )
     assert result.spec.window_size == (4, 3, 3) and result.spec.num_classes == 11
     assert result.report.passed
@@ -138,8 +161,14 @@ def swin_t_pth(tmp_path_factory) -> Path:
     return write_checkpoint(folder, spec, "authors", name=spec.source)
 
 
-NAMED = ["swin_t_k400", "swin_s_k400", "swin_b_k400", "swin_b_k400_in22k",
-         "swin_b_k600_in22k", "swin_b_ssv2"]
+NAMED = [
+    "swin_t_k400",
+    "swin_s_k400",
+    "swin_b_k400",
+    "swin_b_k400_in22k",
+    "swin_b_k600_in22k",
+    "swin_b_ssv2",
+]
 
 
 @pytest.mark.parametrize("name", NAMED)
@@ -149,8 +178,9 @@ def test_every_named_config_converts_and_passes_parity(tmp_path, monkeypatch, na
     spec = resolve_config(name)
     pth = write_checkpoint(tmp_path, spec, "authors", name=spec.source)
     monkeypatch.chdir(tmp_path)  # the default output goes to ./checkpoints/
-    result = run_cli("--config", name, "--pth", str(pth), "--parity-frames", "8",
-                     "--parity-size", "64")
+    result = run_cli(
+        "--config", name, "--pth", str(pth), "--parity-frames", "8", "--parity-size", "64"
+    )
     assert result.exit_code == 0, result.output
     weights = tmp_path / "checkpoints" / f"{spec.release}.weights.h5"
     assert weights.is_file()
@@ -165,11 +195,24 @@ def test_every_named_config_converts_and_passes_parity(tmp_path, monkeypatch, na
 def test_mmaction2_config_file_from_the_installed_package(tmp_path, swin_t_pth):
     import mmaction
 
-    config = (Path(mmaction.__file__).parent / ".mim/configs/recognition/swin"
-              / "swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py")
+    config = (
+        Path(mmaction.__file__).parent
+        / ".mim/configs/recognition/swin"
+        / "swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py"
+    )
     out = tmp_path / "t.weights.h5"
-    result = run_cli("--config", str(config), "--pth", str(swin_t_pth), "--out", str(out),
-                     "--parity-frames", "4", "--parity-size", "64")
+    result = run_cli(
+        "--config",
+        str(config),
+        "--pth",
+        str(swin_t_pth),
+        "--out",
+        str(out),
+        "--parity-frames",
+        "4",
+        "--parity-size",
+        "64",
+    )
     assert result.exit_code == 0, result.output
     assert out.is_file() and "PASS" in result.output
 
@@ -178,8 +221,9 @@ def test_mmaction2_config_file_from_the_installed_package(tmp_path, swin_t_pth):
 
 
 def test_config_that_disagrees_lists_every_disagreement(tmp_path, swin_t_pth):
-    result = run_cli("--config", "swin_b_ssv2", "--pth", str(swin_t_pth),
-                     "--out", str(tmp_path / "x.weights.h5"))
+    result = run_cli(
+        "--config", "swin_b_ssv2", "--pth", str(swin_t_pth), "--out", str(tmp_path / "x.weights.h5")
+    )
     assert result.exit_code == 2
     assert "config 'swin_b_ssv2' disagrees with the checkpoint" in result.output
     for field in ("embed_dim", "depths", "num_heads", "window_size", "num_classes"):
@@ -198,12 +242,18 @@ def _add(key, value):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (_delete("backbone.layers.1.blocks.0.mlp.fc1.weight"),
-         "backbone.layers.1.blocks.0.mlp.fc1.weight: missing from the checkpoint"),
-        (_add("backbone.layers.0.blocks.0.attn.extra", __import__("torch").zeros(3)),
-         "backbone.layers.0.blocks.0.attn.extra [3]: left over"),
-        (_add("backbone.layers.0.blocks.1.mlp.fc2.bias", __import__("torch").zeros(15)),
-         "backbone.layers.0.blocks.1.mlp.fc2.bias: wrong shape [15]"),
+        (
+            _delete("backbone.layers.1.blocks.0.mlp.fc1.weight"),
+            "backbone.layers.1.blocks.0.mlp.fc1.weight: missing from the checkpoint",
+        ),
+        (
+            _add("backbone.layers.0.blocks.0.attn.extra", __import__("torch").zeros(3)),
+            "backbone.layers.0.blocks.0.attn.extra [3]: left over",
+        ),
+        (
+            _add("backbone.layers.0.blocks.1.mlp.fc2.bias", __import__("torch").zeros(15)),
+            "backbone.layers.0.blocks.1.mlp.fc2.bias: wrong shape [15]",
+        ),
     ],
     ids=["missing-key", "extra-key", "wrong-shape"],
 )
@@ -212,16 +262,23 @@ def test_bad_checkpoint_is_refused_and_nothing_written(tmp_path, mini_config, ed
     sources.mkdir()
     pth = write_checkpoint(sources, MINI, "authors", edit=edit)
     out_dir = tmp_path / "out"
-    result = run_cli("--config", str(mini_config), "--pth", str(pth),
-                     "--out", str(out_dir / "mini.weights.h5"))
+    result = run_cli(
+        "--config", str(mini_config), "--pth", str(pth), "--out", str(out_dir / "mini.weights.h5")
+    )
     assert result.exit_code == 2
     assert message in result.output
     assert not out_dir.exists() or files_in(out_dir) == set()
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
-    result = run_cli("--config", "swin_t_k400", "--pth", str(tmp_path / "nope.pth"),
-                     "--out", str(tmp_path / "x.weights.h5"))
+    result = run_cli(
+        "--config",
+        "swin_t_k400",
+        "--pth",
+        str(tmp_path / "nope.pth"),
+        "--out",
+        str(tmp_path / "x.weights.h5"),
+    )
     assert result.exit_code == 2
     assert "nope.pth" in result.output and "not found" in result.output.lower()
     assert files_in(tmp_path) == set()
@@ -242,8 +299,9 @@ def test_existing_output_needs_force(tmp_path, mini_config):
 def test_failed_parity_exits_1_and_writes_no_weights(tmp_path, mini_config):
     pth = write_checkpoint(tmp_path, MINI, "authors")
     out = tmp_path / "mini.weights.h5"
-    result = run_cli("--config", str(mini_config), "--pth", str(pth), "--out", str(out),
-                     "--atol", "1e-12")
+    result = run_cli(
+        "--config", str(mini_config), "--pth", str(pth), "--out", str(out), "--atol", "1e-12"
+    )
     assert result.exit_code == 1
     assert "parity failed" in result.output and "FAIL" in result.output
     assert not out.exists()
@@ -254,8 +312,19 @@ def test_failed_parity_exits_1_and_writes_no_weights(tmp_path, mini_config):
 def test_help_explains_every_option_with_examples():
     result = run_cli("--help")
     assert result.exit_code == 0
-    for option in ("--config", "--pth", "--out", "--force", "--no-parity", "--parity-frames",
-                   "--parity-size", "--atol", "--rtol", "Examples:", "vswin-convert --config"):
+    for option in (
+        "--config",
+        "--pth",
+        "--out",
+        "--force",
+        "--no-parity",
+        "--parity-frames",
+        "--parity-size",
+        "--atol",
+        "--rtol",
+        "Examples:",
+        "vswin-convert --config",
+    ):
         assert option in result.output
 
 
@@ -269,8 +338,9 @@ def test_full_size_parity(tmp_path, name):
 
     spec = resolve_config(name)
     pth = write_checkpoint(tmp_path, spec, "authors", name=spec.source)
-    result = convert(pth, config=name, out=tmp_path / f"{spec.release}.weights.h5",
-                     log=lambda _: None)
+    result = convert(
+        pth, config=name, out=tmp_path / f"{spec.release}.weights.h5", log=lambda _: None
+    )
     report = result.report
     assert report.clip_shape == (1, 32, 224, 224, 3)
     assert report.passed, report.format()
@@ -295,8 +365,11 @@ def _swap_qk(model):
     qkv.assign(np.concatenate([k, q, v], axis=1))
 
 
-@pytest.mark.parametrize("port_error", [_swap_norms, _shift_bias_index, _swap_qk],
-                         ids=["swapped-norms", "bias-index-off-by-one", "q-k-swapped"])
+@pytest.mark.parametrize(
+    "port_error",
+    [_swap_norms, _shift_bias_index, _swap_qk],
+    ids=["swapped-norms", "bias-index-off-by-one", "q-k-swapped"],
+)
 def test_parity_fails_on_typical_port_errors(tmp_path, mini_config, port_error):
     """The gate is not vacuous: each of these single mistakes fails it by a wide margin."""
     from convert.checkpoint import load_checkpoint

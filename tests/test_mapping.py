@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from convert.mapping import MappingError, RULES, assign, expected_keys, plan
+from convert.mapping import RULES, MappingError, assign, expected_keys, plan
 from convert.spec import ModelSpec
 from videoswin_tf import TFSwinTransformer3D
 from videoswin_tf.layers.windows import relative_position_index
@@ -26,7 +26,8 @@ def torch_shape(key: str, keras_shape) -> tuple:
     return tuple(keras_shape)
 
 
-def full_state(model, rng=np.random.default_rng(0)):
+def full_state(model):
+    rng = np.random.default_rng(0)
     state = {}
     for key, (path, _) in expected_keys(model).items():
         variable = model

@@ -70,10 +70,9 @@ def test_trainable_parameters_equal_the_reference(builder, kwargs, expected):
 
 
 def test_backbone_only_has_no_head_parameters():
-    assert (
-        sum(int(np.prod(w.shape)) for w in tf_video_swin_tiny(include_top=False).weights)
-        == 28_158_070 - (768 * 400 + 400)
-    )
+    assert sum(
+        int(np.prod(w.shape)) for w in tf_video_swin_tiny(include_top=False).weights
+    ) == 28_158_070 - (768 * 400 + 400)
 
 
 @pytest.mark.parametrize(

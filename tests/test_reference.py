@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import SMALL_SPEC
+
 from convert.configs import named_configs
 from convert.reference import build_reference, load_reference_state, reference_forward
 from convert.spec import ARCHITECTURES, ModelSpec
@@ -36,14 +36,21 @@ def test_state_dict_keys_are_mmaction2_1x():
     state = model.state_dict()
     assert not model.training
     assert all(key.startswith(("backbone.", "cls_head.")) for key in state)
-    assert [key for key in state if "norm3" in key] == ["backbone.norm3.weight", "backbone.norm3.bias"]
+    assert [key for key in state if "norm3" in key] == [
+        "backbone.norm3.weight",
+        "backbone.norm3.bias",
+    ]
     assert not any(key.startswith("backbone.norm.") for key in state)
     assert [key for key in state if key.startswith("cls_head.")] == [
-        "cls_head.fc_cls.weight", "cls_head.fc_cls.bias"
+        "cls_head.fc_cls.weight",
+        "cls_head.fc_cls.bias",
     ]
     assert tuple(state["cls_head.fc_cls.weight"].shape) == (10, 256)
     assert state["backbone.layers.0.blocks.0.attn.relative_position_index"].dtype == torch.int64
-    assert tuple(state["backbone.layers.0.blocks.0.attn.relative_position_bias_table"].shape) == (75, 1)
+    assert tuple(state["backbone.layers.0.blocks.0.attn.relative_position_bias_table"].shape) == (
+        75,
+        1,
+    )
 
 
 def test_backbone_only_model_has_no_head():
@@ -61,7 +68,9 @@ def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():
     first, again, other = (build_reference(SMALL_SPEC, seed=s).state_dict() for s in (3, 3, 4))
     assert torch.equal(torch.get_rng_state(), rng_state)
     assert all(torch.equal(first[key], again[key]) for key in first)
-    assert not torch.equal(first["backbone.patch_embed.proj.weight"], other["backbone.patch_embed.proj.weight"])
+    assert not torch.equal(
+        first["backbone.patch_embed.proj.weight"], other["backbone.patch_embed.proj.weight"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +87,10 @@ def test_reference_forward_stage_shapes_and_meaning(loaded_small):
     out = reference_forward(model, clip)
     # 5 frames pad to 6 (patch 2), 30 pixels to 32 (patch 4): 3 x 8 x 8 tokens at stage 0
     assert [s.shape for s in out["stages"]] == [
-        (2, 3, 8, 8, 32), (2, 3, 4, 4, 64), (2, 3, 2, 2, 128), (2, 3, 1, 1, 256)
+        (2, 3, 8, 8, 32),
+        (2, 3, 4, 4, 64),
+        (2, 3, 2, 2, 128),
+        (2, 3, 1, 1, 256),
     ]
     assert all(s.dtype == np.float32 for s in out["stages"])
     assert out["pooled"].shape == (2, 256) and out["logits"].shape == (2, 10)
@@ -90,13 +102,18 @@ def test_reference_forward_stage_shapes_and_meaning(loaded_small):
         backbone = model.backbone(x)
     np.testing.assert_array_equal(out["stages"][0], stage0.numpy())
     np.testing.assert_array_equal(out["stages"][3], backbone.permute(0, 2, 3, 4, 1).numpy())
-    np.testing.assert_allclose(out["pooled"], out["stages"][3].mean(axis=(1, 2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out["pooled"], out["stages"][3].mean(axis=(1, 2, 3)), rtol=1e-5, atol=1e-6
+    )
     logits = out["pooled"] @ state["cls_head.fc_cls.weight"].T + state["cls_head.fc_cls.bias"]
     np.testing.assert_allclose(out["logits"], logits, rtol=1e-5, atol=1e-5)
 
 
 def test_reference_forward_rejects_channels_first(loaded_small):
-    with pytest.raises(ValueError, match=r"clip must be \(batch, frames, height, width, 3\), got shape \(1, 3, 4, 32, 32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"clip must be \(batch, frames, height, width, 3\), got shape \(1, 3, 4, 32, 32\)",
+    ):
         reference_forward(loaded_small[0], np.zeros((1, 3, 4, 32, 32), np.float32))
 
 
@@ -141,7 +158,7 @@ def test_distinctive_state_values_are_non_trivial():
     # no two tensors share values (a swapped pair would go unnoticed)
     floats = [t for k, t in state.items() if not k.endswith("relative_position_index")]
     for i, a in enumerate(floats):
-        assert not any(a.shape == b.shape and torch.equal(a, b) for b in floats[i + 1:])
+        assert not any(a.shape == b.shape and torch.equal(a, b) for b in floats[i + 1 :])
 
 
 def test_distinctive_state_is_seeded():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from convert.configs import resolve_config
-from convert.release import release, sha256, verify
+from convert.release import sha256, verify
 from convert.synthetic import make_checkpoint, save_checkpoint
 
 VSWIN = str(Path(sys.executable).parent / "vswin-convert")
@@ -58,7 +58,13 @@ def test_release_writes_asset_manifest_and_zoo(released, sources):
     assert entry["parameters"] == 28_158_070
     assert entry["architecture"]["depths"] == [2, 2, 6, 2]
     assert entry["parity"]["passed"] is True and entry["parity"]["logits"]["max_abs"] < 1e-4
-    assert set(manifest["versions"]) == {"tensorflow", "keras", "torch", "mmaction2", "videoswin-tf"}
+    assert set(manifest["versions"]) == {
+        "tensorflow",
+        "keras",
+        "torch",
+        "mmaction2",
+        "videoswin-tf",
+    }
     assert len(manifest["missing_sources"]) == 5
     assert "swin_base_patch244_window1677_sthv2.pth" in manifest["missing_sources"]
 
@@ -80,8 +86,9 @@ def test_two_runs_give_identical_bytes(released):
 
 def test_verify_passes_then_catches_a_flipped_byte(released, sources, tmp_path):
     first, _ = released
-    result = run("verify", "--manifest", str(first / "manifest.json"), "--sources", str(sources),
-                 *SMALL_CLIP)
+    result = run(
+        "verify", "--manifest", str(first / "manifest.json"), "--sources", str(sources), *SMALL_CLIP
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all assets verified" in result.stdout and "PASS" in result.stdout
 
@@ -101,10 +108,12 @@ def test_verify_catches_a_swapped_source(released, tmp_path):
     swapped = tmp_path / "swapped"
     swapped.mkdir()
     save_checkpoint(make_checkpoint(T, "authors", seed=1), swapped / T.source)
-    failures = verify(first / "manifest.json", swapped, parity_frames=4, parity_size=64,
-                      log=lambda _: None)
-    assert failures == [f"{T.release}.weights.h5: source {T.source} SHA-256 differs from the "
-                        "manifest"]
+    failures = verify(
+        first / "manifest.json", swapped, parity_frames=4, parity_size=64, log=lambda _: None
+    )
+    assert failures == [
+        f"{T.release}.weights.h5: source {T.source} SHA-256 differs from the manifest"
+    ]
 
 
 def test_verify_reports_a_missing_asset(released, tmp_path):

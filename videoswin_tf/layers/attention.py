@@ -65,8 +65,12 @@ class WindowAttention3D(keras.layers.Layer):
             3 * dim, use_bias=qkv_bias, name="qkv", dtype=self.dtype_policy
         )
         self.proj = keras.layers.Dense(dim, name="proj", dtype=self.dtype_policy)
-        self.attn_dropout = keras.layers.Dropout(attn_drop, name="attn_drop", dtype=self.dtype_policy)
-        self.proj_dropout = keras.layers.Dropout(proj_drop, name="proj_drop", dtype=self.dtype_policy)
+        self.attn_dropout = keras.layers.Dropout(
+            attn_drop, name="attn_drop", dtype=self.dtype_policy
+        )
+        self.proj_dropout = keras.layers.Dropout(
+            proj_drop, name="proj_drop", dtype=self.dtype_policy
+        )
 
     def build(self, input_shape):
         self.relative_position_bias_table = self.add_weight(

@@ -29,9 +29,7 @@ def norm_config(norm_layer: NormLayer = None) -> dict[str, Any]:
     """
     if isinstance(norm_layer, dict):
         return norm_layer
-    layer = (
-        keras.layers.LayerNormalization(epsilon=1e-5) if norm_layer is None else norm_layer()
-    )
+    layer = keras.layers.LayerNormalization(epsilon=1e-5) if norm_layer is None else norm_layer()
     config = keras.layers.serialize(layer)
     config["config"] = {
         key: value for key, value in config["config"].items() if key not in ("name", "dtype")

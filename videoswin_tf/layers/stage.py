@@ -88,7 +88,9 @@ class SwinStage(keras.layers.Layer):
             for index, rate in enumerate(self.drop_path)
         ]
         self.merging = (
-            PatchMerging(dim, norm_layer=self.norm_layer, name="downsample", dtype=self.dtype_policy)
+            PatchMerging(
+                dim, norm_layer=self.norm_layer, name="downsample", dtype=self.dtype_policy
+            )
             if downsample
             else None
         )
@@ -105,8 +107,8 @@ class SwinStage(keras.layers.Layer):
         return x, (x if self.merging is None else self.merging(x))
 
     def compute_output_shape(self, input_shape):
-        merged = input_shape if self.merging is None else self.merging.compute_output_shape(
-            input_shape
+        merged = (
+            input_shape if self.merging is None else self.merging.compute_output_shape(input_shape)
         )
         return input_shape, merged
 

@@ -139,11 +139,18 @@ def shifted_window_mask(padded_size: Size3, window: Size3, shift: Size3) -> np.n
         axis_labels.append(labels)
     d, h, w = axis_labels
     region = d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]  # (D, H, W)
-    windows = region.reshape(
-        padded_size[0] // window[0], window[0],
-        padded_size[1] // window[1], window[1],
-        padded_size[2] // window[2], window[2],
-    ).transpose(0, 2, 4, 1, 3, 5).reshape(-1, int(np.prod(window)))  # (nWindows, N)
+    windows = (
+        region.reshape(
+            padded_size[0] // window[0],
+            window[0],
+            padded_size[1] // window[1],
+            window[1],
+            padded_size[2] // window[2],
+            window[2],
+        )
+        .transpose(0, 2, 4, 1, 3, 5)
+        .reshape(-1, int(np.prod(window)))
+    )  # (nWindows, N)
     differs = windows[:, None, :] != windows[:, :, None]
     return np.where(differs, -100.0, 0.0).astype(np.float32)
 

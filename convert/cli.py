@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Iterator
+from typing import Callable, Iterator
 
 import click
 
@@ -63,6 +63,22 @@ def exit_on_error() -> Iterator[None]:
         sys.exit(1 if isinstance(error, ParityFailure) else 2)
 
 
+def parity_clip_options(command: Callable) -> Callable:
+    """Add ``--parity-frames`` and ``--parity-size``, shared by every command that runs parity."""
+    command = click.option(
+        "--parity-size",
+        type=click.IntRange(min=1),
+        metavar="S",
+        help="Height and width of the parity clip. Default: the config's clip (224).",
+    )(command)
+    return click.option(
+        "--parity-frames",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Frames of the parity clip. Default: the config's clip (32).",
+    )(command)
+
+
 @click.group(
     invoke_without_command=True,
     epilog=EXAMPLES,
@@ -97,18 +113,7 @@ def exit_on_error() -> Iterator[None]:
     is_flag=True,
     help="Skip the parity check (the upstream reference and the Keras model on one clip).",
 )
-@click.option(
-    "--parity-frames",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Frames of the parity clip. Default: the config's clip (32).",
-)
-@click.option(
-    "--parity-size",
-    type=click.IntRange(min=1),
-    metavar="S",
-    help="Height and width of the parity clip. Default: the config's clip (224).",
-)
+@parity_clip_options
 @click.option(
     "--parity-batch",
     type=click.IntRange(min=1),
@@ -265,18 +270,7 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
     type=click.Path(file_okay=False, path_type=str),
     help="Folder for the assets, manifest.json and MODEL_ZOO.md.",
 )
-@click.option(
-    "--parity-frames",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Frames of the parity clip. Default: each config's clip (32).",
-)
-@click.option(
-    "--parity-size",
-    type=click.IntRange(min=1),
-    metavar="S",
-    help="Height and width of the parity clip. Default: each config's clip (224).",
-)
+@parity_clip_options
 def release_command(sources, assets, parity_frames, parity_size) -> None:
     """Convert every named config whose official .pth is in --from, with parity, into
     --to/<release name>.weights.h5; then write manifest.json (sizes, SHA-256 of assets and
@@ -308,18 +302,7 @@ def release_command(sources, assets, parity_frames, parity_size) -> None:
     help="Folder of official checkpoints: where an asset's source is here, its "
     "checksum is checked and parity is re-run.",
 )
-@click.option(
-    "--parity-frames",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Frames of the parity clip. Default: each config's clip (32).",
-)
-@click.option(
-    "--parity-size",
-    type=click.IntRange(min=1),
-    metavar="S",
-    help="Height and width of the parity clip. Default: each config's clip (224).",
-)
+@parity_clip_options
 def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     """Check every asset in a manifest: size, SHA-256, that it loads into its model, and,
     with --sources, the source checksum and a fresh parity run. Prints one line per failed

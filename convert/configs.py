@@ -19,6 +19,7 @@ import numpy as np
 
 from convert.checkpoint import CheckpointError
 from convert.spec import ARCHITECTURES, ModelSpec
+from videoswin_tf.layers.windows import bias_table_size, relative_position_index
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 SPEC_FIELDS = (
@@ -360,28 +361,13 @@ def _source(key: str, tensor: np.ndarray) -> str:
     return f"{key} {list(tensor.shape)}"
 
 
-def _relative_position_index(window: tuple[int, int, int]) -> np.ndarray:
-    """The ``[N, N]`` (N = Wd*Wh*Ww) int64 index into the bias table that the reference stores
-    for ``window`` (REFERENCE.md, forward semantics 5)."""
-    wd, wh, ww = window
-    grid = np.meshgrid(np.arange(wd), np.arange(wh), np.arange(ww), indexing="ij")
-    coords = np.stack(grid).reshape(3, -1)
-    offset = np.array([wd - 1, wh - 1, ww - 1])[:, None, None]
-    d, h, w = coords[:, :, None] - coords[:, None, :] + offset
-    return (d * (2 * wh - 1) * (2 * ww - 1) + h * (2 * ww - 1) + w).astype(np.int64)
-
-
-def _table_rows(window: tuple[int, ...]) -> int:
-    return math.prod(2 * w - 1 for w in window)
-
-
 def _window_fits(window: tuple[int, ...], seen: _Observed) -> bool:
     """Whether ``window`` gives the checkpoint's table length and (if stored) index."""
-    if _table_rows(window) != seen.table_rows:
+    if bias_table_size(window) != seen.table_rows:
         return False
     return seen.index is None or (
         seen.index.shape == (math.prod(window),) * 2
-        and np.array_equal(seen.index, _relative_position_index(window))
+        and np.array_equal(seen.index, relative_position_index(window))
     )
 
 
@@ -480,7 +466,7 @@ def spec_disagreements(config: ModelSpec, state: dict[str, np.ndarray]) -> list[
             tokens = math.prod(window)
             index = f" and a {tokens}x{tokens} index" if seen.index is not None else ""
             lines.append(
-                f"window_size: config {window} needs a bias table of {_table_rows(window)} rows"
+                f"window_size: config {window} needs a bias table of {bias_table_size(window)} rows"
                 f"{index}, checkpoint has {_window_source(seen)}"
             )
     if seen.num_classes is not None and config.num_classes != seen.num_classes:

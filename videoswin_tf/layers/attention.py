@@ -102,7 +102,8 @@ class WindowAttention3D(keras.layers.Layer):
             mask = ops.cast(attention_mask, attn.dtype)[None, :, None]  # (1, nW, 1, N', N')
             attn = ops.reshape(attn, (-1, num_windows, self.num_heads, num_tokens, num_tokens))
             attn = ops.reshape(attn + mask, (-1, self.num_heads, num_tokens, num_tokens))
-        # A one-token window (a 1x1x1 feature map) attends only to itself.
+        # A one-token window (a 1x1x1 feature map) attends only to itself; ops.softmax would
+        # warn about softmax over an axis of size 1.
         attn = ops.softmax(attn, axis=-1) if num_tokens > 1 else ops.ones_like(attn)
         attn = self.attn_dropout(attn, training=training)
 

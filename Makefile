@@ -16,7 +16,7 @@ DEMO_PTH    := checkpoints/swin_tiny_patch244_window877_kinetics400_1k.pth
 SOURCES ?= checkpoints/sources
 RELEASE ?= checkpoints/release
 
-.PHONY: venv test test-slow convert sources release verify clean
+.PHONY: venv test test-slow convert sources release verify bench clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,11 @@ release: venv
 
 verify: venv
 	$(VENV)/bin/vswin-convert verify --manifest $(RELEASE)/manifest.json --sources $(SOURCES)
+
+# Conversion time and memory, and forward speed and memory against KerasCV's port and mmaction2.
+bench: venv
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -9,6 +9,7 @@ from videoswin_tf.layers.windows import (
     effective_window,
     relative_position_index,
     shifted_window_mask,
+    shifted_window_regions,
     window_partition,
     window_reverse,
 )
@@ -57,7 +58,13 @@ def test_partition_and_reverse_order_and_round_trip():
 
 
 def test_shift_mask_regions():
-    mask = shifted_window_mask((1, 4, 4), (1, 2, 2), (0, 1, 1))
+    regions = shifted_window_regions((1, 4, 4), (1, 2, 2), (0, 1, 1))
+    assert regions.shape == (4, 4)  # 4 windows of 1x2x2 tokens
+    # rows and cols 0-1 are region 0, 2 region 1, 3 region 2; label = 3 * row's + col's region.
+    # The last window holds (row, col) = (2, 2), (2, 3), (3, 2), (3, 3).
+    np.testing.assert_array_equal(regions[3], [4, 5, 7, 8])
+    np.testing.assert_array_equal(regions[0], [0, 0, 0, 0])
+    mask = ops.convert_to_numpy(shifted_window_mask(regions))
     assert mask.shape == (4, 4, 4)
     np.testing.assert_array_equal(mask[0], np.zeros((4, 4)))  # interior window: one region
     # last window holds rows {2, 3} x cols {2, 3}: four regions, each token alone

@@ -30,7 +30,7 @@ class WindowAttention3D(keras.layers.Layer):
 
     Call arguments:
         windows: ``(B * nWindows, N', C)``.
-        attention_mask: optional additive mask ``(nWindows, N', N')`` (numpy or tensor).
+        attention_mask: optional additive mask ``(nWindows, N', N')`` in the compute dtype.
         training: whether dropout is active.
 
     Returns:
@@ -99,7 +99,7 @@ class WindowAttention3D(keras.layers.Layer):
         attn = attn + self.relative_position_bias(num_tokens)[None]
         if attention_mask is not None:
             num_windows = attention_mask.shape[0]
-            mask = ops.cast(attention_mask, attn.dtype)[None, :, None]  # (1, nW, 1, N', N')
+            mask = attention_mask[None, :, None]  # (1, nW, 1, N', N')
             attn = ops.reshape(attn, (-1, num_windows, self.num_heads, num_tokens, num_tokens))
             attn = ops.reshape(attn + mask, (-1, self.num_heads, num_tokens, num_tokens))
         # A one-token window (a 1x1x1 feature map) attends only to itself; ops.softmax would

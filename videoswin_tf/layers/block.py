@@ -15,6 +15,7 @@ from videoswin_tf.layers.windows import (
     effective_window,
     pad_to_multiple,
     shifted_window_mask,
+    shifted_window_regions,
     window_partition,
     window_reverse,
 )
@@ -109,9 +110,11 @@ class SwinTransformerBlock3D(keras.layers.Layer):
 
         x = pad_to_multiple(self.norm1(x), window)  # (B, Dp, Hp, Wp, C)
         padded_size = tuple(x.shape[1:4])
+        mask = None
         if shifted:
             x = ops.roll(x, shift=[-s for s in shift], axis=[1, 2, 3])
-        mask = shifted_window_mask(padded_size, window, shift) if shifted else None
+            regions = shifted_window_regions(padded_size, window, shift)  # (nWindows, N')
+            mask = shifted_window_mask(regions, self.compute_dtype)  # (nWindows, N', N')
 
         windows = window_partition(x, window)  # (B * nWindows, N', C)
         windows = self.attn(windows, attention_mask=mask, training=training)

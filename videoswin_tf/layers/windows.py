@@ -113,13 +113,16 @@ def bias_table_size(window_size: Sequence[int]) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def shifted_window_mask(padded_size: Size3, window: Size3, shift: Size3) -> np.ndarray:
-    """Additive attention mask for shifted windows.
+def shifted_window_regions(padded_size: Size3, window: Size3, shift: Size3) -> np.ndarray:
+    """Region label of every token of every window, for the shifted-window mask.
 
     After the cyclic roll by ``-shift``, a window at the end of an axis holds tokens from up to
     three regions of that axis: ``[0, L - W)``, ``[L - W, L - S)`` and ``[L - S, L)``. Tokens
     may only attend to tokens of the same region on every axis. An axis with shift 0 is one
     region. Padded tokens are not masked, as in the reference.
+
+    Only these labels are cached (``nWindows * N`` ints); `shifted_window_mask` expands them
+    to the ``nWindows * N * N`` mask when a block runs.
 
     Args:
         padded_size: ``(D, H, W)`` after padding to multiples of ``window``.
@@ -127,32 +130,34 @@ def shifted_window_mask(padded_size: Size3, window: Size3, shift: Size3) -> np.n
         shift: effective ``(Sd, Sh, Sw)``.
 
     Returns:
-        float32 array ``(nD * nH * nW, N, N)``: ``-100.0`` between tokens of different
-        regions, ``0.0`` otherwise.
+        int32 array ``(nD * nH * nW, N)``, tokens ordered as `window_partition` orders them.
     """
     axis_labels = []
     for length, win, sh in zip(padded_size, window, shift):
-        labels = np.zeros(length, dtype=np.int64)
+        labels = np.zeros(length, dtype=np.int32)
         if sh > 0:
             labels[length - win : length - sh] = 1
             labels[length - sh :] = 2
         axis_labels.append(labels)
     d, h, w = axis_labels
     region = d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]  # (D, H, W)
-    windows = (
-        region.reshape(
-            padded_size[0] // window[0],
-            window[0],
-            padded_size[1] // window[1],
-            window[1],
-            padded_size[2] // window[2],
-            window[2],
-        )
-        .transpose(0, 2, 4, 1, 3, 5)
-        .reshape(-1, int(np.prod(window)))
-    )  # (nWindows, N)
-    differs = windows[:, None, :] != windows[:, :, None]
-    return np.where(differs, -100.0, 0.0).astype(np.float32)
+    nd, nh, nw = (size // win for size, win in zip(padded_size, window))
+    region = region.reshape(nd, window[0], nh, window[1], nw, window[2])
+    return region.transpose(0, 2, 4, 1, 3, 5).reshape(nd * nh * nw, -1)  # (nWindows, N)
+
+
+def shifted_window_mask(regions, dtype: str = "float32"):
+    """Additive attention mask from `shifted_window_regions` labels.
+
+    Args:
+        regions: ``(nWindows, N)`` region labels.
+        dtype: dtype of the mask.
+
+    Returns:
+        ``(nWindows, N, N)``: ``-100.0`` between tokens of different regions, ``0.0`` otherwise.
+    """
+    differs = ops.not_equal(regions[:, :, None], regions[:, None, :])  # (nWindows, N, N)
+    return ops.cast(ops.where(differs, -100.0, 0.0), dtype)
 
 
 def pad_to_multiple(x, multiples: Sequence[int], axes: Sequence[int] = (1, 2, 3)):

@@ -165,13 +165,13 @@ def main(
 
     The weights load with plain model.load_weights(path) into the model the config builds.
     """
+    if ctx.invoked_subcommand is None and pth is None:
+        raise click.UsageError("--pth is required: the checkpoint to convert (see --help)")
+    start_tensorflow_quietly()  # before the model package and the configs import TensorFlow
     if ctx.invoked_subcommand is not None:
         return
-    if pth is None:
-        raise click.UsageError("--pth is required: the checkpoint to convert (see --help)")
     from convert.converter import convert
 
-    start_tensorflow_quietly()
     with exit_on_error():
         convert(
             pth,
@@ -284,7 +284,6 @@ def release_command(sources, assets, parity_frames, parity_size) -> None:
 
     from convert.release import release
 
-    start_tensorflow_quietly()
     with exit_on_error():
         release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
 
@@ -316,7 +315,6 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
 
     from convert.release import verify
 
-    start_tensorflow_quietly()
     failures = verify(
         Path(manifest),
         Path(sources) if sources else None,

@@ -385,3 +385,31 @@ def test_parity_fails_on_typical_port_errors(tmp_path, mini_config, port_error):
     report = run_parity(MINI, checkpoint, weights, (2, 8, 48, 48, 3))
     assert not report.passed
     assert report.logits.max_abs > 100 * report.atol, report.format()
+
+
+def test_cli_stderr_is_free_of_tensorflow_start_up_lines(tmp_path, mini_config):
+    """TensorFlow writes its C++ start-up lines to fd 2, which only a fresh process shows."""
+    import os
+    import subprocess
+    import sys
+
+    pth = write_checkpoint(tmp_path, MINI, "authors")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    command = "from convert.cli import main; main()"
+    args = [
+        "--config",
+        str(mini_config),
+        "--pth",
+        str(pth),
+        "--out",
+        str(tmp_path / "m.weights.h5"),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", command, *args, "--no-parity"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[write] done" in done.stdout
+    assert done.stderr == ""

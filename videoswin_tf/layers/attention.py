@@ -84,6 +84,7 @@ class WindowAttention3D(keras.layers.Layer):
     def relative_position_bias(self, num_tokens: int):
         """Bias ``(heads, N', N')`` for windows of ``num_tokens`` tokens."""
         index = self.relative_position_index[:num_tokens, :num_tokens].reshape(-1)
+        index = index.astype("int32")  # half the size of the constant a traced graph embeds
         bias = ops.take(self.relative_position_bias_table, index, axis=0)  # (N'*N', heads)
         bias = ops.reshape(bias, (num_tokens, num_tokens, self.num_heads))
         return ops.cast(ops.transpose(bias, (2, 0, 1)), self.compute_dtype)

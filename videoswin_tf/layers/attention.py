@@ -7,7 +7,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from videoswin_tf.layers.windows import bias_table_size, relative_position_index
+from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
@@ -60,7 +60,6 @@ class WindowAttention3D(keras.layers.Layer):
         self.proj_drop = proj_drop
         self.head_dim = dim // num_heads
         self.scale = qk_scale or self.head_dim**-0.5
-        self.relative_position_index = relative_position_index(self.window_size)
         self.qkv = keras.layers.Dense(
             3 * dim, use_bias=qkv_bias, name="qkv", dtype=self.dtype_policy
         )
@@ -83,8 +82,7 @@ class WindowAttention3D(keras.layers.Layer):
 
     def relative_position_bias(self, num_tokens: int):
         """Bias ``(heads, N', N')`` for windows of ``num_tokens`` tokens."""
-        index = self.relative_position_index[:num_tokens, :num_tokens].reshape(-1)
-        index = index.astype("int32")  # half the size of the constant a traced graph embeds
+        index = bias_gather_index(self.window_size, num_tokens)  # (N'*N',)
         bias = ops.take(self.relative_position_bias_table, index, axis=0)  # (N'*N', heads)
         bias = ops.reshape(bias, (num_tokens, num_tokens, self.num_heads))
         return ops.cast(ops.transpose(bias, (2, 0, 1)), self.compute_dtype)

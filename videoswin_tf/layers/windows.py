@@ -107,6 +107,25 @@ def relative_position_index(window_size: Size3) -> np.ndarray:
     return (relative * strides).sum(axis=0).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=None)
+def bias_gather_index(window_size: Size3, num_tokens: int) -> np.ndarray:
+    """Flat int32 index into the bias table for windows of ``num_tokens`` tokens.
+
+    This is ``relative_position_index(window_size)[:N', :N']``: when the window shrinks, the
+    reference slices the full window's index rather than computing the smaller window's. int32
+    halves the constant that each traced graph embeds.
+
+    Args:
+        window_size: configured ``(Wd, Wh, Ww)``.
+        num_tokens: tokens ``N'`` of the windows actually used.
+
+    Returns:
+        int32 array ``(N' * N',)``.
+    """
+    index = relative_position_index(window_size)[:num_tokens, :num_tokens]
+    return index.reshape(-1).astype(np.int32)
+
+
 def bias_table_size(window_size: Sequence[int]) -> int:
     """Rows of the relative position bias table: ``(2Wd - 1) * (2Wh - 1) * (2Ww - 1)``."""
     return int(np.prod([2 * w - 1 for w in window_size]))

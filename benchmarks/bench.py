@@ -110,9 +110,9 @@ def forward_worker(implementation: str, config: str, shape: tuple[int, ...], rep
             eager = best_of(repeats, lambda: backbone(torch_clip))
         compiled = None
     else:
-        if implementation == "keras_cv" and importlib.util.find_spec("keras_cv") is None:
-            return {"missing": "KerasCV is not installed: pip install -e '.[bench]'"}
         if implementation == "keras_cv":
+            if importlib.util.find_spec("keras_cv") is None:
+                return {"missing": "KerasCV is not installed: pip install -e '.[bench]'"}
             import keras_cv  # noqa: F401 - imported before the baseline
         baseline = resident_gib()
         model = keras_backbone(implementation, spec, shape[1:])

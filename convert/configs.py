@@ -9,6 +9,7 @@ them.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
 import math
 import re
@@ -21,7 +22,7 @@ from convert.checkpoint import CheckpointError
 from convert.spec import ARCHITECTURES, ModelSpec
 from videoswin_tf.layers.windows import bias_table_size, relative_position_index
 
-CONFIG_DIR = Path(__file__).parent.parent / "configs"
+CONFIG_DIR = Path(str(importlib.resources.files("videoswin_tf.configs")))
 SPEC_FIELDS = (
     "name",
     "arch",
@@ -38,6 +39,8 @@ SPEC_FIELDS = (
 # agree with it.
 ARCH_FIELDS = ("embed_dim", "depths", "num_heads")
 DESCRIPTIVE_FIELDS = ("pretrain", "dataset", "acc1", "acc5", "params", "flops")
+# Read by the model package (`videoswin_tf.presets`): the label map and the test-time pipeline.
+PRESET_FIELDS = ("labels", "test_pipeline")
 ARCH_ALIASES = {"t": "tiny", "s": "small", "b": "base", "l": "large"}
 
 # Defaults of mmaction2's SwinTransformer3D, for keys an mmaction2 config leaves out.
@@ -127,7 +130,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _spec_from_json(data: dict[str, Any], path: Path) -> ModelSpec:
     """Validate one of our JSON configs and build its `ModelSpec`."""
-    known = SPEC_FIELDS + ARCH_FIELDS + DESCRIPTIVE_FIELDS
+    known = SPEC_FIELDS + ARCH_FIELDS + DESCRIPTIVE_FIELDS + PRESET_FIELDS
     missing = [field for field in SPEC_FIELDS if field not in data]
     unknown = [field for field in data if field not in known]
     if missing or unknown:

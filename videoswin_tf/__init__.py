@@ -6,7 +6,9 @@ from videoswin_tf.builders import (
     tf_video_swin_small,
     tf_video_swin_tiny,
 )
+from videoswin_tf.labels import load_labels
 from videoswin_tf.model import TFSwinTransformer3D
+from videoswin_tf.presets import get_preset, presets
 
 __all__ = [
     "TFSwinTransformer3D",
@@ -14,5 +16,8 @@ __all__ = [
     "tf_video_swin_small",
     "tf_video_swin_base",
     "tf_video_swin_large",
+    "get_preset",
+    "presets",
+    "load_labels",
 ]
 __version__ = "0.1.0"

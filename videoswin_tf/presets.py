@@ -1,0 +1,132 @@
+"""Presets: the named models of ``configs/*.json`` as the Keras side sees them.
+
+A preset fixes what a published checkpoint needs of the model (architecture, window, classes,
+label map) and how its scores were computed (the test-time pipeline). The JSON files are the
+one source: the converter reads the same files (``convert.configs``), with the fields it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.resources
+import json
+from typing import Any
+
+# Builder name of each architecture in the configs.
+BUILDERS = {
+    "tiny": "tf_video_swin_tiny",
+    "small": "tf_video_swin_small",
+    "base": "tf_video_swin_base",
+    "large": "tf_video_swin_large",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TestPipeline:
+    """How a checkpoint was scored: ``SampleFrames``, ``Resize``, ``ThreeCrop`` settings.
+
+    Attributes:
+        clip_len: frames per clip.
+        frame_interval: stride between sampled frames.
+        num_clips: clips per video.
+        frame_uniform: the Video-Swin ``frame_uniform`` sampling (SSv2) instead of strided
+            clips.
+        short_side: the short side frames are resized to.
+        crop_size: side of the square crops.
+        num_crops: crops per clip (3: ThreeCrop, 1: centre crop).
+    """
+
+    clip_len: int
+    frame_interval: int
+    num_clips: int
+    frame_uniform: bool
+    short_side: int
+    crop_size: int
+    num_crops: int
+
+    @property
+    def views(self) -> str:
+        """``"<clips>x<crops>"``, e.g. ``"4x3"``."""
+        return f"{self.num_clips}x{self.num_crops}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One named model.
+
+    Attributes:
+        name: config name, e.g. ``"swin_t_k400"``.
+        arch: ``"tiny"``, ``"small"``, ``"base"`` or ``"large"``.
+        window_size: attention window ``(Wd, Wh, Ww)``.
+        patch_size: patch ``(Pd, Ph, Pw)``.
+        num_classes: classes of the head.
+        labels: the shipped label map of its classes (see `videoswin_tf.labels`).
+        release: stem of the published Keras weights, e.g.
+            ``"TFVideoSwinT_K400_IN1K_P244_W877_32x224"``.
+        pipeline: the test-time pipeline its accuracy was measured with.
+    """
+
+    name: str
+    arch: str
+    window_size: tuple[int, int, int]
+    patch_size: tuple[int, int, int]
+    num_classes: int
+    labels: str
+    release: str
+    pipeline: TestPipeline
+
+    @property
+    def builder(self) -> str:
+        """Name of the builder function of its architecture, e.g. ``"tf_video_swin_tiny"``."""
+        return BUILDERS[self.arch]
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The builder arguments that a preset fixes."""
+        return {
+            "window_size": self.window_size,
+            "patch_size": self.patch_size,
+            "num_classes": self.num_classes,
+        }
+
+
+@functools.cache
+def presets() -> dict[str, Preset]:
+    """Every named preset, by name, in the order of the config files."""
+    folder = importlib.resources.files("videoswin_tf.configs")
+    found = {}
+    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+        if entry.name.endswith(".json"):
+            preset = _from_config(json.loads(entry.read_text(encoding="utf-8")))
+            found[preset.name] = preset
+    return found
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; a `ValueError` naming the known ones otherwise."""
+    known = presets()
+    if name not in known:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(known)}")
+    return known[name]
+
+
+def _from_config(data: dict[str, Any]) -> Preset:
+    steps = data["test_pipeline"]
+    return Preset(
+        name=data["name"],
+        arch=data["arch"],
+        window_size=tuple(data["window_size"]),
+        patch_size=tuple(data["patch_size"]),
+        num_classes=data["num_classes"],
+        labels=data["labels"],
+        release=data["release"],
+        pipeline=TestPipeline(
+            clip_len=data["clip_frames"],
+            frame_interval=steps["frame_interval"],
+            num_clips=steps["num_clips"],
+            frame_uniform=steps["frame_uniform"],
+            short_side=data["clip_size"],
+            crop_size=data["clip_size"],
+            num_crops=steps["num_crops"],
+        ),
+    )

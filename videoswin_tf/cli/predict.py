@@ -19,7 +19,7 @@ from videoswin_tf.presets import get_preset, presets
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
 from videoswin_tf.video.predict import DEFAULT_BATCH, VideoOutput, predict_video, view_pipeline
-from videoswin_tf.video.sampling import PROTOCOLS
+from videoswin_tf.video.sampling import PROTOCOLS, clip_indices
 
 # File endings a folder argument is searched for.
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -133,7 +133,7 @@ def main(
     """
     try:
         preset = get_preset(config)
-        view_pipeline(config, views)
+        clip_indices(preset.pipeline.clip_len, view_pipeline(config, views), sampling)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     if stage_map and features_dir is None:

@@ -32,6 +32,11 @@ def clip_indices(num_frames: int, pipeline: TestPipeline, protocol: str = "vswin
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown sampling protocol {protocol!r}; expected one of {PROTOCOLS}")
     if protocol == "vswin" and pipeline.frame_uniform:
+        if pipeline.num_clips != 1:
+            raise ValueError(
+                f"frame_uniform sampling (SSv2) makes one clip, not {pipeline.num_clips}: use "
+                "1x3 or 1x1 views, or the mmaction2 sampling"
+            )
         return uniform_indices(num_frames, pipeline.clip_len)[None, :]
     offsets = (vswin_offsets if protocol == "vswin" else mmaction2_offsets)(num_frames, pipeline)
     steps = np.arange(pipeline.clip_len) * pipeline.frame_interval  # (clip_len,)

@@ -15,6 +15,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f"vswin-predict needs click ({error}); install it with: pip install videoswin-tf[video]"
     ) from error
 
+from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset, presets
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
@@ -141,13 +142,11 @@ def main(
     paths = expand_videos(videos)
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
-    model = _load_model(preset, weights)
-    from videoswin_tf.labels import load_labels
-
     try:
-        names = load_labels(labels if labels is not None else preset.labels, model.num_classes)
+        names = load_labels(labels if labels is not None else preset.labels, preset.num_classes)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--labels") from None
+    model = _load_model(preset, weights)
 
     records, failed = [], 0
     for number, path in enumerate(paths, 1):

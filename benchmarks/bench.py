@@ -183,7 +183,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from convert.cli import start_tensorflow_quietly
+    from videoswin_tf.startup import start_tensorflow_quietly
 
     start_tensorflow_quietly()
     from convert.configs import resolve_config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from typing import Callable, Iterator
 
@@ -11,6 +10,7 @@ import click
 
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL
 from convert.synthetic import LAYOUTS
+from videoswin_tf.startup import start_tensorflow_quietly
 
 EXAMPLES = """
 \b
@@ -25,27 +25,6 @@ Examples:
 Named configs: swin_t_k400, swin_s_k400, swin_b_k400, swin_b_k400_in22k,
 swin_b_k600_in22k, swin_b_ssv2 (see configs/).
 """
-
-
-def start_tensorflow_quietly() -> None:
-    """Import TensorFlow and probe its devices with the process's stderr sent to /dev/null.
-
-    TensorFlow 2.21 prints its C++ start-up lines (oneDNN notices, a failed CUDA probe on a CPU
-    machine) straight to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says; they would bury
-    the report. Setting TF_CPP_MIN_LOG_LEVEL yourself keeps them.
-    """
-    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @contextlib.contextmanager

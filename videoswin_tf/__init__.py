@@ -1,5 +1,7 @@
 """Video Swin Transformer for Keras 3."""
 
+# First: imports TensorFlow with its C++ start-up lines silenced (see videoswin_tf/startup.py).
+import videoswin_tf.startup  # noqa: F401, I001
 from videoswin_tf.builders import (
     tf_video_swin_base,
     tf_video_swin_large,

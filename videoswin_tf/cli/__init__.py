@@ -1,0 +1,1 @@
+"""Command-line tools of the model package (need the ``video`` extra)."""

@@ -103,7 +103,9 @@ def parity_clip_options(command: Callable) -> Callable:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=str),
-    help="Weights file to write, ending in .weights.h5. Default: "
+    help="Weights file to write; the suffix picks the format: .weights.h5 (Keras 3's) or any "
+    "other .h5, e.g. the seed's TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5 (the Keras 2 layout, "
+    "which Keras 3 loads for such names). Default: "
     "checkpoints/<release name>.weights.h5 (e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224), "
     "or the .pth file's stem when the config has no release name.",
 )
@@ -271,21 +273,36 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
     help="Folder for the assets, manifest.json and MODEL_ZOO.md.",
 )
 @parity_clip_options
-def release_command(sources, assets, parity_frames, parity_size) -> None:
+@click.option(
+    "--pin",
+    is_flag=True,
+    help="Also write the assets' SHA-256 into the package's videoswin_tf/weights_hashes.json, "
+    "the table that tf_video_swin_*(weights=<preset>) checks downloads against (for the "
+    "project's own release).",
+)
+def release_command(sources, assets, parity_frames, parity_size, pin) -> None:
     """Convert every named config whose official .pth is in --from, with parity, into
-    --to/<release name>.weights.h5; then write manifest.json (sizes, SHA-256 of assets and
-    sources, parity figures, package versions) and MODEL_ZOO.md. Missing sources are listed.
+    --to/<release name>.weights.h5 and --to/<release name>.h5 (the seed's names, Keras 2
+    layout); then write manifest.json (sizes, SHA-256 of assets and sources, parity figures,
+    package versions) and MODEL_ZOO.md. Missing sources are listed.
 
     \b
     Example:
       vswin-convert release --from downloads/ --to release/
+      vswin-convert release --from downloads/ --to release/ --pin
     """
+    import importlib.resources
     from pathlib import Path
 
-    from convert.release import release
+    from convert.release import pin_hashes, release
+    from videoswin_tf.downloads import HASHES_FILE
 
     with exit_on_error():
-        release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
+        manifest = release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
+    if pin:
+        table = Path(str(importlib.resources.files("videoswin_tf") / HASHES_FILE))
+        pin_hashes(manifest, table)
+        click.echo(f"pinned {len(manifest['assets'])} SHA-256 in {table}")
 
 
 @main.command(name="verify")

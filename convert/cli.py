@@ -291,16 +291,16 @@ def release_command(sources, assets, parity_frames, parity_size, pin) -> None:
       vswin-convert release --from downloads/ --to release/
       vswin-convert release --from downloads/ --to release/ --pin
     """
-    import importlib.resources
     from pathlib import Path
 
     from convert.release import pin_hashes, release
-    from videoswin_tf.downloads import HASHES_FILE
 
     with exit_on_error():
         manifest = release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
     if pin:
-        table = Path(str(importlib.resources.files("videoswin_tf") / HASHES_FILE))
+        from videoswin_tf.downloads import HASH_TABLE
+
+        table = Path(str(HASH_TABLE))
         pin_hashes(manifest, table)
         click.echo(f"pinned {len(manifest['assets'])} SHA-256 in {table}")
 

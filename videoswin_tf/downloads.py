@@ -24,6 +24,8 @@ DEFAULT_BASE_URL = "https://github.com/videoswin-tf/videoswin-tf/releases/downlo
 URL_VARIABLE = "VIDEOSWIN_WEIGHTS_URL"
 MANIFEST_VARIABLE = "VIDEOSWIN_WEIGHTS_MANIFEST"
 HASHES_FILE = "weights_hashes.json"
+# The package's table of published hashes (written by `vswin-convert release --pin`).
+HASH_TABLE = importlib.resources.files("videoswin_tf") / HASHES_FILE
 CACHE_SUBDIR = os.path.join("models", "videoswin_tf")
 # The release file a preset downloads: Keras 3's native format.
 PRESET_SUFFIX = ".weights.h5"
@@ -77,8 +79,7 @@ def published_hashes() -> dict[str, str]:
                 f"{path} is not a release manifest ({error!r}); name the manifest.json that "
                 "vswin-convert release wrote"
             ) from error
-    table = importlib.resources.files("videoswin_tf") / HASHES_FILE
-    return json.loads(table.read_text(encoding="utf-8"))["sha256"]
+    return json.loads(HASH_TABLE.read_text(encoding="utf-8"))["sha256"]
 
 
 def preset_file_name(preset: Preset) -> str:

@@ -8,6 +8,7 @@ classes differ); `test_every_preset_from_a_full_release` (slow) does all six.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def mirror(release, tmp_path, monkeypatch) -> Path:
     """The release's files served from a folder of their own, trusted through its manifest;
     an empty Keras cache."""
     folder = tmp_path / "mirror"
-    shutil.copytree(release, folder)
+    shutil.copytree(release, folder, copy_function=os.link)  # replace a file, never write it
     monkeypatch.setenv("VIDEOSWIN_WEIGHTS_URL", folder.as_uri())
     monkeypatch.setenv("VIDEOSWIN_WEIGHTS_MANIFEST", str(release / "manifest.json"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
@@ -162,10 +163,12 @@ def test_tampered_asset_fails_its_hash_and_leaves_nothing(mirror, tmp_path):
     good = asset.read_bytes()
     data = bytearray(good)
     data[len(data) // 2] ^= 0x01
+    asset.unlink()
     asset.write_bytes(bytes(data))
     with pytest.raises(downloads.WeightsHashError, match="does not have the published SHA-256"):
         tf_video_swin_tiny(weights="swin_t_k400")
     assert list(cache(tmp_path).iterdir()) == []
+    asset.unlink()
     asset.write_bytes(good)
     assert tf_video_swin_tiny(weights="swin_t_k400").num_classes == 400
 

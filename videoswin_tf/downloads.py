@@ -123,6 +123,7 @@ def fetch_preset_weights(preset: Preset, cache_dir: str | os.PathLike | None = N
         target.unlink()  # an older or damaged copy: fetched again below
     origin = base_url() + name
     partial = f".{name}.partial"
+    folder.mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp for a missing one
     try:
         keras.utils.get_file(
             fname=partial,

@@ -16,7 +16,7 @@ DEMO_PTH    := checkpoints/swin_tiny_patch244_window877_kinetics400_1k.pth
 SOURCES ?= checkpoints/sources
 RELEASE ?= checkpoints/release
 
-.PHONY: venv test test-slow convert sources release verify bench clean
+.PHONY: venv test test-slow convert sources release verify bench clean pin-hashes
 
 venv: $(STAMP)
 
@@ -43,6 +43,12 @@ sources: venv
 
 release: venv
 	$(VENV)/bin/vswin-convert release --from $(SOURCES) --to $(RELEASE)
+
+# `make pin-hashes`: `make release`, then its assets' SHA-256 into videoswin_tf/weights_hashes.json,
+# the table that tf_video_swin_*(weights=<preset>) checks downloads against. For the project's
+# own release only: commit the table with the release.
+pin-hashes: venv
+	$(VENV)/bin/vswin-convert release --from $(SOURCES) --to $(RELEASE) --pin
 
 verify: venv
 	$(VENV)/bin/vswin-convert verify --manifest $(RELEASE)/manifest.json --sources $(SOURCES)

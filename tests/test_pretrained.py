@@ -25,13 +25,14 @@ from convert.converter import ConversionError, write_checked
 from convert.release import pin_hashes, sha256
 from videoswin_tf import (
     TFSwinTransformer3D,
+    downloads,
     load_labels,
     presets,
     tf_video_swin_base,
     tf_video_swin_small,
     tf_video_swin_tiny,
+    weights_file,
 )
-from videoswin_tf import downloads, weights_file
 from videoswin_tf.weights_file import WeightsMismatchError, save_weights, variable_differences
 
 VSWIN = str(Path(sys.executable).parent / "vswin-convert")
@@ -367,7 +368,11 @@ def test_every_preset_from_a_full_release(tmp_path_factory, tmp_path, monkeypatc
     monkeypatch.setenv("VIDEOSWIN_WEIGHTS_URL", str(folder))
     monkeypatch.setenv("VIDEOSWIN_WEIGHTS_MANIFEST", str(folder / "manifest.json"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    builders = {"tiny": tf_video_swin_tiny, "small": tf_video_swin_small, "base": tf_video_swin_base}
+    builders = {
+        "tiny": tf_video_swin_tiny,
+        "small": tf_video_swin_small,
+        "base": tf_video_swin_base,
+    }
     for name, preset in presets().items():
         model = builders[preset.arch](weights=name)
         assert logits(model).shape == (1, preset.num_classes)
@@ -375,3 +380,26 @@ def test_every_preset_from_a_full_release(tmp_path_factory, tmp_path, monkeypatc
         legacy = builders[preset.arch](weights=str(folder / f"{preset.release}.h5"))
         np.testing.assert_array_equal(logits(model), logits(legacy))
         del model, legacy
+
+
+def test_convert_out_suffix_picks_the_format(tmp_path):
+    from test_convert import MINI, MINI_JSON, write_checkpoint
+
+    from convert.converter import convert
+
+    config = tmp_path / "mini.json"
+    config.write_text(json.dumps(MINI_JSON))
+    pth = write_checkpoint(tmp_path, MINI, "authors")
+    out = tmp_path / "mini.h5"
+    result = convert(pth, config=str(config), out=out, log=lambda _: None)
+    assert result.report.passed and (tmp_path / "mini.parity.json").is_file()
+    with h5py.File(out, "r") as file:
+        assert len(file.attrs["layer_names"]) == 7
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "mini.json",
+        "mini_authors.pth",
+        "mini.h5",
+        "mini.parity.json",
+    }
+    with pytest.raises(ConversionError, match=r"--out must end in \.weights\.h5 .* or \.h5"):
+        convert(pth, config=str(config), out=tmp_path / "mini.keras", log=lambda _: None)

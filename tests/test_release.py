@@ -48,9 +48,13 @@ def released(sources, tmp_path_factory) -> tuple[Path, Path]:
 def test_release_writes_asset_manifest_and_zoo(released, sources):
     first, _ = released
     asset = first / f"{T.release}.weights.h5"
+    legacy = first / f"{T.release}.h5"  # the seed's file name
     manifest = json.loads((first / "manifest.json").read_text())
-    (entry,) = manifest["assets"]
-    assert entry["file"] == asset.name
+    legacy_entry, entry = manifest["assets"]
+    assert (legacy_entry["file"], legacy_entry["format"]) == (legacy.name, "keras2-h5")
+    assert legacy_entry["sha256"] == sha256(legacy) != sha256(asset)
+    assert legacy_entry["bytes"] == legacy.stat().st_size
+    assert (entry["file"], entry["format"]) == (asset.name, "keras3")
     assert entry["bytes"] == asset.stat().st_size
     assert entry["sha256"] == sha256(asset)
     assert entry["source"] == T.source and entry["source_sha256"] == sha256(sources / T.source)
@@ -71,7 +75,8 @@ def test_release_writes_asset_manifest_and_zoo(released, sources):
     zoo = (first / "MODEL_ZOO.md").read_text()
     assert (
         f"| Swin-T | IN-1K | 224 | 78.8 | 93.6 | 28M | 87.9G | `configs/swin_t_k400.json` "
-        f"| `{asset.name}` (`{entry['sha256'][:12]}`) |"
+        f"| `{legacy.name}` (`{legacy_entry['sha256'][:12]}`)<br>"
+        f"`{asset.name}` (`{entry['sha256'][:12]}`) |"
     ) in zoo
     assert zoo.count("not released") == 5
     for heading in ("## Kinetics 400", "## Kinetics 600", "## Something-Something V2"):
@@ -80,8 +85,8 @@ def test_release_writes_asset_manifest_and_zoo(released, sources):
 
 def test_two_runs_give_identical_bytes(released):
     first, second = released
-    name = f"{T.release}.weights.h5"
-    assert sha256(first / name) == sha256(second / name)
+    for name in (f"{T.release}.weights.h5", f"{T.release}.h5"):
+        assert sha256(first / name) == sha256(second / name)
 
 
 def test_verify_passes_then_catches_a_flipped_byte(released, sources, tmp_path):
@@ -91,6 +96,7 @@ def test_verify_passes_then_catches_a_flipped_byte(released, sources, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all assets verified" in result.stdout and "PASS" in result.stdout
+    assert f"[1/2] {T.release}.h5" in result.stdout
 
     tampered = tmp_path / "tampered"
     shutil.copytree(first, tampered)
@@ -112,7 +118,8 @@ def test_verify_catches_a_swapped_source(released, tmp_path):
         first / "manifest.json", swapped, parity_frames=4, parity_size=64, log=lambda _: None
     )
     assert failures == [
-        f"{T.release}.weights.h5: source {T.source} SHA-256 differs from the manifest"
+        f"{T.release}{suffix}: source {T.source} SHA-256 differs from the manifest"
+        for suffix in (".h5", ".weights.h5")
     ]
 
 
@@ -120,7 +127,7 @@ def test_verify_reports_a_missing_asset(released, tmp_path):
     first, _ = released
     shutil.copy(first / "manifest.json", tmp_path / "manifest.json")
     assert verify(tmp_path / "manifest.json", log=lambda _: None) == [
-        f"{T.release}.weights.h5: missing from {tmp_path}"
+        f"{T.release}{suffix}: missing from {tmp_path}" for suffix in (".h5", ".weights.h5")
     ]
 
 

@@ -12,6 +12,7 @@ from videoswin_tf.layers.head import I3DHead
 from videoswin_tf.layers.norm import build_norm, norm_config
 from videoswin_tf.layers.patch_embed import PatchEmbed3D
 from videoswin_tf.layers.stage import SwinStage
+from videoswin_tf.weights_file import check_fits
 
 INPUT_LAYOUT = "(batch, frames, height, width, 3), channels last"
 
@@ -47,6 +48,9 @@ class TFSwinTransformer3D(keras.Model):
         num_classes: classes of the head.
         include_top: end with the I3D head (logits); otherwise return pooled features.
         head_dropout: dropout before the classifier, active in training only.
+        class_names: name of each class of the head (``num_classes`` of them), or ``None``;
+            kept as ``model.class_names`` and in the config. The builders fill it from a
+            preset's label map (``weights="swin_t_k400"``).
 
     Call arguments:
         x: clip ``(B, T, H, W, 3)``, channels last, already normalized.
@@ -76,6 +80,7 @@ class TFSwinTransformer3D(keras.Model):
         num_classes: int = 400,
         include_top: bool = True,
         head_dropout: float = 0.5,
+        class_names: Sequence[str] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -108,6 +113,13 @@ class TFSwinTransformer3D(keras.Model):
         self.num_classes = num_classes
         self.include_top = include_top
         self.head_dropout = head_dropout
+        if class_names is not None and (not include_top or len(class_names) != num_classes):
+            head = f"{num_classes} classes" if include_top else "no head (include_top=False)"
+            raise ValueError(
+                f"class_names has {len(class_names)} names but the model has {head}; pass one "
+                "name per class of the head, or None"
+            )
+        self.class_names = None if class_names is None else list(class_names)
 
         self.patch_embed = PatchEmbed3D(
             self.patch_size,
@@ -215,7 +227,16 @@ class TFSwinTransformer3D(keras.Model):
             "num_classes": self.num_classes,
             "include_top": self.include_top,
             "head_dropout": self.head_dropout,
+            "class_names": self.class_names,
         }
+
+    def load_weights(self, filepath, skip_mismatch: bool = False, **kwargs) -> None:
+        """Keras' ``load_weights``, after checking the config that files written by this
+        package record (window, width, depth, heads, patch, head): a file for another model
+        raises `videoswin_tf.weights_file.WeightsMismatchError` naming each difference and the
+        builder call that fits the file. ``*.weights.h5`` and the seed's ``*.h5`` both load."""
+        check_fits(self, filepath)
+        super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
 
 
 def validate_clip(x) -> None:

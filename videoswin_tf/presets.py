@@ -13,13 +13,10 @@ import importlib.resources
 import json
 from typing import Any
 
+from videoswin_tf.architectures import ARCHITECTURES
+
 # Builder name of each architecture in the configs.
-BUILDERS = {
-    "tiny": "tf_video_swin_tiny",
-    "small": "tf_video_swin_small",
-    "base": "tf_video_swin_base",
-    "large": "tf_video_swin_large",
-}
+BUILDERS = {name: arch.builder for name, arch in ARCHITECTURES.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""What a builder's ``weights=`` names (a preset, a release name, a local file) fixes of the
+model, and loading it: the file's whole model, or its backbone under ``include_top=False``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from videoswin_tf.architectures import ARCHITECTURES, find_arch
+from videoswin_tf.downloads import fetch_preset_weights
+from videoswin_tf.labels import load_labels
+from videoswin_tf.presets import Preset, presets
+from videoswin_tf.weights_file import read_file_config, weights_format
+
+# Builder arguments that a source of weights fixes and a caller may only repeat.
+SHAPE_ARGUMENTS = ("window_size", "patch_size")
+ARCHITECTURE_ARGUMENTS = ("embed_dim", "depths", "num_heads", "in_channels")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsSource:
+    """Pretrained weights as ``weights=`` named them.
+
+    Attributes:
+        described: how errors name it, e.g. ``"weights='swin_b_ssv2'"``.
+        arch: its architecture (``"tiny"`` ...), or ``None`` when unknown or custom.
+        fixed: the model arguments it fixes: ``window_size``, ``patch_size``, and
+            ``num_classes`` (``None`` for a backbone-only file); empty when unknown.
+        labels: its label map name, or ``None``.
+        preset: the preset to download, or ``None`` for a local file.
+        path: the local file, or ``None`` for a preset.
+    """
+
+    described: str
+    arch: str | None
+    fixed: dict[str, Any]
+    labels: str | None
+    preset: Preset | None = None
+    path: Path | None = None
+
+
+def resolve(weights: str | os.PathLike) -> WeightsSource:
+    """The source that ``weights`` names: a preset (``"swin_t_k400"``), a release name
+    (``"TFVideoSwinT_K400_IN1K_P244_W877_32x224"``) or a ``.h5`` / ``.weights.h5`` file."""
+    known = presets()
+    by_release = {preset.release: preset for preset in known.values()}
+    preset = known.get(str(weights)) or by_release.get(str(weights))
+    if preset is not None:
+        return WeightsSource(
+            f"weights={str(weights)!r}",
+            preset.arch,
+            {
+                "window_size": preset.window_size,
+                "patch_size": preset.patch_size,
+                "num_classes": preset.num_classes,
+            },
+            preset.labels,
+            preset=preset,
+        )
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(
+            f"weights={str(weights)!r} is neither a preset ({', '.join(known)}), a release name "
+            f"(e.g. {next(iter(by_release))!r}), nor an existing .h5 or .weights.h5 file"
+        )
+    weights_format(path)
+    config = read_file_config(path)
+    if config is None:
+        return WeightsSource(f"weights={str(weights)!r}", None, {}, None, path=path)
+    return WeightsSource(
+        f"weights={str(weights)!r}",
+        find_arch(config["embed_dim"], config["depths"], config["num_heads"]),
+        {
+            "window_size": tuple(config["window_size"]),
+            "patch_size": tuple(config["patch_size"]),
+            "num_classes": config["num_classes"],
+        },
+        config["labels"],
+        path=path,
+    )
+
+
+def model_arguments(source: WeightsSource, arch: str, overrides: dict[str, Any]) -> dict:
+    """The builder's ``overrides`` completed with what ``source`` fixes (and its class names);
+    a `ValueError` naming the argument when one contradicts it."""
+    builder = ARCHITECTURES[arch].builder
+    if source.fixed and source.arch != arch:
+        right = (
+            f"build it with {ARCHITECTURES[source.arch].builder}({source.described})"
+            if source.arch
+            else "build TFSwinTransformer3D with its sizes and call load_weights"
+        )
+        kind = f"a Swin-{source.arch[0].upper()}" if source.arch else "a custom-size"
+        raise ValueError(f"{source.described} is {kind} model, not {builder}'s; {right}")
+    if not source.fixed:  # a file that records nothing: Keras' own checks only
+        return dict(overrides)
+    for key in ARCHITECTURE_ARGUMENTS:
+        if key in overrides:
+            raise ValueError(
+                f"{key} is fixed by {source.described} ({builder}); leave it out, or build "
+                "without weights="
+            )
+    arguments = dict(overrides)
+    for key in SHAPE_ARGUMENTS:
+        wanted = source.fixed[key]
+        if key in overrides and tuple(overrides[key]) != tuple(wanted):
+            raise ValueError(
+                f"{key}={tuple(overrides[key])} contradicts {source.described}, whose "
+                f"{key} is {tuple(wanted)}; leave {key} out"
+            )
+        arguments[key] = tuple(wanted)
+    classes = source.fixed["num_classes"]
+    if not arguments.get("include_top", True):
+        return arguments
+    if classes is None:
+        raise ValueError(
+            f"{source.described} holds a backbone only (no classifier); pass include_top=False"
+        )
+    if "num_classes" in overrides and overrides["num_classes"] != classes:
+        raise ValueError(
+            f"num_classes={overrides['num_classes']} contradicts {source.described}, whose head "
+            f"has {classes} classes; leave num_classes out, or pass include_top=False to load "
+            "the backbone and put a new head on it"
+        )
+    arguments["num_classes"] = classes
+    if source.labels and "class_names" not in overrides:
+        arguments["class_names"] = load_labels(source.labels, classes)
+    return arguments
+
+
+def load(model, source: WeightsSource) -> None:
+    """Load ``source`` into ``model``: the whole file, or, for a model without a head and a
+    file with one, its backbone alone."""
+    path = source.path or fetch_preset_weights(source.preset)
+    if model.include_top or source.fixed.get("num_classes") is None:
+        model.load_weights(path)
+        return
+    config = model.get_config() | {
+        "include_top": True,
+        "num_classes": source.fixed["num_classes"],
+        "class_names": None,
+        "name": None,
+    }
+    full = type(model).from_config(config)
+    full.load_weights(path)
+    donors = {layer.name: layer for layer in full.layers}
+    for layer in model.layers:  # every layer but the head, which the model lacks
+        layer.set_weights(donors[layer.name].get_weights())

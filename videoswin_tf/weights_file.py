@@ -1,0 +1,196 @@
+"""Keras weight files of this package: two formats picked by the file name, each carrying the
+config of the model it fits.
+
+- ``*.weights.h5``: Keras 3's native format (``model.save_weights``).
+- any other ``*.h5`` (e.g. the seed's ``TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5``): the Keras 2
+  (legacy) HDF5 weights layout, which Keras 3 reads for such names: root attribute
+  ``layer_names``, one group per layer holding weights with attribute ``weight_names`` and one
+  dataset per weight. Its loader matches weights by position, so writers check the result by
+  loading it (see `variable_differences`).
+
+Both carry the model's config as the root attribute ``videoswin_tf_config`` (JSON; Keras
+ignores it), which `check_fits` compares with a model before Keras loads the file, so a wrong
+window, size or head is named instead of failing deep inside Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from videoswin_tf.architectures import ARCHITECTURES, builder_call, find_arch
+
+NATIVE_SUFFIX = ".weights.h5"
+LEGACY_SUFFIX = ".h5"
+CONFIG_ATTRIBUTE = "videoswin_tf_config"
+# The model config keys a file records and `check_fits` compares, with how errors name them.
+FITTED_KEYS = {
+    "embed_dim": "width (embed_dim)",
+    "depths": "depth (depths)",
+    "num_heads": "heads (num_heads)",
+    "window_size": "window (window_size)",
+    "patch_size": "patch (patch_size)",
+}
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file that does not fit the model; the message names every difference and the
+    builder call that fits the file."""
+
+
+def weights_format(path: str | os.PathLike) -> str:
+    """``"native"`` for ``*.weights.h5``, ``"legacy"`` for any other ``*.h5``; a `ValueError`
+    otherwise."""
+    name = Path(path).name
+    if name.endswith(NATIVE_SUFFIX):
+        return "native"
+    if name.endswith(LEGACY_SUFFIX):
+        return "legacy"
+    raise ValueError(
+        f"{path}: a weights file name ends in {NATIVE_SUFFIX} (Keras 3's format) or "
+        f"{LEGACY_SUFFIX} (the Keras 2 layout, e.g. the seed's file names)"
+    )
+
+
+def model_file_config(model, preset: str | None = None, labels: str | None = None) -> dict:
+    """What a file records about ``model``: the `FITTED_KEYS`, the head, and optionally the
+    preset and label map names it was released as."""
+    config = model.get_config()
+    recorded = {key: _plain(config[key]) for key in FITTED_KEYS}
+    recorded["include_top"] = bool(config["include_top"])
+    recorded["num_classes"] = int(config["num_classes"]) if config["include_top"] else None
+    recorded["preset"] = preset
+    recorded["labels"] = labels
+    return recorded
+
+
+def save_weights(
+    model, path: str | os.PathLike, preset: str | None = None, labels: str | None = None
+) -> None:
+    """Write ``model``'s weights to ``path`` in the format its name picks, with its config.
+
+    Two writes of the same weights give identical bytes (no timestamps in either format).
+    """
+    path = Path(path)
+    if weights_format(path) == "native":
+        model.save_weights(str(path))
+    else:
+        _write_legacy(model, path)
+    with h5py.File(path, "r+") as file:
+        file.attrs[CONFIG_ATTRIBUTE] = json.dumps(
+            model_file_config(model, preset, labels), sort_keys=True
+        )
+
+
+def _write_legacy(model, path: Path) -> None:
+    # The loader pairs the i-th layer holding weights with the i-th name of `layer_names`, and
+    # the j-th of its weights (trainable first) with the j-th of `weight_names`.
+    layers = [layer for layer in model.layers if _legacy_weights(layer)]
+    with h5py.File(path, "w", track_order=False) as file:
+        file.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
+        for layer in layers:
+            group = file.create_group(layer.name)
+            weights = _legacy_weights(layer)
+            names = [weight.path for weight in weights]
+            if len(set(names)) != len(names):
+                raise ValueError(f"layer {layer.name} has two weights of the same path")
+            group.attrs["weight_names"] = np.array([name.encode("utf8") for name in names])
+            for name, weight in zip(names, weights):
+                group.create_dataset(name, data=np.asarray(weight.numpy()), track_times=False)
+
+
+def _legacy_weights(layer) -> list:
+    return layer.trainable_weights + layer.non_trainable_weights
+
+
+def read_file_config(path: str | os.PathLike) -> dict | None:
+    """The config a file of ours records, or ``None`` for a file without one (or not HDF5)."""
+    path = Path(path)
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return None
+    with h5py.File(path, "r") as file:
+        text = file.attrs.get(CONFIG_ATTRIBUTE)
+    if text is None:
+        return None
+    return json.loads(text.decode("utf8") if isinstance(text, bytes) else text)
+
+
+def mismatches(file_config: dict, model) -> list[str]:
+    """How the model of ``file_config`` differs from ``model``, one phrase per difference."""
+    model_config = model_file_config(model)
+    found = []
+    for key, label in FITTED_KEYS.items():
+        if _plain(file_config[key]) != model_config[key]:
+            found.append(
+                f"{label}: the file's is {_show(file_config[key])}, "
+                f"the model's {_show(model_config[key])}"
+            )
+    if file_config["include_top"] and not model_config["include_top"]:
+        found.append(
+            f"head: the file has a {file_config['num_classes']}-class head, the model has "
+            "none (include_top=False)"
+        )
+    elif model_config["include_top"] and not file_config["include_top"]:
+        found.append(
+            f"head: the file holds a backbone only, the model has a "
+            f"{model_config['num_classes']}-class head"
+        )
+    elif file_config["include_top"] and file_config["num_classes"] != model_config["num_classes"]:
+        found.append(
+            f"classes (num_classes): the file's head has {file_config['num_classes']}, "
+            f"the model's {model_config['num_classes']}"
+        )
+    return found
+
+
+def check_fits(model, path: str | os.PathLike) -> None:
+    """Raise `WeightsMismatchError` when ``path`` records a model config that differs from
+    ``model``'s; files without a recorded config are left to Keras."""
+    file_config = read_file_config(path)
+    if file_config is None:
+        return
+    found = mismatches(file_config, model)
+    if not found:
+        return
+    hint = f"build the model the file fits: {builder_call(file_config)}"
+    arch = find_arch(file_config["embed_dim"], file_config["depths"], file_config["num_heads"])
+    if arch is not None:
+        builder = ARCHITECTURES[arch].builder
+        if file_config["preset"]:
+            hint += f", or {builder}(weights={file_config['preset']!r})"
+        if file_config["include_top"]:
+            hint += (
+                "; for a new head, load the backbone alone with "
+                f"{builder}(weights={str(path)!r}, include_top=False)"
+            )
+    raise WeightsMismatchError(f"{path} does not fit this model: {'; '.join(found)}; {hint}")
+
+
+def variable_differences(expected, actual) -> list[str]:
+    """Paths (below the model) of the variables of ``actual`` that are not exactly
+    ``expected``'s: same path, shape, dtype and every value; both models built alike."""
+    differing = []
+    for want, got in zip(expected.weights, actual.weights, strict=True):
+        path = want.path.split("/", 1)[-1]
+        want_value, got_value = np.asarray(want.numpy()), np.asarray(got.numpy())
+        if (
+            path != got.path.split("/", 1)[-1]
+            or want_value.dtype != got_value.dtype
+            or want_value.shape != got_value.shape
+            or not np.array_equal(want_value, got_value)
+        ):
+            differing.append(path)
+    return differing
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _show(value: Any) -> str:
+    return str(tuple(value)) if isinstance(value, (list, tuple)) else str(value)

@@ -98,14 +98,19 @@ TIMM_2D = Source(
 )
 
 _TV_BLOCK = r"features\.(?P<twice_i>\d*[02468])\.(?P<j>\d+)\."
+_WEIGHT = r"(?P<rest>weight|bias)"
+_BLOCK_LEAF = (
+    r"(?P<leaf>(norm1|norm2|attn\.qkv|attn\.proj)\.(weight|bias)"
+    r"|attn\.relative_position_(bias_table|index))"
+)
 TORCHVISION = Source(
     name="torchvision swin3d layout (features.<2i> stages, features.<2i+1> patch merging)",
     detect=_has("features.0.0.attn.qkv.weight", "patch_embed.proj.weight"),
     renames=(
         (r"patch_embed\.(?P<rest>.+)", "backbone.patch_embed.{rest}"),
-        (_TV_BLOCK + r"mlp\.0\.(?P<rest>.+)", "backbone.layers.{i}.blocks.{j}.mlp.fc1.{rest}"),
-        (_TV_BLOCK + r"mlp\.3\.(?P<rest>.+)", "backbone.layers.{i}.blocks.{j}.mlp.fc2.{rest}"),
-        (_TV_BLOCK + r"(?P<rest>.+)", "backbone.layers.{i}.blocks.{j}.{rest}"),
+        (_TV_BLOCK + r"mlp\.0\." + _WEIGHT, "backbone.layers.{i}.blocks.{j}.mlp.fc1.{rest}"),
+        (_TV_BLOCK + r"mlp\.3\." + _WEIGHT, "backbone.layers.{i}.blocks.{j}.mlp.fc2.{rest}"),
+        (_TV_BLOCK + _BLOCK_LEAF, "backbone.layers.{i}.blocks.{j}.{leaf}"),
         (
             r"features\.(?P<twice_i_plus_1>\d*[13579])\.(?P<rest>(reduction|norm)\..+)",
             "backbone.layers.{i}.downsample.{rest}",

@@ -308,3 +308,87 @@ def test_torchvision_parity_via_cli(torchvision_small, tmp_path):
     assert (
         pooled_difference(torchvision_small, Result(spec, out)) < 1e-5
     )  # loads despite the attribute
+
+
+# --- full size (make test-slow) --------------------------------------------------------------
+
+
+def mmaction_config(stem: str) -> str:
+    import mmaction
+
+    return str(Path(mmaction.__file__).parent / ".mim/configs/recognition/swin" / f"{stem}.py")
+
+
+@pytest.mark.slow
+def test_paper_2d_tiny_with_a_named_config(tmp_path, monkeypatch):
+    """The done criterion: the paper's 2D file name, --config swin_t_k400, default output."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    microsoft, _ = save_timm_pair(folder, "swin_tiny_patch4_window7_224")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main, ["--pth", str(microsoft), "--config", "swin_t_k400"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    out = Path("checkpoints/swin_tiny_patch4_window7_224_backbone.weights.h5")
+    assert f"wrote {out}" in result.output
+    report = json.loads(out.with_name(out.name.replace(".weights.h5", ".parity.json")).read_text())
+    assert report["passed"] and report["clip_shape"] == [1, 32, 224, 224, 3]
+    assert report["stages"][3]["shape"] == [1, 16, 7, 7, 768]
+    assert report["stages"][3]["max_abs"] < 1e-4
+
+
+@pytest.mark.slow
+def test_window12_base_with_mmaction_in1k_pre_config(tmp_path):
+    """A full-size 2D window-12 Swin-B (bicubic path) in timm's layout, with mmaction2's own
+    in1k-pre config."""
+    _, timm_file = save_timm_pair(tmp_path, "swin_base_patch4_window12_384")
+    config = mmaction_config("swin-base-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb")
+    result = convert(
+        timm_file,
+        config=config,
+        out=tmp_path / "b.weights.h5",
+        parity_frames=16,
+        parity_size=112,
+        log=print,
+    )
+    assert result.report.passed and result.spec.embed_dim == 128
+    assert result.spec.window_size == (8, 7, 7) and result.spec.num_classes is None
+    # timm's 87,903,584 less the head (1,025,000), plus the patch's second frame (6,144) and each
+    # 529-row table (376 heads in all) resized to 169 rows and tiled 15 times: Swin-B's backbone
+    # (88,048,984 with a 400-class head).
+    assert result.parameters == 87_903_584 - 1_025_000 + 6_144 + (15 * 169 - 529) * 376
+    assert result.parameters == 88_048_984 - (1024 * 400 + 400)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "builder, file_name, parameters, clip",
+    [
+        ("swin3d_t", "swin3d_t-7615ae03.pth", 28_158_070, (32, 224)),
+        ("swin3d_s", "swin3d_s-da41c237.pth", 49_816_678, (16, 112)),
+        ("swin3d_b", "swin3d_b_1k-24f7c7c6.pth", 88_048_984, (16, 112)),
+    ],
+)
+def test_torchvision_full_size(builder, file_name, parameters, clip, tmp_path):
+    path = save_torchvision(tmp_path / file_name, torchvision_swin3d(builder))
+    result = CliRunner().invoke(
+        main,
+        [
+            "--pth",
+            str(path),
+            "--out",
+            str(tmp_path / "tv.weights.h5"),
+            "--parity-frames",
+            str(clip[0]),
+            "--parity-size",
+            str(clip[1]),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "tv.parity.json").read_text())
+    assert report["passed"] and report["logits"]["shape"] == [1, 400]
+    model = build_keras_model(infer_spec(load_checkpoint(path).state))
+    model.load_weights(str(tmp_path / "tv.weights.h5"))
+    assert model.count_params() == parameters

@@ -62,7 +62,8 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
-    prefixes, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
+    prefixes, renames the keys of the layouts in `convert.sources.SOURCES` (torchvision, 2D
+    ImageNet Swin) by their tables, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
     ``data_preprocessor.*`` input-normalisation buffers and casts float tensors to float32.
 
     Raises:

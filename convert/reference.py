@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
+import io
 import logging
 import os
 import re
@@ -302,7 +303,8 @@ def mmaction2_inflation_forward(
         path = Path(folder) / "imagenet_2d.pth"
         torch.save({"model": microsoft}, path)
         model = ReferenceModel(spec, pretrained=str(path), pretrained2d=True)
-        with _quiet_mmengine():
+        # mmengine prints "Loads checkpoint by local backend from path: <temporary file>"
+        with _quiet_mmengine(), contextlib.redirect_stdout(io.StringIO()):
             model.backbone.init_weights()
     return reference_forward(model, clip)
 

@@ -12,8 +12,9 @@ real data set would use:
   full rate, each block below it ``--layer-decay`` times slower);
 - ``model.fit`` on a ``tf.data`` pipeline (uint8 clips normalised on the fly, shuffled, batched,
   prefetched); ``--mixed-precision`` for bfloat16 compute where the CPU or GPU has it;
-- ``--devices N`` trains data-parallel with ``tf.distribute.MirroredStrategy`` over N devices
-  (N logical CPU devices when there are no GPUs);
+- ``--devices N`` trains data-parallel over N devices: ``tf.distribute.MirroredStrategy`` on
+  TensorFlow (N logical CPU devices when there are no GPUs), ``keras.distribution.DataParallel``
+  on JAX (``KERAS_BACKEND=jax``; N host CPU devices when there are no accelerators);
 - the result saved as a ``.keras`` file and loaded back.
 
 ``--check-data-parallel`` runs one step on one device and the same step split over ``--devices``
@@ -29,10 +30,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -197,20 +201,43 @@ def backbone_arguments(config: str | None) -> dict:
     }
 
 
-def strategy_for(devices: int):
-    """MirroredStrategy over ``devices`` GPUs, or over as many logical CPU devices."""
-    import tensorflow as tf
+@dataclasses.dataclass
+class Replicas:
+    """Where training runs: ``scope()`` wraps building, compiling and fitting the model.
+
+    Attributes:
+        devices: the device names, one per replica.
+        scope: a context manager factory (a ``tf.distribute`` strategy's or a Keras
+            distribution's scope).
+    """
+
+    devices: list[str]
+    scope: Callable[[], contextlib.AbstractContextManager]
+
+
+def data_parallel(devices: int) -> Replicas:
+    """``devices`` replicas: on TensorFlow ``tf.distribute.MirroredStrategy`` over GPUs, or over
+    as many logical CPU devices; on JAX ``keras.distribution.DataParallel`` (host CPU devices
+    come from ``--xla_force_host_platform_device_count``, set in `main`)."""
+    import keras
 
     if devices == 1:
-        return tf.distribute.get_strategy()
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) >= devices:
-        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(devices)])
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
-    )
-    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
+        return Replicas(["default device"], contextlib.nullcontext)
+    if keras.backend.backend() == "jax":
+        names = keras.distribution.list_devices()[:devices]
+        return Replicas(names, keras.distribution.DataParallel(devices=names).scope)
+    import tensorflow as tf
+
+    if len(tf.config.list_physical_devices("GPU")) < devices:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
+        )
+        names = [f"/cpu:{i}" for i in range(devices)]
+    else:
+        names = [f"/gpu:{i}" for i in range(devices)]
+    strategy = tf.distribute.MirroredStrategy(names)
+    return Replicas(list(strategy.extended.worker_devices), strategy.scope)
 
 
 def check_data_parallel(args, backbone_kwargs: dict) -> float:
@@ -222,28 +249,27 @@ def check_data_parallel(args, backbone_kwargs: dict) -> float:
     the gradient itself, so the comparison shows how the replicas' gradients were combined.
     """
     import keras
-    import tensorflow as tf
 
-    mirrored = strategy_for(args.devices)
+    parallel = data_parallel(args.devices)
     clips, labels = moving_squares(args.batch, args.frames, args.size, args.seed)
     batch = dataset(clips, labels, args.batch, shuffle=False)
     updated = []
     initial = None
-    for strategy in (tf.distribute.get_strategy(), mirrored):
-        with strategy.scope():
+    for replicas in (data_parallel(1), parallel):
+        with replicas.scope():
             model = build_classifier(
                 args, backbone_kwargs, 0.0, optimizer=keras.optimizers.SGD(args.learning_rate * 10)
             )
-        if initial is None:
-            initial = model.get_weights()
-        model.set_weights(initial)
-        model.fit(batch, epochs=1, shuffle=False, verbose=0)
-        updated.append(model.get_weights())
+            if initial is None:
+                initial = model.get_weights()
+            model.set_weights(initial)
+            model.fit(batch, epochs=1, shuffle=False, verbose=0)
+            updated.append(model.get_weights())
     moved = max(float(np.abs(a - b).max()) for a, b in zip(updated[0], initial))
     apart = max(float(np.abs(a - b).max()) for a, b in zip(*updated))
     print(
-        f"one step on 1 device and on {mirrored.num_replicas_in_sync} devices "
-        f"({', '.join(mirrored.extended.worker_devices)}): weights moved up to {moved:.3e}, "
+        f"{keras.backend.backend()}: one step on 1 device and on {len(parallel.devices)} devices "
+        f"({', '.join(parallel.devices)}): weights moved up to {moved:.3e}, "
         f"the two results differ by at most {apart:.3e}"
     )
     return apart
@@ -273,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights and not Path(args.weights).is_file():
         parser.error(f"--weights {args.weights}: no such file")
 
+    if os.environ.get("KERAS_BACKEND") == "jax" and args.devices > 1:
+        flag = f"--xla_force_host_platform_device_count={args.devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     import keras
 
     keras.utils.set_random_seed(args.seed)
@@ -282,25 +311,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
-    strategy = strategy_for(args.devices)
+    replicas = data_parallel(args.devices)
     train = moving_squares(args.videos, args.frames, args.size, args.seed)
     val = moving_squares(args.val_videos, args.frames, args.size, args.seed + 1)
-    with strategy.scope():
+    with replicas.scope():
         steps = args.epochs * -(-args.videos // args.batch)
         model = build_classifier(args, backbone_kwargs, drop_path_rate=0.1, steps=steps)
-    print(
-        f"{model.count_params():,} parameters; {args.videos} training and {args.val_videos} "
-        f"validation videos of {args.frames}x{args.size}x{args.size}; "
-        f"{strategy.num_replicas_in_sync} replica(s)"
-    )
-    start = time.perf_counter()
-    history = model.fit(
-        dataset(*train, args.batch, shuffle=True, seed=args.seed),
-        validation_data=dataset(*val, args.batch, shuffle=False),
-        epochs=args.epochs,
-        shuffle=False,  # the pipeline shuffles
-        verbose=2,
-    )
+        print(
+            f"{model.count_params():,} parameters; {args.videos} training and "
+            f"{args.val_videos} validation videos of {args.frames}x{args.size}x{args.size}; "
+            f"{len(replicas.devices)} replica(s)"
+        )
+        start = time.perf_counter()
+        history = model.fit(
+            dataset(*train, args.batch, shuffle=True, seed=args.seed),
+            validation_data=dataset(*val, args.batch, shuffle=False),
+            epochs=args.epochs,
+            shuffle=False,  # the pipeline shuffles
+            verbose=2,
+        )
     accuracy = history.history["val_accuracy"][-1]
     print(f"validation accuracy {accuracy:.1%} after {time.perf_counter() - start:.0f} s")
 

@@ -23,10 +23,14 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "finetune.py"
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("finetune_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """examples/finetune.py as the module ``finetune_example`` (registered, as dataclasses
+    need)."""
+    if "finetune_example" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("finetune_example", EXAMPLE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["finetune_example"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["finetune_example"]
 
 
 def run_example(*args: str) -> str:

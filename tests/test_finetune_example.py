@@ -33,13 +33,13 @@ def load_example():
     return sys.modules["finetune_example"]
 
 
-def run_example(*args: str) -> str:
+def run_example(*args: str, backend: str = "tensorflow") -> str:
     result = subprocess.run(
         [sys.executable, str(EXAMPLE), *args],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -129,3 +129,16 @@ def test_the_recipe_with_two_replicas(tmp_path):
     output = run_example("--devices", "2", "--out", str(tmp_path / "two.keras"))
     assert "2 replica(s)" in output
     assert float(re.search(r"validation accuracy ([\d.]+)%", output)[1]) >= 90.0, output
+
+
+@pytest.mark.slow
+def test_one_data_parallel_step_on_jax():
+    """keras.distribution.DataParallel over two host CPU devices (make test-slow installs jax)."""
+    output = run_example("--devices", "2", "--check-data-parallel", "--batch", "8", backend="jax")
+    found = re.search(
+        r"jax: one step on 1 device and on 2 devices \(cpu:0, cpu:1\): weights "
+        r"moved up to ([\d.e+-]+), the two results differ by at most ([\d.e+-]+)",
+        output,
+    )
+    assert found, output
+    assert float(found[1]) > 1e-3 and float(found[2]) < 1e-6, output

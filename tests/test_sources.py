@@ -249,20 +249,24 @@ def test_inflated_parity_both_layouts(window, request, tmp_path):
         assert ATTRIBUTE not in a.attrs
 
 
+# A config for the small 2D models: the 3D window, and a release name an inflated file must not take.
+MINI_2D_CONFIG = {
+    "name": "small_in1k_inflated",
+    "arch": None,
+    **{k: SMALL_3D[k] for k in ("embed_dim", "depths", "num_heads", "patch_size")},
+    "window_size": [4, 7, 7],
+    "drop_path_rate": 0.1,
+    "num_classes": 5,
+    "clip_frames": 8,
+    "clip_size": 64,
+    "release": "SHOULD_NOT_BE_USED",
+    "source": None,
+}
+
+
 def test_a_config_names_the_3d_model_and_must_agree(timm_window7, tmp_path):
     microsoft, _ = timm_window7
-    config = {
-        "name": "small_in1k_inflated",
-        "arch": None,
-        **{k: SMALL_3D[k] for k in ("embed_dim", "depths", "num_heads", "patch_size")},
-        "window_size": [4, 7, 7],
-        "drop_path_rate": 0.1,
-        "num_classes": 5,
-        "clip_frames": 8,
-        "clip_size": 64,
-        "release": "SHOULD_NOT_BE_USED",
-        "source": None,
-    }
+    config = MINI_2D_CONFIG
     path = tmp_path / "small.json"
     path.write_text(json.dumps(config))
     result = convert(microsoft, config=str(path), out=tmp_path / "x.weights.h5", log=print)
@@ -392,3 +396,17 @@ def test_torchvision_full_size(builder, file_name, parameters, clip, tmp_path):
     model = build_keras_model(infer_spec(load_checkpoint(path).state))
     model.load_weights(str(tmp_path / "tv.weights.h5"))
     assert model.count_params() == parameters
+
+
+def test_a_2d_patch_that_cannot_become_the_configs(timm_window7, tmp_path):
+    microsoft, _ = timm_window7
+    config = {**MINI_2D_CONFIG, "patch_size": [2, 8, 8]}
+    path = tmp_path / "wide_patch.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(ConversionError) as error:
+        convert(microsoft, config=str(path), out=tmp_path / "z.weights.h5", log=lambda _: None)
+    assert str(error.value) == (
+        "cannot inflate the 2D checkpoint: backbone.patch_embed.proj.weight [32, 3, 4, 4] has a "
+        "4x4 patch; the 3D patch (2, 8, 8) needs 8x8"
+    )
+    assert not (tmp_path / "z.weights.h5").exists()

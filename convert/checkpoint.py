@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.sources import Source, SourceError, detect_source, rename
+
 CONTAINERS = ("state_dict", "model")
 PREFIXES = ("backbone.", "cls_head.")
 DDP_PREFIX = "module."
@@ -42,19 +44,26 @@ class LoadedCheckpoint:
             ``"authors' Video-Swin layout (state_dict, backbone.norm)"``.
         notes: every change made on the way to canonical form, one line each.
         has_head: whether the file holds ``cls_head.*`` weights.
+        source: the `convert.sources.Source` the file was recognised as (torchvision, 2D
+            ImageNet Swin), or None for mmaction2's own layouts.
+        original: for a recognised source, its tensors under the file's own key names (what
+            its upstream model loads for parity); None otherwise.
     """
 
     state: dict[str, np.ndarray]
     source_layout: str
     notes: list[str]
     has_head: bool
+    source: Source | None = None
+    original: dict[str, np.ndarray] | None = None
 
 
 def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
-    prefixes, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
+    prefixes, renames the keys of the layouts in `convert.sources.SOURCES` (torchvision, 2D
+    ImageNet Swin) by their tables, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
     ``data_preprocessor.*`` input-normalisation buffers and casts float tensors to float32.
 
     Raises:
@@ -85,6 +94,12 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
         tensors = stripped
         notes.append(f"stripped the {DDP_PREFIX} prefix (DDP) from {len(prefixed)} keys")
 
+    source = detect_source(tensors)
+    original = None
+    if source is not None:
+        original = _to_numpy(path, tensors, [])
+        tensors = _rename_source(path, source, tensors, notes)
+
     tensors, norm_naming = _rename_final_norm(path, tensors, notes)
 
     dropped = sorted(key for key in tensors if key.startswith(PREPROCESSOR))
@@ -106,6 +121,10 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
         norm_naming, "unrecognised"
     )
     parts = [container] + ([f"{DDP_PREFIX} prefix"] if prefixed else [])
+    if source is not None:
+        return LoadedCheckpoint(
+            state, f"{source.name} ({', '.join(parts)})", notes, has_head, source, original
+        )
     parts.append(f"backbone.{norm_naming}" if norm_naming else "no backbone.norm or backbone.norm3")
     return LoadedCheckpoint(
         state=state,
@@ -171,6 +190,22 @@ def _unwrap(path: Path, raw: dict, notes: list[str]) -> tuple[str, dict]:
     elif others:
         notes.append(f"ignored {container} entries that are not tensors: {_listing(others)}")
     return container, tensors
+
+
+def _rename_source(path: Path, source: Source, tensors: dict, notes: list[str]) -> dict:
+    """``tensors`` renamed by ``source``'s table onto canonical keys."""
+    try:
+        renamed, dropped = rename(source, tensors)
+    except SourceError as error:
+        raise CheckpointError(
+            f"{path}: {error}; is it a modified or unsupported layout?"
+        ) from error
+    notes.append(f"renamed {len(renamed)} keys to mmaction2 1.x names")
+    if dropped:
+        notes.append(
+            f"dropped {len(dropped)} keys (derived buffers, 2D classifier): {_listing(dropped)}"
+        )
+    return renamed
 
 
 def _rename_final_norm(path: Path, tensors: dict, notes: list[str]) -> tuple[dict, str | None]:

@@ -22,6 +22,8 @@ Examples:
   vswin-convert --config swin_b_ssv2 --pth swin_base_patch244_window1677_sthv2.pth \\
       --parity-frames 16 --parity-size 112
   vswin-convert --config path/to/mmaction2/swin-tiny-...-kinetics400-rgb.py --pth ckpt.pth
+  vswin-convert --pth swin_tiny_patch4_window7_224.pth --config swin_t_k400   # 2D, inflated
+  vswin-convert --pth swin3d_t-7615ae03.pth                                # torchvision
 
 \b
 Named configs: swin_t_k400, swin_s_k400, swin_b_k400, swin_b_k400_in22k,
@@ -69,8 +71,11 @@ def parity_clip_options(command: Callable) -> Callable:
     "--pth",
     type=click.Path(dir_okay=False, path_type=str),
     help="The PyTorch checkpoint to convert: the authors' Video-Swin files, mmaction2 1.x "
-    "files (with or without module. prefixes), a bare state dict, backbone-only or float16. "
-    "Loaded with torch's safe weights_only loader.",
+    "files (with or without module. prefixes), a bare state dict, backbone-only or float16; "
+    "torchvision's swin3d_t/s/b files (parity against torchvision's model); 2D ImageNet Swin "
+    "files (Microsoft's or timm's), inflated to a 3D backbone as mmaction2 does, to the "
+    "--config's window and patch (default 8x7x7, 2x4x4), with parity against mmaction2 "
+    "inflating the file itself. Loaded with torch's safe weights_only loader.",
 )
 @click.option(
     "--config",

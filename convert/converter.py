@@ -11,7 +11,9 @@ from typing import Callable, Iterator
 
 from convert.checkpoint import LoadedCheckpoint, load_checkpoint
 from convert.configs import infer_spec, resolve_config, spec_disagreements
+from convert.inflation import DEFAULT_PATCH, DEFAULT_WINDOW, InflationError, inflate
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
+from convert.preprocessing import write_preprocessing
 from convert.spec import ModelSpec
 
 WEIGHTS_SUFFIX = ".weights.h5"  # Keras 3's format; any other .h5 name: the Keras 2 layout
@@ -148,6 +150,8 @@ def convert(
         for note in checkpoint.notes:
             log(f"        note: {note}")
 
+    if checkpoint.source is not None and checkpoint.source.inflate:
+        checkpoint = _inflated(checkpoint, config, log)
     spec = _resolve_spec(config, checkpoint)
     out_path = Path(out) if out is not None else default_output(spec, pth)
     if out_path.exists() and not force:
@@ -176,10 +180,15 @@ def convert(
     try:
         with phase("write", str(out_path)):
             write_checked(model, tmp_path, spec)
+            if checkpoint.source is not None and checkpoint.source.preprocessing:
+                write_preprocessing(tmp_path, checkpoint.source.preprocessing)
         del model
         report = report_path = None
         if parity:
-            with phase("parity", "upstream SwinTransformer3D vs Keras model loaded from the file"):
+            from convert.reference import reference_for
+
+            reference = reference_for(checkpoint).description
+            with phase("parity", f"{reference} vs Keras model loaded from the file"):
                 clip_shape = parity_shape(spec, parity_frames, parity_size, parity_batch)
                 report = run_parity(spec, checkpoint, tmp_path, clip_shape, seed, atol, rtol)
                 report_path = report_path_for(out_path)
@@ -223,18 +232,16 @@ def run_parity(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
 ) -> ParityReport:
-    """Run the upstream reference, loaded from ``checkpoint``, and a fresh Keras model, loaded
-    from ``weights_path``, on one seeded clip of ``clip_shape`` and compare them."""
+    """Run the upstream reference for ``checkpoint``'s source (`convert.reference.REFERENCES`:
+    mmaction2's model, mmaction2 inflating a 2D file, torchvision's model), and a fresh Keras
+    model, loaded from ``weights_path``, on one seeded clip of ``clip_shape`` and compare them."""
     from convert.parity import compare, keras_forward, parity_clip
-    from convert.reference import build_reference, load_reference_state, reference_forward
+    from convert.reference import reference_for
 
     clip = parity_clip(clip_shape, seed)
 
     start = time.perf_counter()
-    reference = build_reference(spec)
-    load_reference_state(reference, checkpoint.state)
-    reference_out = reference_forward(reference, clip)
-    del reference
+    reference_out = reference_for(checkpoint).forward(spec, checkpoint, clip)
     seconds_reference = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -255,6 +262,23 @@ def run_parity(
     )
 
 
+def _inflated(
+    checkpoint: LoadedCheckpoint, config: str | None, log: Callable[[str], None]
+) -> LoadedCheckpoint:
+    """``checkpoint`` (2D ImageNet Swin) inflated to the config's window and patch, or to
+    mmaction2's defaults without a config."""
+    target = resolve_config(config) if config is not None else None
+    window = target.window_size if target else DEFAULT_WINDOW
+    patch = target.patch_size if target else DEFAULT_PATCH
+    try:
+        state, notes = inflate(checkpoint.state, window, patch)
+    except InflationError as error:
+        raise ConversionError(f"cannot inflate the 2D checkpoint: {error}") from error
+    for note in notes:
+        log(f"        note: {note}")
+    return dataclasses.replace(checkpoint, state=state, notes=checkpoint.notes + notes)
+
+
 def _resolve_spec(config: str | None, checkpoint: LoadedCheckpoint) -> ModelSpec:
     if config is None:
         return infer_spec(checkpoint.state)
@@ -267,6 +291,9 @@ def _resolve_spec(config: str | None, checkpoint: LoadedCheckpoint) -> ModelSpec
             + "\n".join(f"  - {p}" for p in problems)
             + "\npick the config that matches the checkpoint, or leave --config out to infer it"
         )
+    if checkpoint.source is not None and checkpoint.source.inflate:
+        # an ImageNet backbone, not the config's trained video model: named after the .pth
+        spec = spec.replace(release=None, source=None)
     return spec if checkpoint.has_head else spec.replace(num_classes=None)
 
 

@@ -52,18 +52,28 @@ def distinctive_state(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
     Returns:
         ``{key: tensor}``, float32 except the int64 index buffers.
     """
-    reference = build_reference(spec)
-    generator = torch.Generator().manual_seed(zlib.crc32(f"{spec.name}:{seed}".encode()))
-    state = {}
-    for key, tensor in reference.state_dict().items():
-        if key.endswith("relative_position_index"):
-            state[key] = tensor.clone()
-        else:
-            state[key] = _draw(key, tuple(tensor.shape), generator)
-    return state
+    return stressed(build_reference(spec).state_dict(), f"{spec.name}:{seed}")
 
 
-def _draw(key: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+def stressed(
+    state: dict[str, torch.Tensor], seed_text: str, head_prefix: str = "cls_head."
+) -> dict[str, torch.Tensor]:
+    """Any Swin state dict (mmaction2's, timm's, torchvision's keys) with every learned tensor
+    re-drawn as `distinctive_state` describes, in order, from a generator seeded with
+    ``crc32(seed_text)``; ``relative_position_index`` and ``attn_mask`` buffers are kept.
+    Keys starting with ``head_prefix`` are the classifier."""
+    generator = torch.Generator().manual_seed(zlib.crc32(seed_text.encode()))
+    return {
+        key: tensor.clone()
+        if key.endswith(("relative_position_index", "attn_mask"))
+        else _draw(key, tuple(tensor.shape), generator, head_prefix)
+        for key, tensor in state.items()
+    }
+
+
+def _draw(
+    key: str, shape: tuple[int, ...], generator: torch.Generator, head_prefix: str
+) -> torch.Tensor:
     """A fresh float32 tensor for the learned tensor ``key`` (see `distinctive_state`)."""
 
     def normal(std: float) -> torch.Tensor:
@@ -82,7 +92,7 @@ def _draw(key: str, shape: tuple[int, ...], generator: torch.Generator) -> torch
         return uniform(-NORM_BIAS_SPREAD, NORM_BIAS_SPREAD)
     if kind == "bias":
         return normal(LINEAR_BIAS_STD)
-    if key.startswith("cls_head."):
+    if key.startswith(head_prefix):
         return normal(HEAD_WEIGHT_STD)
     if kind == "weight":
         return normal(1 / math.sqrt(math.prod(shape[1:])))

@@ -23,7 +23,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test,export]'
 	touch $(STAMP)
 
 test: venv

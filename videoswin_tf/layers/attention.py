@@ -30,7 +30,8 @@ class WindowAttention3D(keras.layers.Layer):
 
     Call arguments:
         windows: ``(B * nWindows, N', C)``.
-        attention_mask: optional additive mask ``(nWindows, N', N')`` in the compute dtype.
+        attention_mask: optional additive mask ``(nWindows, N', N')`` in the compute dtype,
+            for windows ordered batch-major (``B_ = B * nWindows``).
         training: whether dropout is active.
 
     Returns:
@@ -89,8 +90,29 @@ class WindowAttention3D(keras.layers.Layer):
 
     def call(self, windows, attention_mask=None, training=None):
         num_tokens = windows.shape[1]
-        qkv = self.qkv(windows)  # (B_, N', 3C)
-        qkv = ops.reshape(qkv, (-1, num_tokens, 3, self.num_heads, self.head_dim))
+        qkv = ops.reshape(self.qkv(windows), (-1, num_tokens, 3, self.num_heads, self.head_dim))
+        if keras.backend.backend() == "tensorflow" or (training and self.attn_drop > 0):
+            x = self.explicit_attention(qkv, attention_mask, training)
+        else:
+            x = self.backend_attention(qkv, attention_mask, windows.shape[0])
+        return self.proj_dropout(self.proj(x), training=training)
+
+    def explicit_attention(self, qkv, attention_mask, training):
+        """Attention written out in matrix products, with dropout on its weights.
+
+        The faster path on TensorFlow, whose oneDNN batched products beat the einsums of
+        its ``dot_product_attention`` (measured on Swin-T: about 10% faster in all), and the
+        only one with attention dropout.
+
+        Args:
+            qkv: ``(B_, N', 3, heads, head_dim)``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            training: whether dropout is active.
+
+        Returns:
+            ``(B_, N', C)``.
+        """
+        num_tokens = qkv.shape[1]
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)
         query, key, value = qkv[0] * self.scale, qkv[1], qkv[2]
 
@@ -107,8 +129,32 @@ class WindowAttention3D(keras.layers.Layer):
         attn = self.attn_dropout(attn, training=training)
 
         x = ops.matmul(attn, value)  # (B_, heads, N', head_dim)
-        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
-        return self.proj_dropout(self.proj(x), training=training)
+        return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
+
+    def backend_attention(self, qkv, attention_mask, batch_windows):
+        """Attention by the backend's own ``dot_product_attention``, bias and mask summed
+        into one additive bias: on torch its fused kernel (3x faster than the matrix products
+        on stage 0's windows), on JAX about as fast. No dropout.
+
+        Args:
+            qkv: ``(B_, N', 3, heads, head_dim)``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            batch_windows: ``B_`` (always known on torch and under ``jax.jit``).
+
+        Returns:
+            ``(B_, N', C)``.
+        """
+        num_tokens = qkv.shape[1]
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B_, N', heads, hd)
+        bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
+        if attention_mask is not None:
+            num_windows = attention_mask.shape[0]
+            bias = bias + attention_mask[:, None]  # (nW, heads, N', N')
+            if batch_windows != num_windows:  # several clips: one bias per window of each
+                repeats = (batch_windows // num_windows, 1, 1, 1, 1)
+                bias = ops.reshape(ops.tile(bias[None], repeats), (-1,) + tuple(bias.shape[1:]))
+        x = ops.dot_product_attention(query, key, value, bias=bias, scale=self.scale)
+        return ops.reshape(x, (-1, num_tokens, self.dim))  # (B_, N', heads, hd) -> (B_, N', C)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -49,7 +49,7 @@ verify: venv
 
 # Conversion time and memory, and forward speed and memory against KerasCV's port and mmaction2.
 bench: venv
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench,jax]'
 	$(PY) benchmarks/bench.py
 
 clean:

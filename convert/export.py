@@ -64,12 +64,12 @@ class ExportReport:
         lines = [
             f"export parity: {self.config} as {self.format}, clip "
             f"{'x'.join(map(str, self.clip_shape))} (seed {self.seed}), against the Keras model",
-            f"  {'endpoint':<16} {'shape':<12} {'max |diff|':>11} {'mean |diff|':>11} "
+            f"  {'endpoint':<24} {'shape':<12} {'max |diff|':>11} {'mean |diff|':>11} "
             f"{'max |ref|':>10} {'relative':>10} {'cosine':>12}",
         ]
         for name, d in self.endpoints.items():
             lines.append(
-                f"  {name:<16} {str(list(d.shape)):<12} {d.max_abs:>11.3e} {d.mean_abs:>11.3e} "
+                f"  {name:<24} {str(list(d.shape)):<12} {d.max_abs:>11.3e} {d.mean_abs:>11.3e} "
                 f"{d.reference_scale:>10.3f} {d.relative:>10.2e} {d.cosine:>12.9f}"
             )
         verdict = "PASS" if self.passed else "FAIL"
@@ -128,8 +128,10 @@ def export(
     signature_shape = (batch, frames, size, size, 3)
     tmp = out.with_name(out.name + ".tmp")
     remove(tmp)
-    log(f"[export] {spec.name} as {fmt}, clip {'x'.join(map(str, signature_shape[1:]))}, "
-        f"batch {batch or 'any'} -> {out}")
+    log(
+        f"[export] {spec.name} as {fmt}, clip {'x'.join(map(str, signature_shape[1:]))}, "
+        f"batch {batch or 'any'} -> {out}"
+    )
     start = time.perf_counter()
     try:
         WRITERS[fmt](model, tmp, signature_shape)

@@ -48,8 +48,15 @@ def test_saved_model_serves_a_named_clip_and_uint8_frames(tmp_path, small):
     config, weights, model = small
     out = tmp_path / "small_saved_model"
     result = run_cli(
-        "export", "--weights", weights, "--config", config, "--format", "saved_model",
-        "--out", out,
+        "export",
+        "--weights",
+        weights,
+        "--config",
+        config,
+        "--format",
+        "saved_model",
+        "--out",
+        out,
     )
     assert result.exit_code == 0, result.output
     assert "serving_default (clip)" in result.output
@@ -77,8 +84,21 @@ def test_onnx_runs_in_onnx_runtime_with_parity(tmp_path, small):
     config, weights, model = small
     out = tmp_path / "small.onnx"
     result = run_cli(
-        "export", "--weights", weights, "--config", config, "--format", "onnx", "--out", out,
-        "--frames", 6, "--size", 40, "--batch", 2,
+        "export",
+        "--weights",
+        weights,
+        "--config",
+        config,
+        "--format",
+        "onnx",
+        "--out",
+        out,
+        "--frames",
+        6,
+        "--size",
+        40,
+        "--batch",
+        2,
     )
     assert result.exit_code == 0, result.output
     assert "clip (onnxruntime)" in result.output and "PASS" in result.output
@@ -109,8 +129,15 @@ def test_export_that_differs_fails_and_writes_nothing(tmp_path, small, monkeypat
 def test_export_bad_input_is_one_clear_line(tmp_path, small):
     config, weights, _ = small
     result = run_cli(
-        "export", "--weights", tmp_path / "none.weights.h5", "--config", config,
-        "--format", "onnx", "--out", tmp_path / "x.onnx",
+        "export",
+        "--weights",
+        tmp_path / "none.weights.h5",
+        "--config",
+        config,
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path / "x.onnx",
     )
     assert result.exit_code == 2
     assert "none.weights.h5 not found; convert a checkpoint first" in result.output
@@ -125,8 +152,15 @@ def test_export_bad_input_is_one_clear_line(tmp_path, small):
     assert existing.read_text() == "keep me"
 
     result = run_cli(
-        "export", "--weights", weights, "--config", "swin_t_k400", "--format", "onnx",
-        "--out", tmp_path / "y.onnx",
+        "export",
+        "--weights",
+        weights,
+        "--config",
+        "swin_t_k400",
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path / "y.onnx",
     )
     assert result.exit_code == 2
     assert "does not load into swin_t_k400" in result.output

@@ -1,4 +1,4 @@
-"""A TensorFlow SavedModel of the model, for TF Serving: a float clip and a uint8 frames endpoint."""
+"""A TensorFlow SavedModel for TF Serving: a float clip endpoint and a uint8 frames endpoint."""
 
 from __future__ import annotations
 

@@ -237,6 +237,8 @@ def in_fresh_process(args: list[str], backend: str = "tensorflow") -> dict:
         cwd=ROOT,
         timeout=TIMEOUT_S,
     )
+    if done.returncode < 0:
+        return {"failed": f"killed by signal {-done.returncode} (9: out of memory?)"}
     if done.returncode != 0:
         return {"failed": done.stderr.strip().splitlines()[-1][:90]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -403,7 +405,14 @@ def main() -> None:
             forwards(config, shape, args.repeats, peak, Path(exports), with_exports)
     if not args.no_conversion:
         conversions(args.configs, args.sources)
-    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+    rates = matmul_peak()
+    print("\nfp32 matmul peak at the end: " + ", ".join(
+        f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items()
+    ))
+    if max(rates.values()) > peak:
+        print(f"  peak {max(rates.values()):.0f} GFLOP/s: scale the fractions above by "
+              f"{peak / max(rates.values()):.2f}")
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

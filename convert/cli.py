@@ -368,11 +368,19 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
 @click.option(
     "--batch",
     type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
     metavar="B",
-    help="Clips per call, fixed in the signature. Default: any batch.",
+    help="Clips per call, fixed in the signature.",
+)
+@click.option(
+    "--any-batch",
+    is_flag=True,
+    help="Accept any number of clips per call instead (attention then runs on all windows at "
+    "once, without the cache-sized chunks a fixed batch gets: slower on CPUs).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing export.")
-def export_command(weights, config, fmt, out, frames, size, batch, force) -> None:
+def export_command(weights, config, fmt, out, frames, size, batch, any_batch, force) -> None:
     """Export converted weights as a SavedModel or an ONNX file, then run the export and the
     Keras model on the same seeded clip: the export is kept only when their logits differ by
     at most 1e-4. Exit status: 0 done, 1 parity failed, 2 bad input.
@@ -382,9 +390,10 @@ def export_command(weights, config, fmt, out, frames, size, batch, force) -> Non
       vswin-convert export --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
           --config swin_t_k400 --format saved_model --out exports/swin_t_k400
       vswin-convert export --weights ... --config swin_t_k400 --format onnx --out swin_t.onnx \\
-          --frames 16 --batch 1
+          --frames 16 --any-batch
     """
     from convert.export import export
 
     with exit_on_error():
+        batch = None if any_batch else batch
         export(weights, config, fmt, out, frames, size, batch, force=force, log=click.echo)

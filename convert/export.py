@@ -84,7 +84,7 @@ def export(
     out: str | os.PathLike,
     frames: int | None = None,
     size: int | None = None,
-    batch: int | None = None,
+    batch: int | None = 1,
     force: bool = False,
     seed: int = 0,
     atol: float = DEFAULT_ATOL,

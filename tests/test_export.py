@@ -57,6 +57,7 @@ def test_saved_model_serves_a_named_clip_and_uint8_frames(tmp_path, small):
         "saved_model",
         "--out",
         out,
+        "--any-batch",
     )
     assert result.exit_code == 0, result.output
     assert "serving_default (clip)" in result.output

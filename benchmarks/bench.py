@@ -126,7 +126,8 @@ def forward_runner(implementation: str, engine: str, spec, clip, exports: Path):
 
         load_upstream()
         torch_clip = torch.from_numpy(clip.transpose(0, 4, 1, 2, 3).copy())  # (B, 3, T, H, W)
-        backbone = build_reference(spec).backbone.eval()
+        backbone = build_reference(spec).backbone
+        backbone.eval()  # returns None: mmaction2's train() override returns nothing
 
         def run():
             with torch.no_grad():

@@ -407,12 +407,15 @@ def main() -> None:
     if not args.no_conversion:
         conversions(args.configs, args.sources)
     rates = matmul_peak()
-    print("\nfp32 matmul peak at the end: " + ", ".join(
-        f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items()
-    ))
+    print(
+        "\nfp32 matmul peak at the end: "
+        + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
+    )
     if max(rates.values()) > peak:
-        print(f"  peak {max(rates.values()):.0f} GFLOP/s: scale the fractions above by "
-              f"{peak / max(rates.values()):.2f}")
+        print(
+            f"  peak {max(rates.values()):.0f} GFLOP/s: scale the fractions above by "
+            f"{peak / max(rates.values()):.2f}"
+        )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 

@@ -387,8 +387,9 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
 
     \b
     Examples:
-      vswin-convert export --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
-          --config swin_t_k400 --format saved_model --out exports/swin_t_k400
+      vswin-convert export --config swin_t_k400 --format saved_model \\
+          --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
+          --out exports/swin_t_k400
       vswin-convert export --weights ... --config swin_t_k400 --format onnx --out swin_t.onnx \\
           --frames 16 --any-batch
     """

@@ -28,7 +28,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test,video]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test,video,export]'
 	touch $(STAMP)
 
 test: venv
@@ -66,7 +66,7 @@ verify: venv
 
 # Conversion time and memory, and forward speed and memory against KerasCV's port and mmaction2.
 bench: venv
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench,jax]'
 	$(PY) benchmarks/bench.py
 
 clean:

@@ -1,21 +1,25 @@
-"""Benchmarks: conversion time and memory, and forward speed and memory against the peers.
+"""Benchmarks: forward speed against the fp32 matmul peak and the peers, and conversion time.
 
-Prints two tables, every figure measured in this run:
+Prints the CPU, the fp32 matmul peak measured in this run (numpy and TensorFlow, 4096x4096),
+then one table per run, every figure measured in this run, each row in a fresh process:
 
-- conversion: ``vswin-convert --no-parity`` in a fresh process (a synthetic checkpoint is made
-  first when missing), its wall time and peak resident memory;
-- forward: one backbone forward pass on the same clip by each implementation, each in a fresh
-  process of its own: this package, KerasCV's ``VideoSwinBackbone`` (the other Keras port,
-  ``pip install -e '.[bench]'``; skipped with a note when missing) and mmaction2's PyTorch
-  ``SwinTransformer3D`` (the reference). Keras models are timed called eagerly,
-  ``model(clip)``, and through ``predict_on_batch`` (a compiled graph); PyTorch eagerly under
-  ``no_grad``. Memory is the process's peak resident size, and what building and running the
-  model added to it after the imports.
+- forward: one pass on the same clip by each implementation and engine (`ROWS`): this
+  package's default path (``predict_on_batch``, the engine the model chooses), called eagerly,
+  as a graph, under XLA, and on the JAX and torch Keras backends; KerasCV's
+  ``VideoSwinBackbone`` as a graph and under XLA; mmaction2's ``SwinTransformer3D`` eagerly
+  under ``no_grad``; and this package's ONNX export in ONNX Runtime and SavedModel export in
+  TensorFlow (``vswin-convert export``, parity-checked first). Seconds are the best of
+  ``--repeats``; GFLOP/s count the model's matrix products (`flops.backbone_flops`); memory
+  is the peak resident size while building and running (imports excluded from the peak
+  by resetting it first), and what building and running added to the resident size;
+- conversion: ``vswin-convert --no-parity`` in a fresh process, wall time and peak memory.
 
-    make bench                                            # Swin-T and Swin-B, 1x32x224x224
-    .venv/bin/python benchmarks/bench.py --configs swin_t_k400 swin_b_ssv2 --frames 16
+    make bench                                              # Swin-T and Swin-B, 1x32x224x224
+    .venv/bin/python benchmarks/bench.py --quick            # Swin-T on 1x8x224x224, no conversion
 
-Targets (issue 3): Swin-B conversion without parity under 15 s wall and 2.5 GB peak memory.
+Targets (issue 11): the default path at 75% of the matmul peak or more, never slower than
+KerasCV's faster engine, peak memory at most mmaction2's. Issue 3: Swin-B conversion without
+parity under 15 s and 2.5 GB.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,7 +36,213 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-IMPLEMENTATIONS = ("videoswin_tf", "keras_cv", "mmaction2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Every forward row: implementation, engine, Keras backend of its process, what it needs.
+ROWS = [
+    ("videoswin_tf", "default", "tensorflow", None),
+    ("videoswin_tf", "eager", "tensorflow", None),
+    ("videoswin_tf", "graph", "tensorflow", None),
+    ("videoswin_tf", "xla", "tensorflow", None),
+    ("videoswin_tf", "jax", "jax", "jax"),
+    ("videoswin_tf", "torch", "torch", None),
+    ("keras_cv", "graph", "tensorflow", "keras_cv"),
+    ("keras_cv", "xla", "tensorflow", "keras_cv"),
+    ("mmaction2", "eager", "torch", None),
+    ("onnxruntime", "export", "tensorflow", "onnxruntime"),
+    ("saved_model", "export", "tensorflow", None),
+]
+INSTALL = {
+    "jax": "pip install -e '.[jax]'",
+    "keras_cv": "pip install -e '.[bench]'",
+    "onnxruntime": "pip install -e '.[export]'",
+}
+TIMEOUT_S = 900
+
+
+def cpu_description() -> str:
+    """The CPU's model name, cores and vector flags (Linux), and whether TF runs oneDNN."""
+    from videoswin_tf.engine import onednn_enabled
+
+    info = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    name = f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')})"
+    flags = set(info.get("flags", "").split())
+    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"]
+    vector = " ".join(flag for flag in wanted if flag in flags) or "none of " + " ".join(wanted)
+    onednn = "on" if onednn_enabled() else "off"
+    return f"{name}, {os.cpu_count()} cores, {vector}; TensorFlow oneDNN {onednn}"
+
+
+def matmul_peak(size: int = 4096, repeats: int = 5) -> dict[str, float]:
+    """fp32 GFLOP/s of a ``size`` square matrix product in numpy and in TensorFlow."""
+    import numpy as np
+    import tensorflow as tf
+
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    b = a.T.copy()
+    ta, tb = tf.constant(a), tf.constant(b)
+    flops = 2.0 * size**3
+    runs = {"numpy": lambda: a @ b, "tensorflow": lambda: tf.matmul(ta, tb).numpy()}
+    return {name: flops / best_of(repeats, run, warmup=1) / 1e9 for name, run in runs.items()}
+
+
+def status_gib(field: str) -> float:
+    """A memory field of /proc/self/status (``VmRSS``: resident now, ``VmHWM``: its peak), in
+    GiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak() -> None:
+    """Restart the peak resident size (``VmHWM``) from the resident size now (Linux)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def best_of(repeats: int, run, warmup: int = 0) -> float:
+    """The fastest of ``repeats`` timed calls of ``run``, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def forward_runner(implementation: str, engine: str, spec, clip, exports: Path):
+    """A zero-argument function running one forward pass, built (and warmed up) here."""
+    import numpy as np
+
+    if implementation == "mmaction2":
+        import torch
+
+        from convert.reference import build_reference, load_upstream
+
+        load_upstream()
+        torch_clip = torch.from_numpy(clip.transpose(0, 4, 1, 2, 3).copy())  # (B, 3, T, H, W)
+        backbone = build_reference(spec).backbone
+        backbone.eval()  # returns None: mmaction2's train() override returns nothing
+
+        def run():
+            with torch.no_grad():
+                backbone(torch_clip)
+
+        return run
+    if implementation == "onnxruntime":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(
+            str(exports / f"{spec.name}.onnx"), providers=["CPUExecutionProvider"]
+        )
+        return lambda: session.run(["logits"], {"clip": clip})
+    if implementation == "saved_model":
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(exports / f"{spec.name}_saved_model"))
+        function = serve.signatures["serving_default"]
+        tensor = tf.constant(clip)
+        return lambda: function(clip=tensor)["logits"].numpy()
+    if implementation == "keras_cv":
+        import keras_cv
+
+        model = keras_cv.models.VideoSwinBackbone(
+            input_shape=clip.shape[1:],
+            embed_dim=spec.embed_dim,
+            depths=list(spec.depths),
+            num_heads=list(spec.num_heads),
+            window_size=list(spec.window_size),
+            patch_size=list(spec.patch_size),
+        )
+        model.compile(jit_compile=engine == "xla")
+        return lambda: model.predict_on_batch(clip)
+
+    from convert.converter import build_keras_model
+
+    model = build_keras_model(spec.replace(num_classes=None))
+    if engine == "eager":
+        return lambda: np.asarray(model(clip))
+    if engine in ("graph", "xla"):
+        model.compile(jit_compile=engine == "xla")
+    return lambda: model.predict_on_batch(clip)  # default, and the JAX and torch backends
+
+
+def forward_worker(implementation: str, engine: str, config: str, shape, repeats: int, exports):
+    """Time one implementation's forward pass in this (fresh) process.
+
+    The libraries are imported before the baseline memory is read, so ``added`` is what the
+    model and its forward passes cost."""
+    import numpy as np
+
+    from convert.configs import resolve_config
+
+    import keras  # noqa: F401 - before the baseline
+
+    if implementation == "mmaction2":
+        import torch  # noqa: F401
+    spec = resolve_config(config)
+    clip = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    reset_peak()
+    baseline = status_gib("VmRSS")
+    run = forward_runner(implementation, engine, spec, clip, exports)
+    seconds = best_of(repeats, run, warmup=1)
+    peak = status_gib("VmHWM")
+    return {"seconds": seconds, "peak": peak, "added": peak - baseline}
+
+
+def export_worker(config: str, shape, exports: Path) -> dict:
+    """Write the ONNX and SavedModel exports of a seeded model, each parity-checked."""
+    import keras
+
+    from convert.configs import resolve_config
+    from convert.converter import build_keras_model
+    from convert.export import export
+
+    spec = resolve_config(config)
+    keras.utils.set_random_seed(0)
+    weights = exports / f"{spec.name}.weights.h5"
+    build_keras_model(spec).save_weights(weights)
+    worst = {}
+    for fmt, name in (("onnx", f"{spec.name}.onnx"), ("saved_model", f"{spec.name}_saved_model")):
+        if fmt == "onnx" and importlib.util.find_spec("tf2onnx") is None:
+            continue
+        report = export(
+            weights,
+            config,
+            fmt,
+            exports / name,
+            shape[1],
+            shape[2],
+            shape[0],
+            force=True,
+            log=lambda line: print(line, file=sys.stderr),
+        )
+        worst[fmt] = report.worst
+    return worst
+
+
+def in_fresh_process(args: list[str], backend: str = "tensorflow") -> dict:
+    """This script with ``args`` in a fresh Python process; its JSON result (last line)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    env["KERAS_BACKEND"] = backend
+    done = subprocess.run(
+        [sys.executable, __file__, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=TIMEOUT_S,
+    )
+    if done.returncode < 0:
+        return {"failed": f"killed by signal {-done.returncode} (9: out of memory?)"}
+    if done.returncode != 0:
+        return {"failed": done.stderr.strip().splitlines()[-1][:90]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def convert_once(config: str, pth: Path, out: Path) -> tuple[float, float]:
@@ -49,122 +258,90 @@ def convert_once(config: str, pth: Path, out: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 2**20
 
 
-def resident_gib() -> float:
-    """This process's resident memory now, in GiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 2**20
-    raise RuntimeError("no VmRSS in /proc/self/status")
+def conversions(configs: list[str], sources: Path) -> None:
+    print(f"\n{'conversion (--no-parity)':<26} {'wall s':>7} {'peak GiB':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in configs:
+            from convert.configs import resolve_config
+
+            pth = sources / resolve_config(config).source
+            if not pth.is_file():
+                command = [str(BIN / "vswin-convert"), "synthesize", "--config", config]
+                subprocess.run(command + ["--out", str(pth)], check=True, stdout=subprocess.DEVNULL)
+            seconds, gib = convert_once(config, pth, Path(tmp) / f"{config}.weights.h5")
+            print(f"{config:<26} {seconds:>7.1f} {gib:>9.2f}")
 
 
-def best_of(repeats: int, run) -> float:
-    """The fastest of ``repeats`` timed calls of ``run``."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def keras_backbone(implementation: str, spec, input_shape: tuple[int, ...]):
-    """This package's backbone for ``spec``, or KerasCV's with the same architecture (a
-    functional model of a fixed input shape)."""
-    if implementation == "videoswin_tf":
-        from convert.converter import build_keras_model
-
-        return build_keras_model(spec.replace(num_classes=None))
-    import keras_cv
-
-    return keras_cv.models.VideoSwinBackbone(
-        input_shape=input_shape,
-        embed_dim=spec.embed_dim,
-        depths=list(spec.depths),
-        num_heads=list(spec.num_heads),
-        window_size=list(spec.window_size),
-        patch_size=list(spec.patch_size),
-    )
-
-
-def forward_worker(implementation: str, config: str, shape: tuple[int, ...], repeats: int) -> dict:
-    """Build one implementation's backbone and time its forward pass (run in a fresh process).
-
-    Everything is imported before the baseline memory is read, so ``added`` is what the model
-    and its forward passes cost."""
-    import numpy as np
-    import torch
-
-    import convert.converter  # noqa: F401 - the Keras builder and TensorFlow, before the baseline
+def forwards(
+    config: str, shape, repeats: int, peak: float, exports: Path, with_exports: bool
+) -> dict:
+    """Run and print every row of `ROWS` for one config (the export rows only
+    ``with_exports``); the results by (implementation, engine)."""
     from convert.configs import resolve_config
-    from convert.reference import build_reference, load_upstream
+    from flops import backbone_flops
 
     spec = resolve_config(config)
-    clip = np.random.default_rng(0).standard_normal(shape).astype("float32")
-    if implementation == "mmaction2":
-        load_upstream()
-        torch_clip = torch.from_numpy(clip.transpose(0, 4, 1, 2, 3).copy())  # (B, 3, T, H, W)
-        baseline = resident_gib()
-        backbone = build_reference(spec).backbone
-        with torch.no_grad():
-            backbone(torch_clip)
-            eager = best_of(repeats, lambda: backbone(torch_clip))
-        compiled = None
-    else:
-        if implementation == "keras_cv":
-            if importlib.util.find_spec("keras_cv") is None:
-                return {"missing": "KerasCV is not installed: pip install -e '.[bench]'"}
-            import keras_cv  # noqa: F401 - imported before the baseline
-        baseline = resident_gib()
-        model = keras_backbone(implementation, spec, shape[1:])
-        model(clip)
-        eager = best_of(repeats, lambda: model(clip))
-        model.predict_on_batch(clip)
-        compiled = best_of(repeats, lambda: model.predict_on_batch(clip))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"eager": eager, "compiled": compiled, "peak": peak, "added": peak - baseline}
-
-
-def forward(implementation: str, config: str, shape: tuple[int, ...], repeats: int) -> dict:
-    """`forward_worker` in a fresh Python process; its JSON result."""
-    command = [sys.executable, __file__, "--forward-worker", implementation, "--configs", config]
-    command += ["--shape", *map(str, shape), "--repeats", str(repeats)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{implementation} forward failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def synthesize(config: str, pth: Path) -> None:
-    command = [str(BIN / "vswin-convert"), "synthesize", "--config", config, "--out", str(pth)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-
-
-def print_conversions(rows: list[tuple[str, float, float]]) -> None:
-    print(f"{'conversion (--no-parity)':<26} {'wall s':>7} {'peak GiB':>9}")
-    for config, seconds, gib in rows:
-        print(f"{config:<26} {seconds:>7.1f} {gib:>9.2f}")
-
-
-def print_forwards(rows: list[tuple[str, str, dict]], shape: tuple[int, ...], repeats: int) -> None:
-    clip = "x".join(map(str, shape[:4]))
+    flops = backbone_flops(spec.embed_dim, spec.depths, spec.window_size, spec.patch_size, shape)
+    print(f"\n{config}: {flops / 1e9:.1f} GFLOP per forward pass")
+    if with_exports:
+        args = ["--export-worker", "--configs", config, *shape_args(shape)]
+        exported = in_fresh_process(args + ["--exports", str(exports)])
+        for fmt, worst in exported.items():
+            text = worst if fmt == "failed" else f"max |diff| of logits against Keras {worst:.2e}"
+            print(f"  {fmt} export: {text}")
     print(
-        f"\nbackbone forward, clip {clip}x3, best of {repeats}, {os.cpu_count()} cores; "
-        "each implementation in a fresh process"
-    )
-    print(
-        f"{'config':<20} {'implementation':<14} {'eager s':>8} {'compiled s':>11} "
+        f"  {'implementation':<14} {'engine':<8} {'seconds':>8} {'GFLOP/s':>8} {'of peak':>8} "
         f"{'peak GiB':>9} {'added GiB':>10}"
     )
-    for config, implementation, result in rows:
-        if "missing" in result:
-            print(f"{config:<20} {implementation:<14} {result['missing']}")
+    results = {}
+    for implementation, engine, backend, needs in ROWS:
+        if engine == "export" and not with_exports:
             continue
-        compiled = "-" if result["compiled"] is None else f"{result['compiled']:.2f}"
+        if needs and importlib.util.find_spec(needs) is None:
+            result = {"failed": f"{needs} is not installed: {INSTALL[needs]}"}
+        else:
+            args = ["--forward-worker", implementation, engine, "--configs", config]
+            args += [*shape_args(shape), "--repeats", str(repeats), "--exports", str(exports)]
+            result = in_fresh_process(args, backend)
+        results[implementation, engine] = result
+        if "failed" in result:
+            print(f"  {implementation:<14} {engine:<8} {result['failed']}")
+            continue
+        rate = flops / result["seconds"] / 1e9
         print(
-            f"{config:<20} {implementation:<14} {result['eager']:>8.2f} {compiled:>11} "
-            f"{result['peak']:>9.2f} {result['added']:>10.2f}"
+            f"  {implementation:<14} {engine:<8} {result['seconds']:>8.3f} {rate:>8.1f} "
+            f"{rate / peak:>8.0%} {result['peak']:>9.2f} {result['added']:>10.2f}",
+            flush=True,
         )
+    verdicts(results, flops, peak)
+    return results
+
+
+def verdicts(results: dict, flops: float, peak: float) -> None:
+    """One line per target of issue 11, met or missed and by how much."""
+    default = results.get(("videoswin_tf", "default"), {})
+    if "seconds" not in default:
+        return
+    fraction = flops / default["seconds"] / 1e9 / peak
+    print(f"  target 75% of peak: {fraction:.0%} ({'met' if fraction >= 0.75 else 'missed'})")
+    keras_cv = [r["seconds"] for (i, _), r in results.items() if i == "keras_cv" and "seconds" in r]
+    if keras_cv:
+        ratio = default["seconds"] / min(keras_cv)
+        print(
+            f"  target never slower than KerasCV's best: {ratio:.2f}x its time "
+            f"({'met' if ratio <= 1 else 'missed'})"
+        )
+    reference = results.get(("mmaction2", "eager"), {})
+    if "peak" in reference:
+        met = "met" if default["peak"] <= reference["peak"] else "missed"
+        print(
+            f"  target peak memory at most mmaction2's: {default['peak']:.2f} against "
+            f"{reference['peak']:.2f} GiB ({met})"
+        )
+
+
+def shape_args(shape) -> list[str]:
+    return ["--shape", *map(str, shape)]
 
 
 def main() -> None:
@@ -173,38 +350,73 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Swin-T on 1x8x224x224, best of 2, no conversion table (~3 min)",
+    )
+    parser.add_argument("--no-conversion", action="store_true", help="skip the conversion table")
+    parser.add_argument(
+        "--export-configs",
+        nargs="*",
+        default=["swin_t_k400"],
+        help="configs whose ONNX and SavedModel exports are made and timed (tf2onnx takes "
+        "about 90 s for Swin-T, several minutes for Swin-B)",
+    )
     parser.add_argument("--sources", type=Path, default=ROOT / "checkpoints")
-    parser.add_argument("--forward-worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--forward-worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--export-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--exports", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.forward_worker:
-        result = forward_worker(args.forward_worker, args.configs[0], args.shape, args.repeats)
+        implementation, engine = args.forward_worker
+        result = forward_worker(
+            implementation, engine, args.configs[0], tuple(args.shape), args.repeats, args.exports
+        )
         print(json.dumps(result))
+        return
+    if args.export_worker:
+        print(json.dumps(export_worker(args.configs[0], tuple(args.shape), args.exports)))
         return
 
     from videoswin_tf.startup import start_tensorflow_quietly
 
     start_tensorflow_quietly()
-    from convert.configs import resolve_config
-
-    conversions = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for config in args.configs:
-            pth = args.sources / resolve_config(config).source
-            if not pth.is_file():
-                synthesize(config, pth)
-            out = Path(tmp) / f"{config}.weights.h5"
-            conversions.append((config, *convert_once(config, pth, out)))
-    print_conversions(conversions)
-
+    if args.quick:
+        args.configs, args.frames, args.repeats, args.no_conversion = ["swin_t_k400"], 8, 2, True
+    print(f"CPU: {cpu_description()}")
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    rates = matmul_peak()
+    peak = max(rates.values())
+    print(
+        "fp32 matmul peak, 4096x4096: "
+        + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
+        + f"; peak = {peak:.0f}"
+    )
     shape = (1, args.frames, args.size, args.size, 3)
-    forwards = [
-        (config, implementation, forward(implementation, config, shape, args.repeats))
-        for config in args.configs
-        for implementation in IMPLEMENTATIONS
-    ]
-    print_forwards(forwards, shape, args.repeats)
+    print(
+        f"forward passes on a {'x'.join(map(str, shape))} clip, best of {args.repeats}, "
+        "each row in a fresh process"
+    )
+    with tempfile.TemporaryDirectory() as exports:
+        for config in args.configs:
+            with_exports = config in args.export_configs
+            forwards(config, shape, args.repeats, peak, Path(exports), with_exports)
+    if not args.no_conversion:
+        conversions(args.configs, args.sources)
+    rates = matmul_peak()
+    print(
+        "\nfp32 matmul peak at the end: "
+        + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
+    )
+    if max(rates.values()) > peak:
+        print(
+            f"  peak {max(rates.values()):.0f} GFLOP/s: scale the fractions above by "
+            f"{peak / max(rates.values()):.2f}"
+        )
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

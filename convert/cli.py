@@ -330,3 +330,74 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     if failures:
         sys.exit(1)
     click.echo("all assets verified")
+
+
+@main.command(name="export")
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="The .weights.h5 file the converter wrote.",
+)
+@click.option(
+    "--config",
+    required=True,
+    metavar="NAME|PATH",
+    help="The config the weights were converted with (e.g. swin_t_k400).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["saved_model", "onnx"]),
+    help="saved_model: a folder for TF Serving, signatures serving_default (float clip) and "
+    "serve_frames (uint8 RGB frames, normalized inside). onnx: a file for ONNX Runtime.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(path_type=str), help="Folder or file to write."
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Frames of the exported clip. Default: the config's clip (32).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    metavar="S",
+    help="Height and width of the exported clip. Default: the config's clip (224).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="B",
+    help="Clips per call, fixed in the signature.",
+)
+@click.option(
+    "--any-batch",
+    is_flag=True,
+    help="Accept any number of clips per call instead (attention then runs on all windows at "
+    "once, without the cache-sized chunks a fixed batch gets: slower on CPUs).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing export.")
+def export_command(weights, config, fmt, out, frames, size, batch, any_batch, force) -> None:
+    """Export converted weights as a SavedModel or an ONNX file, then run the export and the
+    Keras model on the same seeded clip: the export is kept only when their logits differ by
+    at most 1e-4. Exit status: 0 done, 1 parity failed, 2 bad input.
+
+    \b
+    Examples:
+      vswin-convert export --config swin_t_k400 --format saved_model \\
+          --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
+          --out exports/swin_t_k400
+      vswin-convert export --weights ... --config swin_t_k400 --format onnx --out swin_t.onnx \\
+          --frames 16 --any-batch
+    """
+    from convert.export import export
+
+    with exit_on_error():
+        batch = None if any_batch else batch
+        export(weights, config, fmt, out, frames, size, batch, force=force, log=click.echo)

@@ -201,6 +201,47 @@ class TFSwinTransformer3D(keras.Model):
             return ops.mean(backbone_out, axis=(1, 2, 3))
         return self.head(backbone_out, training=training)
 
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        """Keras' ``compile``; with ``jit_compile="auto"`` (the default) `predict` still
+        chooses its engine itself (see `make_predict_function`)."""
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+        self._engine_chosen_by_user = jit_compile != "auto"
+
+    def make_predict_function(self, force=False):
+        """Keras' predict function, compiled with XLA where that is the faster engine.
+
+        On the TensorFlow backend, unless ``compile(jit_compile=...)`` chose, XLA is used
+        when `videoswin_tf.engine.xla_for_predict` says so (measured: it depends on whether
+        TensorFlow runs oneDNN's kernels on this CPU); the choice is in `predict_engine`.
+        Training and evaluation keep Keras' own choice.
+        """
+        if keras.backend.backend() != "tensorflow" or getattr(
+            self, "_engine_chosen_by_user", False
+        ):
+            return super().make_predict_function(force)
+        from videoswin_tf.engine import xla_for_predict
+
+        kept = self._jit_compile
+        self._jit_compile = xla_for_predict()
+        try:
+            return super().make_predict_function(force)
+        finally:
+            self._jit_compile = kept
+
+    @property
+    def predict_engine(self) -> str:
+        """What `predict` runs on: ``"eager"``, ``"graph"`` or ``"xla"`` (TensorFlow), or the
+        backend's own compiled path (``"jit"``)."""
+        if self.run_eagerly:
+            return "eager"
+        if keras.backend.backend() != "tensorflow":
+            return "jit" if self.jit_compile else "eager"
+        if getattr(self, "_engine_chosen_by_user", False):
+            return "xla" if self.jit_compile else "graph"
+        from videoswin_tf.engine import xla_for_predict
+
+        return "xla" if xla_for_predict() else "graph"
+
     def compute_output_shape(self, input_shape):
         width = self.num_classes if self.include_top else self.num_features
         return (input_shape[0], width)

@@ -10,6 +10,29 @@ from keras import ops
 from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
 
+# Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
+CHUNK_BYTES = 8 * 2**20
+
+
+def windows_per_chunk(
+    batch_windows: int | None, heads: int, num_tokens: int, attention_mask, dtype: str
+) -> int | None:
+    """How many windows `WindowAttention3D.explicit_attention` attends at a time.
+
+    The most windows whose logits ``(windows, heads, N', N')`` fit in `CHUNK_BYTES` (at least
+    one); with a mask, a divisor of its ``nWindows`` so that every chunk lies in one clip.
+    ``None`` (all at once) when ``batch_windows`` is unknown or a single chunk holds them all.
+    """
+    if batch_windows is None:
+        return None
+    per_window = heads * num_tokens * num_tokens * int(dtype[-2:]) // 8  # float16/32/64 bytes
+    step = max(1, CHUNK_BYTES // per_window)
+    if attention_mask is not None:
+        num_windows = attention_mask.shape[0]
+        step = max(d for d in range(1, min(step, num_windows) + 1) if num_windows % d == 0)
+    return None if step >= batch_windows else step
+
+
 @keras.saving.register_keras_serializable(package="videoswin_tf")
 class WindowAttention3D(keras.layers.Layer):
     """Multi-head self-attention inside windows, with a learned relative position bias.
@@ -30,7 +53,8 @@ class WindowAttention3D(keras.layers.Layer):
 
     Call arguments:
         windows: ``(B * nWindows, N', C)``.
-        attention_mask: optional additive mask ``(nWindows, N', N')`` in the compute dtype.
+        attention_mask: optional additive mask ``(nWindows, N', N')`` in the compute dtype,
+            for windows ordered batch-major (``B_ = B * nWindows``).
         training: whether dropout is active.
 
     Returns:
@@ -89,26 +113,99 @@ class WindowAttention3D(keras.layers.Layer):
 
     def call(self, windows, attention_mask=None, training=None):
         num_tokens = windows.shape[1]
-        qkv = self.qkv(windows)  # (B_, N', 3C)
-        qkv = ops.reshape(qkv, (-1, num_tokens, 3, self.num_heads, self.head_dim))
+        qkv = ops.reshape(self.qkv(windows), (-1, num_tokens, 3, self.num_heads, self.head_dim))
+        if keras.backend.backend() == "tensorflow" or (training and self.attn_drop > 0):
+            x = self.explicit_attention(qkv, attention_mask, training)
+        else:
+            x = self.backend_attention(qkv, attention_mask, windows.shape[0])
+        return self.proj_dropout(self.proj(x), training=training)
+
+    def explicit_attention(self, qkv, attention_mask, training):
+        """Attention written out in matrix products, with dropout on its weights.
+
+        The faster path on TensorFlow, whose oneDNN batched products beat the einsums of its
+        ``dot_product_attention`` (measured on Swin-T: about 10% faster in all), and the only
+        one with attention dropout. Where the number of windows is known, they are attended
+        a few at a time (`windows_per_chunk`) so that each chunk's logits stay in the CPU's
+        cache through the bias, mask, softmax and second product (stage 0 of Swin-T: 3x
+        faster than one pass over all 128 windows' 59M logits).
+
+        Args:
+            qkv: ``(B_, N', 3, heads, head_dim)``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            training: whether dropout is active.
+
+        Returns:
+            ``(B_, N', C)``.
+        """
+        batch_windows, num_tokens = qkv.shape[:2]
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)
         query, key, value = qkv[0] * self.scale, qkv[1], qkv[2]
+        bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
+        step = windows_per_chunk(
+            batch_windows, self.num_heads, num_tokens, attention_mask, self.compute_dtype
+        )
+        if step is None:
+            x = self.attend(query, key, value, bias, attention_mask, training)
+        else:
+            chunks = []
+            for start in range(0, batch_windows, step):
+                window = slice(start, start + step)
+                mask = None
+                if attention_mask is not None:  # the chunk's windows, in clip order
+                    first = start % attention_mask.shape[0]
+                    mask = attention_mask[first : first + step]
+                q, k, v = query[window], key[window], value[window]
+                chunks.append(self.attend(q, k, v, bias, mask, training))
+            x = ops.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
+        # (B_, heads, N', head_dim) -> (B_, N', C)
+        return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
 
-        attn = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # (B_, heads, N', N')
-        attn = attn + self.relative_position_bias(num_tokens)[None]
-        if attention_mask is not None:
-            num_windows = attention_mask.shape[0]
-            mask = attention_mask[None, :, None]  # (1, nW, 1, N', N')
-            attn = ops.reshape(attn, (-1, num_windows, self.num_heads, num_tokens, num_tokens))
-            attn = ops.reshape(attn + mask, (-1, self.num_heads, num_tokens, num_tokens))
+    def attend(self, query, key, value, bias, mask, training):
+        """``softmax(query key^T + bias + mask) value`` over windows ``(b, heads, N', hd)``.
+
+        ``mask`` is ``(nWindows, N', N')`` for windows laid out as ``B x nWindows`` (any
+        ``B``), or ``None``; returns ``(b, heads, N', head_dim)``.
+        """
+        num_tokens = query.shape[2]
+        attn = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2))) + bias  # (b, h, N', N')
+        if mask is not None and mask.shape[0] == query.shape[0]:
+            attn = attn + mask[:, None]
+        elif mask is not None:  # several clips, or a batch unknown while tracing
+            shape = (-1, mask.shape[0], self.num_heads, num_tokens, num_tokens)
+            attn = ops.reshape(
+                ops.reshape(attn, shape) + mask[None, :, None], shape[:1] + shape[2:]
+            )
         # A one-token window (a 1x1x1 feature map) attends only to itself; ops.softmax would
         # warn about softmax over an axis of size 1.
         attn = ops.softmax(attn, axis=-1) if num_tokens > 1 else ops.ones_like(attn)
         attn = self.attn_dropout(attn, training=training)
+        return ops.matmul(attn, value)  # (b, heads, N', head_dim)
 
-        x = ops.matmul(attn, value)  # (B_, heads, N', head_dim)
-        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
-        return self.proj_dropout(self.proj(x), training=training)
+    def backend_attention(self, qkv, attention_mask, batch_windows):
+        """Attention by the backend's own ``dot_product_attention``, bias and mask summed
+        into one additive bias: on torch its fused kernel (3x faster than the matrix products
+        on stage 0's windows), on JAX about as fast. No dropout.
+
+        Args:
+            qkv: ``(B_, N', 3, heads, head_dim)``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            batch_windows: ``B_`` (always known on torch and under ``jax.jit``).
+
+        Returns:
+            ``(B_, N', C)``.
+        """
+        num_tokens = qkv.shape[1]
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B_, N', heads, hd)
+        bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
+        if attention_mask is not None:
+            num_windows = attention_mask.shape[0]
+            bias = bias + attention_mask[:, None]  # (nW, heads, N', N')
+            if batch_windows != num_windows:  # several clips: one bias per window of each
+                repeats = (batch_windows // num_windows, 1, 1, 1, 1)
+                bias = ops.reshape(ops.tile(bias[None], repeats), (-1,) + tuple(bias.shape[1:]))
+        x = ops.dot_product_attention(query, key, value, bias=bias, scale=self.scale)
+        return ops.reshape(x, (-1, num_tokens, self.dim))  # (B_, N', heads, hd) -> (B_, N', C)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
+
+
+def exact_gelu(x):
+    """Exact GELU, ``0.5 * x * (1 + erf(x / sqrt(2)))``, written out.
+
+    Keras' ``gelu(approximate=False)`` on TensorFlow 2.21 computes the same function with
+    ``Erfc``, which tf2onnx cannot convert; ``erf`` converts to ONNX ``Erf`` (and to the
+    pattern ONNX Runtime fuses into its GELU kernel), on every backend.
+    """
+    return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
@@ -33,7 +45,7 @@ class Mlp(keras.layers.Layer):
         self.fc2.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
 
     def call(self, x, training=None):
-        x = ops.gelu(self.fc1(x), approximate=False)
+        x = exact_gelu(self.fc1(x))
         x = self.dropout(x, training=training)
         return self.dropout(self.fc2(x), training=training)
 

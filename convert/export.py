@@ -1,0 +1,247 @@
+"""Exports of a converted model (SavedModel for TF Serving, ONNX), each checked against Keras.
+
+An export is written under a temporary name, run on a seeded clip next to the Keras model it
+came from, and moved into place only when every endpoint's logits agree within ``atol``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convert.configs import resolve_config
+from convert.converter import ConversionError, ParityFailure, build_keras_model
+from convert.parity import DEFAULT_ATOL, Difference, parity_clip
+from convert.spec import ModelSpec
+
+FORMATS = ("saved_model", "onnx")
+ONNX_OPSET = 17
+# What each format needs beyond the model package, as the `export` extra installs it.
+REQUIREMENTS = {"saved_model": (), "onnx": ("tf2onnx", "onnxruntime")}
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """How far each endpoint of an export is from the Keras model on the same clip.
+
+    Attributes:
+        config: config name.
+        format: one of `FORMATS`.
+        path: where the export was written.
+        clip_shape: the checked clip ``(B, T, H, W, 3)``.
+        seed: seed of the checked clip.
+        atol: largest absolute logit difference that passes.
+        endpoints: endpoint name to the difference of its logits from the Keras model's.
+        seconds_export: time to write the export.
+    """
+
+    config: str
+    format: str
+    path: Path
+    clip_shape: tuple[int, ...]
+    seed: int
+    atol: float
+    endpoints: dict[str, Difference]
+    seconds_export: float
+
+    @property
+    def worst(self) -> float:
+        return max(d.max_abs for d in self.endpoints.values())
+
+    @property
+    def passed(self) -> bool:
+        return self.worst <= self.atol
+
+    def format_report(self) -> str:
+        """The report as printed by the CLI, laid out like the parity report."""
+        lines = [
+            f"export parity: {self.config} as {self.format}, clip "
+            f"{'x'.join(map(str, self.clip_shape))} (seed {self.seed}), against the Keras model",
+            f"  {'endpoint':<24} {'shape':<12} {'max |diff|':>11} {'mean |diff|':>11} "
+            f"{'max |ref|':>10} {'relative':>10} {'cosine':>12}",
+        ]
+        for name, d in self.endpoints.items():
+            lines.append(
+                f"  {name:<24} {str(list(d.shape)):<12} {d.max_abs:>11.3e} {d.mean_abs:>11.3e} "
+                f"{d.reference_scale:>10.3f} {d.relative:>10.2e} {d.cosine:>12.9f}"
+            )
+        verdict = "PASS" if self.passed else "FAIL"
+        lines.append(f"  {verdict}: max |diff| {self.worst:.3e} (atol {self.atol:g})")
+        return "\n".join(lines)
+
+
+def export(
+    weights: str | os.PathLike,
+    config: str,
+    fmt: str,
+    out: str | os.PathLike,
+    frames: int | None = None,
+    size: int | None = None,
+    batch: int | None = 1,
+    force: bool = False,
+    seed: int = 0,
+    atol: float = DEFAULT_ATOL,
+    log: Callable[[str], None] = print,
+) -> ExportReport:
+    """Export a converted model and check it against the Keras model.
+
+    Args:
+        weights: the ``.weights.h5`` file written by the converter.
+        config: a named config or config file (as ``vswin-convert --config``).
+        fmt: ``"saved_model"`` (a folder) or ``"onnx"`` (a file).
+        out: where to write it.
+        frames, size: clip frames and height/width of the exported signature; default the
+            config's clip.
+        batch: clips per call; ``None`` for any batch (checked with one clip).
+        force: replace an existing ``out``.
+        seed: seed of the checked clip.
+        atol: largest absolute logit difference that passes.
+        log: where progress lines go.
+
+    Raises:
+        ConversionError: bad input or a missing export package; `ParityFailure` when an
+            endpoint's logits differ by more than ``atol`` (nothing is left at ``out``).
+    """
+    if fmt not in FORMATS:
+        raise ConversionError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    missing = [name for name in REQUIREMENTS[fmt] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConversionError(
+            f"{fmt} export needs {', '.join(missing)}: pip install -e '.[export]'"
+        )
+    weights, out = Path(weights), Path(out)
+    if not weights.is_file():
+        raise ConversionError(f"weights file {weights} not found; convert a checkpoint first")
+    if out.exists() and not force:
+        raise ConversionError(f"{out} exists; pass --force to overwrite it")
+
+    spec = resolve_config(config)
+    model = load_model(spec, weights)
+    frames, size = frames or spec.clip_frames, size or spec.clip_size
+    signature_shape = (batch, frames, size, size, 3)
+    tmp = out.with_name(out.name + ".tmp")
+    remove(tmp)
+    log(
+        f"[export] {spec.name} as {fmt}, clip {'x'.join(map(str, signature_shape[1:]))}, "
+        f"batch {batch or 'any'} -> {out}"
+    )
+    start = time.perf_counter()
+    try:
+        WRITERS[fmt](model, tmp, signature_shape)
+        seconds = time.perf_counter() - start
+        log(f"[export] written in {seconds:.1f} s; checking against the Keras model")
+        clip_shape = (batch or 1, frames, size, size, 3)
+        endpoints = CHECKS[fmt](model, tmp, clip_shape, seed)
+        report = ExportReport(
+            spec.name, fmt, out, clip_shape, seed, atol, endpoints, seconds_export=seconds
+        )
+        log(report.format_report())
+        if not report.passed:
+            raise ParityFailure(
+                f"the {fmt} export differs from the Keras model by {report.worst:.3e} "
+                f"(atol {atol:g}); nothing written"
+            )
+        remove(out)
+        os.replace(tmp, out)
+    finally:
+        remove(tmp)
+    log(f"wrote {out}")
+    return report
+
+
+def load_model(spec: ModelSpec, weights: Path):
+    """The Keras model of ``spec`` with ``weights`` loaded."""
+    model = build_keras_model(spec)
+    try:
+        model.load_weights(weights)
+    except (ValueError, OSError) as error:
+        raise ConversionError(
+            f"{weights} does not load into {spec.name}: {str(error).splitlines()[0]}; "
+            "pass the --config it was converted with"
+        ) from None
+    return model
+
+
+def remove(path: Path) -> None:
+    """Delete a file or folder if it exists."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def write_saved_model(model, path: Path, shape: tuple[int | None, ...]) -> None:
+    from videoswin_tf.serving import export_saved_model
+
+    export_saved_model(model, path, shape)
+
+
+def write_onnx(model, path: Path, shape: tuple[int | None, ...]) -> None:
+    """ONNX through tf2onnx, from a traced function over a named float ``clip``."""
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = [tf.TensorSpec(shape, tf.float32, name="clip")]
+    function = tf.function(lambda clip: {"logits": model(clip, training=False)})
+    tf2onnx.convert.from_function(
+        function, input_signature=signature, opset=ONNX_OPSET, output_path=str(path)
+    )
+
+
+def keras_logits(model, clip: np.ndarray) -> np.ndarray:
+    from keras import ops
+
+    return ops.convert_to_numpy(model(clip, training=False))
+
+
+def uint8_frames(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Random RGB frames ``shape`` in 0-255 from ``seed``."""
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def check_saved_model(
+    model, path: Path, shape: tuple[int, ...], seed: int
+) -> dict[str, Difference]:
+    """Both signatures of the SavedModel against the Keras model."""
+    import tensorflow as tf
+
+    from videoswin_tf.serving import CLIP_ENDPOINT, FRAMES_ENDPOINT, normalize_frames
+
+    loaded = tf.saved_model.load(str(path))
+    clip, frames = parity_clip(shape, seed), uint8_frames(shape, seed)
+    served_clip = loaded.signatures[CLIP_ENDPOINT](clip=tf.constant(clip))["logits"]
+    served_frames = loaded.signatures[FRAMES_ENDPOINT](frames=tf.constant(frames))["logits"]
+    return {
+        f"{CLIP_ENDPOINT} (clip)": Difference.between(
+            served_clip.numpy(), keras_logits(model, clip)
+        ),
+        f"{FRAMES_ENDPOINT} (uint8)": Difference.between(
+            served_frames.numpy(), keras_logits(model, normalize_frames(frames))
+        ),
+    }
+
+
+def check_onnx(model, path: Path, shape: tuple[int, ...], seed: int) -> dict[str, Difference]:
+    """The ONNX file, run by ONNX Runtime, against the Keras model."""
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # ONNX Runtime's own exception types are not importable
+        raise ConversionError(
+            f"ONNX Runtime cannot load the export: {str(error).splitlines()[0]}"
+        ) from None
+    clip = parity_clip(shape, seed)
+    (logits,) = session.run(["logits"], {"clip": clip})
+    return {"clip (onnxruntime)": Difference.between(logits, keras_logits(model, clip))}
+
+
+WRITERS = {"saved_model": write_saved_model, "onnx": write_onnx}
+CHECKS = {"saved_model": check_saved_model, "onnx": check_onnx}

@@ -1,0 +1,61 @@
+"""The two attention paths of `WindowAttention3D` compute the same thing, on every backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from videoswin_tf.layers.attention import WindowAttention3D
+from videoswin_tf.layers.windows import shifted_window_mask, shifted_window_regions
+
+COMPARE = """
+import keras, numpy as np
+from videoswin_tf.layers.attention import WindowAttention3D
+from videoswin_tf.layers.windows import shifted_window_mask, shifted_window_regions
+
+keras.utils.set_random_seed(0)
+layer = WindowAttention3D(16, (2, 3, 3), 2, name="attn")
+layer.build((None, 18, 16))
+table = layer.relative_position_bias_table
+table.assign(np.random.default_rng(1).normal(0, 1.5, tuple(table.shape)).astype("float32"))
+regions = shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1))  # 8 windows of 18 tokens
+mask = shifted_window_mask(regions)
+worst = 0.0
+for clips, with_mask in ((1, True), (3, True), (3, False)):
+    windows = np.random.default_rng(clips).standard_normal((clips * 8, 18, 16)).astype("float32")
+    qkv = keras.ops.reshape(layer.qkv(windows), (-1, 18, 3, 2, 8))
+    m = mask if with_mask else None
+    explicit = keras.ops.convert_to_numpy(layer.explicit_attention(qkv, m, False))
+    fused = keras.ops.convert_to_numpy(layer.backend_attention(qkv, m, clips * 8))
+    assert explicit.shape == (clips * 8, 18, 16)
+    worst = max(worst, float(np.abs(explicit - fused).max()))
+print(worst)
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
+def test_backend_attention_equals_the_explicit_one(backend):
+    pytest.importorskip(backend, reason=f"the {backend} backend is not installed")
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", COMPARE], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def test_attention_dropout_is_active_in_training_only():
+    keras.utils.set_random_seed(0)
+    layer = WindowAttention3D(16, (2, 3, 3), 2, attn_drop=0.5)
+    windows = np.random.default_rng(0).standard_normal((8, 18, 16)).astype("float32")
+    mask = shifted_window_mask(shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1)))
+    inference = keras.ops.convert_to_numpy(layer(windows, attention_mask=mask))
+    again = keras.ops.convert_to_numpy(layer(windows, attention_mask=mask, training=False))
+    trained = keras.ops.convert_to_numpy(layer(windows, attention_mask=mask, training=True))
+    np.testing.assert_array_equal(inference, again)
+    assert np.abs(trained - inference).max() > 1e-2

@@ -1,0 +1,167 @@
+"""`vswin-convert export`: SavedModel and ONNX exports, each run next to the Keras model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnxruntime
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from conftest import SMALL_SPEC
+
+import convert.export
+from convert.cli import main
+from convert.converter import build_keras_model
+
+MEAN = np.array([123.675, 116.28, 103.53], np.float32)
+STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, Path, keras.Model]:
+    """A config file for SMALL_SPEC, a weights file of a seeded model, and that model."""
+    folder = tmp_path_factory.mktemp("small")
+    config = folder / "small.json"
+    fields = dataclasses.asdict(SMALL_SPEC)
+    config.write_text(json.dumps({**fields, "arch": None}))
+    keras.utils.set_random_seed(0)
+    model = build_keras_model(SMALL_SPEC)
+    weights = folder / "small.weights.h5"
+    model.save_weights(weights)
+    return config, weights, model
+
+
+def clip(shape, seed=1):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_saved_model_serves_a_named_clip_and_uint8_frames(tmp_path, small):
+    config, weights, model = small
+    out = tmp_path / "small_saved_model"
+    result = run_cli(
+        "export",
+        "--weights",
+        weights,
+        "--config",
+        config,
+        "--format",
+        "saved_model",
+        "--out",
+        out,
+        "--any-batch",
+    )
+    assert result.exit_code == 0, result.output
+    assert "serving_default (clip)" in result.output
+    assert "serve_frames (uint8)" in result.output
+    assert "PASS" in result.output
+
+    loaded = tf.saved_model.load(str(out))
+    assert set(loaded.signatures) == {"serving_default", "serve_frames"}
+    serve = loaded.signatures["serving_default"]
+    (spec,) = serve.structured_input_signature[1].values()
+    assert (spec.name, spec.dtype, tuple(spec.shape)) == ("clip", tf.float32, (None, 4, 32, 32, 3))
+    x = clip((3, 4, 32, 32, 3))  # any batch
+    served = serve(clip=tf.constant(x))["logits"].numpy()
+    np.testing.assert_allclose(served, model(x).numpy(), atol=1e-4, rtol=0)
+
+    # The uint8 endpoint normalizes with the training mean and std, written out here.
+    frames = np.random.default_rng(2).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
+    by_hand = (frames.astype(np.float32) - MEAN) / STD
+    served = loaded.signatures["serve_frames"](frames=tf.constant(frames))["logits"].numpy()
+    np.testing.assert_allclose(served, model(by_hand).numpy(), atol=1e-4, rtol=0)
+    assert np.abs(served - model(frames.astype(np.float32)).numpy()).max() > 1e-2
+
+
+def test_onnx_runs_in_onnx_runtime_with_parity(tmp_path, small):
+    config, weights, model = small
+    out = tmp_path / "small.onnx"
+    result = run_cli(
+        "export",
+        "--weights",
+        weights,
+        "--config",
+        config,
+        "--format",
+        "onnx",
+        "--out",
+        out,
+        "--frames",
+        6,
+        "--size",
+        40,
+        "--batch",
+        2,
+    )
+    assert result.exit_code == 0, result.output
+    assert "clip (onnxruntime)" in result.output and "PASS" in result.output
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (onnx_input,) = session.get_inputs()
+    assert (onnx_input.name, onnx_input.shape) == ("clip", [2, 6, 40, 40, 3])
+    x = clip((2, 6, 40, 40, 3))
+    (logits,) = session.run(["logits"], {"clip": x})
+    assert logits.shape == (2, SMALL_SPEC.num_classes)
+    np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4, rtol=0)
+
+
+def test_export_that_differs_fails_and_writes_nothing(tmp_path, small, monkeypatch):
+    config, weights, _ = small
+    original = convert.export.keras_logits
+    monkeypatch.setattr(convert.export, "keras_logits", lambda m, x: original(m, x) + 1e-3)
+    out = tmp_path / "small.onnx"
+    result = run_cli(
+        "export", "--weights", weights, "--config", config, "--format", "onnx", "--out", out
+    )
+    assert result.exit_code == 1
+    assert "FAIL: max |diff| 1.00" in result.output and "(atol 0.0001)" in result.output
+    assert "differs from the Keras model" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_bad_input_is_one_clear_line(tmp_path, small):
+    config, weights, _ = small
+    result = run_cli(
+        "export",
+        "--weights",
+        tmp_path / "none.weights.h5",
+        "--config",
+        config,
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path / "x.onnx",
+    )
+    assert result.exit_code == 2
+    assert "none.weights.h5 not found; convert a checkpoint first" in result.output
+
+    existing = tmp_path / "x.onnx"
+    existing.write_text("keep me")
+    result = run_cli(
+        "export", "--weights", weights, "--config", config, "--format", "onnx", "--out", existing
+    )
+    assert result.exit_code == 2
+    assert "x.onnx exists; pass --force to overwrite it" in result.output
+    assert existing.read_text() == "keep me"
+
+    result = run_cli(
+        "export",
+        "--weights",
+        weights,
+        "--config",
+        "swin_t_k400",
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path / "y.onnx",
+    )
+    assert result.exit_code == 2
+    assert "does not load into swin_t_k400" in result.output

@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 from convert.checkpoint import LoadedCheckpoint, load_checkpoint
 from convert.configs import infer_spec, resolve_config, spec_disagreements
+from convert.output import atomic_write, check_destination
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
 from convert.spec import ModelSpec
 
@@ -75,6 +76,7 @@ def convert(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     log: Callable[[str], None] = print,
+    trust_config: bool = False,
 ) -> ConversionResult:
     """Convert an mmaction2 checkpoint into a Keras weights file, then prove parity.
 
@@ -90,12 +92,15 @@ def convert(
         seed: seed of the parity clip.
         atol, rtol: the parity gate (see `ParityReport.passed`).
         log: where progress lines go.
+        trust_config: let mmengine run a ``.py`` config instead of reading it as data.
 
     Raises:
         ConversionError: bad input, a config that disagrees with the checkpoint, or keys
             that do not map; `ParityFailure` when parity fails. Nothing is left at the output
             path in any of these cases (a failed parity run still saves its report).
         CheckpointError, ConfigError: an unreadable checkpoint or config.
+        OutputError: ``out`` is a directory, exists without ``force``, or its folder is
+            missing or not writable; raised before the checkpoint is read.
     """
     pth = Path(pth)
     timings: list[tuple[str, float]] = []
@@ -111,6 +116,8 @@ def convert(
 
     if out is not None and not str(out).endswith(WEIGHTS_SUFFIX):
         raise ConversionError(f"--out must end in {WEIGHTS_SUFFIX} (Keras requires it), got {out}")
+    if out is not None:
+        out = check_destination(out, force)
 
     with phase("load", str(pth)):
         checkpoint = load_checkpoint(pth)
@@ -118,10 +125,11 @@ def convert(
         for note in checkpoint.notes:
             log(f"        note: {note}")
 
-    spec = _resolve_spec(config, checkpoint)
-    out_path = Path(out) if out is not None else default_output(spec, pth)
-    if out_path.exists() and not force:
-        raise ConversionError(f"{out_path} exists; pass --force to overwrite it")
+    spec = _resolve_spec(config, checkpoint, trust_config)
+    if out is None:
+        out = default_output(spec, pth)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    out_path = check_destination(out, force)
 
     with phase("build", _describe(spec)):
         model = build_keras_model(spec)
@@ -140,11 +148,7 @@ def convert(
             f"        assigned {len(assignments)} variables; {skipped} derived buffers checked and skipped"
         )
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_name(
-        f".{out_path.name.removesuffix(WEIGHTS_SUFFIX)}.partial{WEIGHTS_SUFFIX}"
-    )
-    try:
+    with atomic_write(out_path) as tmp_path:
         with phase("write", str(out_path)):
             model.save_weights(str(tmp_path))
         del model
@@ -154,7 +158,8 @@ def convert(
                 clip_shape = parity_shape(spec, parity_frames, parity_size, parity_batch)
                 report = run_parity(spec, checkpoint, tmp_path, clip_shape, seed, atol, rtol)
                 report_path = report_path_for(out_path)
-                report.save(report_path)
+                with atomic_write(report_path) as tmp_report:
+                    report.save(tmp_report)
             log(report.format())
             if not report.passed:
                 raise ParityFailure(
@@ -162,9 +167,6 @@ def convert(
                     f"(atol {atol:g}, relative {report.judged.relative:.2e} vs rtol {rtol:g}); "
                     f"nothing written, report in {report_path}"
                 )
-        os.replace(tmp_path, out_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
     log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
     parameters = sum(item.value.size for item in assignments)
     return ConversionResult(spec, checkpoint, out_path, report, report_path, parameters, timings)
@@ -226,10 +228,12 @@ def run_parity(
     )
 
 
-def _resolve_spec(config: str | None, checkpoint: LoadedCheckpoint) -> ModelSpec:
+def _resolve_spec(
+    config: str | None, checkpoint: LoadedCheckpoint, trust_config: bool = False
+) -> ModelSpec:
     if config is None:
         return infer_spec(checkpoint.state)
-    spec = resolve_config(config)
+    spec = resolve_config(config, trust_config)
     problems = spec_disagreements(spec, checkpoint.state)
     if problems:
         raise ConversionError(

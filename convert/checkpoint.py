@@ -267,7 +267,7 @@ def _refuse_non_finite(path: Path, state: dict[str, np.ndarray]) -> None:
     ]
     if bad:
         raise CheckpointError(
-            f"{path}: {len(bad)} tensor{'s' if len(bad) != 1 else ''} hold NaN or infinite "
+            f"{path}: {len(bad)} tensor{'s hold' if len(bad) != 1 else ' holds'} NaN or infinite "
             f"values: {', '.join(bad)}; the training run diverged or the file is damaged, "
             f"convert an earlier checkpoint"
         )

@@ -312,7 +312,7 @@ def _observe(state: dict[str, np.ndarray]) -> _Observed:
             f"cannot read the architecture: {PATCH_KEY} is missing (not a Video Swin backbone?)"
         )
     patch = state[PATCH_KEY]
-    if patch.ndim != 5 or patch.shape[1] != 3:
+    if patch.ndim != 5 or patch.shape[1] != 3 or 0 in patch.shape:
         raise CheckpointError(
             f"{PATCH_KEY} has shape {list(patch.shape)}; a Video Swin patch embedding is a "
             f"Conv3d [C, 3, Pd, Ph, Pw]"
@@ -326,6 +326,13 @@ def _observe(state: dict[str, np.ndarray]) -> _Observed:
             if key not in state:
                 raise CheckpointError(f"cannot read the architecture: {key} is missing")
             table = state[key]
+            heads = table.shape[1] if table.ndim == 2 else 0
+            if not (table.shape[0] and heads and (patch.shape[0] << i) % heads == 0):
+                raise CheckpointError(
+                    f"{key} has shape {list(table.shape)}; a relative position bias table is "
+                    f"[rows, heads] with heads dividing the stage's {patch.shape[0] << i} "
+                    f"channels (from {_source(PATCH_KEY, patch)})"
+                )
             if rows is None:
                 rows = table.shape[0]
             elif table.shape[0] != rows:
@@ -337,6 +344,11 @@ def _observe(state: dict[str, np.ndarray]) -> _Observed:
     table_key = TABLE_KEY.format(i=0, j=0)
     index_key = INDEX_KEY.format(i=0, j=0)
     head = state.get(HEAD_KEY)
+    if head is not None and (head.ndim != 2 or 0 in head.shape):
+        raise CheckpointError(
+            f"{HEAD_KEY} has shape {list(head.shape)}; the classifier is a Linear "
+            f"[classes, channels]"
+        )
     return _Observed(
         embed_dim=int(patch.shape[0]),
         patch_size=tuple(int(p) for p in patch.shape[2:]),

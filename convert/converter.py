@@ -208,6 +208,7 @@ def run_parity(
     load_reference_state(reference, checkpoint.state)
     reference_out = reference_forward(reference, clip)
     del reference
+    _refuse_non_finite_outputs(reference_out, checkpoint)
     seconds_reference = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -226,6 +227,26 @@ def run_parity(
         rtol,
         seconds=(seconds_keras, seconds_reference),
     )
+
+
+def _refuse_non_finite_outputs(outputs: dict, checkpoint: LoadedCheckpoint) -> None:
+    """Finite weights can still overflow (a LayerNorm squares its input): then there is
+    nothing to compare, and the checkpoint is unusable."""
+    import numpy as np
+
+    named = [(f"stage {i}", out) for i, out in enumerate(outputs["stages"])]
+    named += [("logits", outputs["logits"])] if outputs["logits"] is not None else []
+    bad = [name for name, out in named if not np.isfinite(out).all()]
+    if bad:
+        key, value = max(
+            ((key, float(np.abs(v).max())) for key, v in checkpoint.state.items() if v.size),
+            key=lambda item: item[1],
+        )
+        raise ConversionError(
+            f"the upstream reference computes NaN or infinite values from these weights "
+            f"({', '.join(bad)}) on the parity clip: the weights are out of range (largest "
+            f"magnitude {value:.3g}, in {key}); nothing written"
+        )
 
 
 def _resolve_spec(

@@ -203,3 +203,23 @@ def test_half_precision_overflow_is_caught_too(tmp_path):
     save_checkpoint(checkpoint, path)
     with pytest.raises(CheckpointError, match=r"cls_head.fc_cls.weight \(1 of 2560\)"):
         load_checkpoint(path)
+
+
+def test_finite_weights_that_overflow_the_reference_are_refused(tmp_path):
+    """3e38 is a finite float32, but the LayerNorm after it squares it to infinity: there is
+    nothing to compare, so the file is refused (exit 2), not failed on parity (exit 1)."""
+    checkpoint = make_checkpoint(SMALL_SPEC, layout="authors")
+    checkpoint["state_dict"]["backbone.patch_embed.proj.weight"][0, 0, 0, 0, 0] = 3e38
+    path = tmp_path / "huge.pth"
+    save_checkpoint(checkpoint, path)
+    out = tmp_path / "huge.weights.h5"
+    result = CliRunner().invoke(
+        main, ["--pth", str(path), "--out", str(out), "--parity-frames", "4", "--parity-size", "32"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "error: the upstream reference computes NaN or infinite values from these weights "
+        "(stage 0, stage 1, stage 2, stage 3, logits) on the parity clip: the weights are out of "
+        "range (largest magnitude 3e+38, in backbone.patch_embed.proj.weight); nothing written"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.pth"]

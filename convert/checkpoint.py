@@ -27,6 +27,7 @@ AUTHORS_NORM = "backbone.norm."
 MMACTION_NORM = "backbone.norm3."
 PREPROCESSOR = "data_preprocessor."
 SHOWN_KEYS = 8  # keys listed in an error before "and N more"
+DETAIL_CHARS = 200  # of a reader's own error message quoted in ours
 
 # The line of torch's refusal that says which global or operation it refused.
 REFUSAL_DETAIL = re.compile(
@@ -160,7 +161,7 @@ def _read(path: Path) -> object:
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
         raise CheckpointError(
             f"{path}: could not be read as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{str(error).strip() or 'no detail'}); pass a file written by torch.save"
+            f"{_one_line(str(error)) or 'no detail'}); pass a file written by torch.save"
         ) from error
 
 
@@ -288,6 +289,13 @@ def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
         f"{path}: {len(unknown)} key{'s' if len(unknown) != 1 else ''} neither backbone.* nor "
         f"cls_head.*: {_listing(unknown)}. {hint}"
     )
+
+
+def _one_line(detail: str) -> str:
+    """An error's text on one line and at most `DETAIL_CHARS` long (a damaged file's error
+    can quote kilobytes of its bytes)."""
+    detail = " ".join(detail.split())
+    return detail if len(detail) <= DETAIL_CHARS else detail[: DETAIL_CHARS - 3] + "..."
 
 
 def _listing(keys: list[str]) -> str:

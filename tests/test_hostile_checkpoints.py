@@ -223,3 +223,16 @@ def test_finite_weights_that_overflow_the_reference_are_refused(tmp_path):
         "range (largest magnitude 3e+38, in backbone.patch_embed.proj.weight); nothing written"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.pth"]
+
+
+def test_a_reader_error_quoting_the_file_is_cut_to_one_short_line(tmp_path):
+    """Fuzz case 690 (members swapped): torch's error quoted kilobytes of tensor bytes."""
+    from fuzz_corpus import case
+
+    path = tmp_path / "swapped.pth"
+    path.write_bytes(case(0, 690)[1])
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "could not be read as a PyTorch checkpoint (ValueError: invalid literal" in message
+    assert "\n" not in message and len(message) < len(str(path)) + 330, len(message)

@@ -167,8 +167,8 @@ def _read(path: Path) -> object:
 
 def numpy_globals() -> list:
     """What `torch.serialization.safe_globals` needs to rebuild numpy scalars, arrays and dtypes
-    (and nothing else): ``(object, "module.name")`` for each name a pickle may use, plus the
-    dtype classes, which are only ever checked by type."""
+    (and nothing else): ``(object, "module.name")`` for each name a pickle may use, the dtype
+    classes, which are only ever checked by type, and ``bytes()`` for empty arrays."""
     multiarray = importlib.import_module(
         "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
     )
@@ -181,7 +181,16 @@ def numpy_globals() -> list:
         for value in vars(importlib.import_module("numpy.dtypes")).values()
         if isinstance(value, type) and issubclass(value, np.dtype)
     ]
+    allowed.append((_empty_bytes, "builtins.bytes"))
     return allowed
+
+
+def _empty_bytes(*args: object) -> bytes:
+    """``bytes`` as pickle protocol 2 calls it for ``b""`` (the data of an empty numpy array):
+    with no arguments only, so ``bytes(10**12)`` cannot allocate a terabyte."""
+    if args:
+        raise pickle.UnpicklingError(f"bytes{args!r} refused: only bytes() is allowed")
+    return b""
 
 
 def _unwrap(path: Path, raw: dict, notes: list[str]) -> tuple[str, dict]:

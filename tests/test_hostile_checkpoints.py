@@ -34,6 +34,7 @@ def training_meta() -> dict:
         "confusion": np.arange(12, dtype=np.int32).reshape(3, 4),
         "dtype": np.dtype("float16"),
         "labels": np.array(["a", "bb"]),
+        "empty": np.zeros((0, 3)),  # its data pickles as bytes() (fuzz case 53 found it)
     }
 
 
@@ -76,6 +77,7 @@ def test_the_files_use_the_module_names_they_claim(numpy2_file, numpy1_file):
         "numpy dtype",
         "numpy ndarray",
     }
+    assert "__builtin__ bytes" in pickle_globals(numpy2_file)
 
 
 @pytest.mark.parametrize("variant", ["numpy2_file", "numpy1_file"])
@@ -160,6 +162,16 @@ def test_code_hidden_beside_numpy_objects_is_refused_and_never_runs(tmp_path, pa
     assert "never lets a checkpoint run code" in message
     assert not marker.exists()
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_bytes_with_arguments_stays_refused(tmp_path):
+    """bytes() is allowed for empty arrays; bytes(n) would allocate n bytes."""
+    checkpoint = make_checkpoint(SMALL_SPEC, layout="authors")
+    checkpoint["meta"]["x"] = _Payload(bytes, 10**15)
+    path = tmp_path / "bytes.pth"
+    save_checkpoint(checkpoint, path)
+    with pytest.raises(CheckpointError, match="safe loader"):
+        load_checkpoint(path)
 
 
 def test_other_numpy_functions_stay_refused(tmp_path):

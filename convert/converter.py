@@ -17,6 +17,7 @@ from convert.spec import ModelSpec
 
 WEIGHTS_SUFFIX = ".weights.h5"
 REPORT_SUFFIX = ".parity.json"
+SQUARABLE = 1.8e19  # the largest float32 magnitude whose square is still finite (about 1.84e19)
 
 
 class ConversionError(Exception):
@@ -208,7 +209,7 @@ def run_parity(
     load_reference_state(reference, checkpoint.state)
     reference_out = reference_forward(reference, clip)
     del reference
-    _refuse_non_finite_outputs(reference_out, checkpoint)
+    _refuse_out_of_range_outputs(reference_out, checkpoint)
     seconds_reference = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -229,21 +230,27 @@ def run_parity(
     )
 
 
-def _refuse_non_finite_outputs(outputs: dict, checkpoint: LoadedCheckpoint) -> None:
-    """Finite weights can still overflow (a LayerNorm squares its input): then there is
-    nothing to compare, and the checkpoint is unusable."""
+def _refuse_out_of_range_outputs(outputs: dict, checkpoint: LoadedCheckpoint) -> None:
+    """Finite weights can still drive the reference to NaN, infinities, or values float32
+    cannot square (a LayerNorm squares its input; torch's survives that, a float32 variance
+    does not). There is nothing to compare then: the weights are unusable, not mis-converted."""
     import numpy as np
 
     named = [(f"stage {i}", out) for i, out in enumerate(outputs["stages"])]
     named += [("logits", outputs["logits"])] if outputs["logits"] is not None else []
-    bad = [name for name, out in named if not np.isfinite(out).all()]
+    bad = [
+        name
+        for name, out in named
+        if not (np.isfinite(out).all() and np.abs(out).max(initial=0) <= SQUARABLE)
+    ]
     if bad:
         key, value = max(
             ((key, float(np.abs(v).max())) for key, v in checkpoint.state.items() if v.size),
             key=lambda item: item[1],
         )
         raise ConversionError(
-            f"the upstream reference computes NaN or infinite values from these weights "
+            f"the upstream reference computes NaN, infinite or huge values (above "
+            f"{SQUARABLE:.2g}, beyond float32 once squared) from these weights "
             f"({', '.join(bad)}) on the parity clip: the weights are out of range (largest "
             f"magnitude {value:.3g}, in {key}); nothing written"
         )

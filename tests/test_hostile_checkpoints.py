@@ -217,11 +217,25 @@ def test_half_precision_overflow_is_caught_too(tmp_path):
         load_checkpoint(path)
 
 
-def test_finite_weights_that_overflow_the_reference_are_refused(tmp_path):
-    """3e38 is a finite float32, but the LayerNorm after it squares it to infinity: there is
-    nothing to compare, so the file is refused (exit 2), not failed on parity (exit 1)."""
+@pytest.mark.parametrize(
+    "key, index, flagged",
+    [
+        # LayerNorm right after: every output is infinite or NaN in the reference too.
+        (
+            "backbone.patch_embed.proj.weight",
+            (0, 0, 0, 0, 0),
+            "stage 0, stage 1, stage 2, stage 3, logits",
+        ),
+        # Fuzz case 430: stage 1 reaches 3.1e38, finite; torch's LayerNorm copes, a float32
+        # variance overflows, so the Keras model gave NaN and parity failed (exit 1).
+        ("backbone.layers.0.downsample.reduction.weight", (6, 101), "stage 1"),
+    ],
+)
+def test_finite_weights_that_overflow_are_refused_not_failed(tmp_path, key, index, flagged):
+    """3e38 is a finite float32, but nothing useful can be computed from it: the file is
+    refused (exit 2), not failed on parity (exit 1)."""
     checkpoint = make_checkpoint(SMALL_SPEC, layout="authors")
-    checkpoint["state_dict"]["backbone.patch_embed.proj.weight"][0, 0, 0, 0, 0] = 3e38
+    checkpoint["state_dict"][key][index] = 3e38
     path = tmp_path / "huge.pth"
     save_checkpoint(checkpoint, path)
     out = tmp_path / "huge.weights.h5"
@@ -230,9 +244,9 @@ def test_finite_weights_that_overflow_the_reference_are_refused(tmp_path):
     )
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines()[-1] == (
-        "error: the upstream reference computes NaN or infinite values from these weights "
-        "(stage 0, stage 1, stage 2, stage 3, logits) on the parity clip: the weights are out of "
-        "range (largest magnitude 3e+38, in backbone.patch_embed.proj.weight); nothing written"
+        "error: the upstream reference computes NaN, infinite or huge values (above 1.8e+19, "
+        f"beyond float32 once squared) from these weights ({flagged}) on the parity clip: the "
+        f"weights are out of range (largest magnitude 3e+38, in {key}); nothing written"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.pth"]
 

@@ -398,7 +398,7 @@ def _worker(connection, seed: int) -> None:
                 return
             start = time.perf_counter()
             name, exit_code, last, problem = _run_case(seed, index, Path(folder))
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            peak = _peak_rss()
             connection.send((name, exit_code, last, problem, time.perf_counter() - start, peak))
 
 
@@ -454,6 +454,15 @@ def _run_share(seed: int, pending: queue.SimpleQueue, log: Callable[[str], None]
     finally:
         _stop(worker, connection)
     return outcomes
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM, which starts afresh at exec
+    (getrusage's ru_maxrss keeps the peak of the forked parent, here the whole test run)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _wait(worker, connection, limit_s: float) -> tuple | str:

@@ -2,7 +2,9 @@
 
 Canonical means mmaction2 1.x keys (``backbone.*`` with the final norm ``backbone.norm3.*``,
 ``cls_head.*``), numpy arrays, float32 (integer buffers int64). Files are read only with
-torch's safe ``weights_only`` loader: a checkpoint is never allowed to run code.
+torch's safe ``weights_only`` loader: a checkpoint is never allowed to run code. The only
+globals allowed beyond torch's own are numpy's data constructors (`NUMPY_GLOBALS`), which
+training runs leave in ``meta`` (``numpy.int64`` epochs, ``numpy.float64`` scores).
 Which keys the Keras model needs is not decided here (that is `convert.mapping`'s job), so
 derived buffers such as ``relative_position_index`` stay in the state.
 """
@@ -10,6 +12,7 @@ derived buffers such as ``relative_position_index`` stay in the state.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import pickle
 import re
@@ -26,6 +29,20 @@ AUTHORS_NORM = "backbone.norm."
 MMACTION_NORM = "backbone.norm3."
 PREPROCESSOR = "data_preprocessor."
 SHOWN_KEYS = 8  # keys listed in an error before "and N more"
+DETAIL_CHARS = 200  # of a reader's own error message quoted in ours
+
+# The line of torch's refusal that says which global or operation it refused.
+REFUSAL_DETAIL = re.compile(
+    r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)|^(Trying to load unsupported GLOBAL .+?)\.?$",
+    re.MULTILINE,
+)
+
+# The globals a pickled numpy scalar, array or dtype references, under numpy 2's module names and
+# numpy 1's (``numpy.core``). ``numpy.dtype`` and ``numpy.ndarray`` are the same in both; the
+# dtype classes (``numpy.dtypes.Int64DType`` ...) are never named in a pickle, but torch lets
+# BUILD set the state of an object only when its type is allowed, and a dtype is built that way.
+NUMPY_CONSTRUCTORS = ("scalar", "_reconstruct")
+NUMPY_MODULES = ("numpy._core.multiarray", "numpy.core.multiarray")
 
 
 class CheckpointError(Exception):
@@ -113,6 +130,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
         raise CheckpointError(_unknown_keys_message(path, unknown))
 
     state = _to_numpy(path, tensors, notes)
+    _refuse_non_finite(path, state)
     has_head = any(key.startswith("cls_head.") for key in state)
     if not has_head:
         notes.append("no cls_head.* keys: backbone-only checkpoint")
@@ -148,12 +166,13 @@ def _read(path: Path) -> object:
             f"install it with: pip install videoswin-tf[convert]"
         ) from error
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", str(error))
+        detail = re.search(REFUSAL_DETAIL, str(error))
         raise CheckpointError(
             f"{path}: holds Python objects that torch's safe loader (weights_only=True) refuses"
-            f"{f' ({detail.group(1)})' if detail else ''}; this converter never lets a "
+            f"{f' ({detail.group(1) or detail.group(2)})' if detail else ''}; this converter never lets a "
             f"checkpoint run code. If you trust the file, re-save its weights as a plain state "
             f"dict and convert that: python -c \"import torch; c = torch.load('{path}', "
             f"weights_only=False); torch.save(c.get('state_dict', c), 'plain.pth')\""
@@ -161,8 +180,36 @@ def _read(path: Path) -> object:
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
         raise CheckpointError(
             f"{path}: could not be read as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{str(error).strip() or 'no detail'}); pass a file written by torch.save"
+            f"{_one_line(str(error)) or 'no detail'}); pass a file written by torch.save"
         ) from error
+
+
+def numpy_globals() -> list:
+    """What `torch.serialization.safe_globals` needs to rebuild numpy scalars, arrays and dtypes
+    (and nothing else): ``(object, "module.name")`` for each name a pickle may use, the dtype
+    classes, which are only ever checked by type, and ``bytes()`` for empty arrays."""
+    multiarray = importlib.import_module(
+        "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
+    )
+    allowed: list = [np.ndarray, np.dtype]
+    for module in NUMPY_MODULES:
+        for name in NUMPY_CONSTRUCTORS:
+            allowed.append((getattr(multiarray, name), f"{module}.{name}"))
+    allowed += [
+        value
+        for value in vars(importlib.import_module("numpy.dtypes")).values()
+        if isinstance(value, type) and issubclass(value, np.dtype)
+    ]
+    allowed.append((_empty_bytes, "builtins.bytes"))
+    return allowed
+
+
+def _empty_bytes(*args: object) -> bytes:
+    """``bytes`` as pickle protocol 2 calls it for ``b""`` (the data of an empty numpy array):
+    with no arguments only, so ``bytes(10**12)`` cannot allocate a terabyte."""
+    if args:
+        raise pickle.UnpicklingError(f"bytes{args!r} refused: only bytes() is allowed")
+    return b""
 
 
 def _unwrap(path: Path, raw: dict, notes: list[str]) -> tuple[str, dict]:
@@ -256,6 +303,21 @@ def _to_numpy(path: Path, tensors: dict, notes: list[str]) -> dict[str, np.ndarr
     return state
 
 
+def _refuse_non_finite(path: Path, state: dict[str, np.ndarray]) -> None:
+    """A NaN or an infinity in a weight would make every output NaN; name every such tensor."""
+    bad = [
+        f"{key} ({int(np.count_nonzero(~np.isfinite(value)))} of {value.size})"
+        for key, value in state.items()
+        if value.dtype.kind == "f" and not np.isfinite(value).all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} tensor{'s hold' if len(bad) != 1 else ' holds'} NaN or infinite "
+            f"values: {', '.join(bad)}; the training run diverged or the file is damaged, "
+            f"convert an earlier checkpoint"
+        )
+
+
 def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
     looks_like_backbone = all(
         key.startswith(("patch_embed.", "layers.", "norm")) for key in unknown
@@ -271,6 +333,13 @@ def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
         f"{path}: {len(unknown)} key{'s' if len(unknown) != 1 else ''} neither backbone.* nor "
         f"cls_head.*: {_listing(unknown)}. {hint}"
     )
+
+
+def _one_line(detail: str) -> str:
+    """An error's text on one line and at most `DETAIL_CHARS` long (a damaged file's error
+    can quote kilobytes of its bytes)."""
+    detail = " ".join(detail.split())
+    return detail if len(detail) <= DETAIL_CHARS else detail[: DETAIL_CHARS - 3] + "..."
 
 
 def _listing(keys: list[str]) -> str:

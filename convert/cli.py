@@ -38,10 +38,11 @@ def exit_on_error() -> Iterator[None]:
     from convert.checkpoint import CheckpointError
     from convert.configs import ConfigError
     from convert.converter import ConversionError, ParityFailure
+    from convert.output import OutputError
 
     try:
         yield
-    except (ConversionError, CheckpointError, ConfigError) as error:
+    except (ConversionError, CheckpointError, ConfigError, OutputError) as error:
         click.secho(f"error: {error}", fg="red", err=True)
         sys.exit(1 if isinstance(error, ParityFailure) else 2)
 
@@ -88,7 +89,7 @@ def parity_clip_options(command: Callable) -> Callable:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=str),
+    type=click.Path(path_type=str),  # a directory is refused by convert, in one line
     help="Weights file to write; the suffix picks the format: .weights.h5 (Keras 3's) or any "
     "other .h5, e.g. the seed's TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5 (the Keras 2 layout, "
     "which Keras 3 loads for such names). Default: "
@@ -96,6 +97,12 @@ def parity_clip_options(command: Callable) -> Callable:
     "or the .pth file's stem when the config has no release name.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option(
+    "--trust-config",
+    is_flag=True,
+    help="Let mmengine run a .py --config. Without it a .py config is read as data (literals, "
+    "dict(), names, _base_ files) and one that needs running (imports, other calls) is refused.",
+)
 @click.option(
     "--no-parity",
     is_flag=True,
@@ -134,6 +141,7 @@ def main(
     config,
     out,
     force,
+    trust_config,
     no_parity,
     parity_frames,
     parity_size,
@@ -174,6 +182,7 @@ def main(
             atol=atol,
             rtol=rtol,
             log=click.echo,
+            trust_config=trust_config,
         )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from convert.checkpoint import CheckpointError
+from convert.config_reader import UnreadableConfig, read_config
 from convert.spec import ARCHITECTURES, ModelSpec
 from videoswin_tf.layers.windows import bias_table_size, relative_position_index
 
@@ -73,13 +74,15 @@ def describe(name: str) -> dict[str, Any]:
     return {field: data.get(field) for field in DESCRIPTIVE_FIELDS}
 
 
-def resolve_config(value: str) -> ModelSpec:
+def resolve_config(value: str, trust_config: bool = False) -> ModelSpec:
     """The model ``value`` names.
 
     Args:
         value: a named config (``swin_t_k400``), a path to one of our JSON config files, or a
-            path to an mmaction2 recognition config ``.py`` (``_base_`` inheritance resolved by
-            mmengine; its name is the file stem and it has no release).
+            path to an mmaction2 recognition config ``.py`` (``_base_`` inheritance resolved;
+            its name is the file stem and it has no release).
+        trust_config: run a ``.py`` config with mmengine instead of reading it as data
+            (`convert.config_reader`, which refuses configs that need running).
 
     Raises:
         ConfigError: an unknown name (the message lists the known ones), a missing file or a
@@ -95,7 +98,7 @@ def resolve_config(value: str) -> ModelSpec:
             raise ConfigError(f"{path}: no such config file")
         if path.suffix == ".json":
             return _spec_from_json(_read_json(path), path)
-        return _spec_from_mmaction(path)
+        return _spec_from_mmaction(path, trust_config)
     raise ConfigError(_unknown_name(value, shipped))
 
 
@@ -197,21 +200,10 @@ def _int_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(_positive_int(v) for v in value)
 
 
-def _spec_from_mmaction(path: Path) -> ModelSpec:
-    """Build a `ModelSpec` from an mmaction2 recognition config (backbone and cls_head)."""
-    try:
-        from mmengine.config import Config
-    except ImportError as error:
-        raise ConfigError(
-            f"{path}: reading mmaction2 configs needs mmengine ({error}); install it with: "
-            f"pip install videoswin-tf[convert]"
-        ) from error
-    try:
-        model = Config.fromfile(str(path)).to_dict().get("model") or {}
-    except Exception as error:  # mmengine raises many types for a broken config
-        raise ConfigError(
-            f"{path}: mmengine could not read it ({type(error).__name__}: {error})"
-        ) from error
+def _spec_from_mmaction(path: Path, trust_config: bool = False) -> ModelSpec:
+    """Build a `ModelSpec` from an mmaction2 recognition config (backbone and cls_head), read
+    as data by `convert.config_reader`, or run by mmengine with ``trust_config``."""
+    model = (_run_config(path) if trust_config else _read_config(path)).get("model") or {}
     backbone = model.get("backbone") or {}
     if not str(backbone.get("type", "")).endswith("SwinTransformer3D"):
         raise ConfigError(
@@ -235,6 +227,30 @@ def _spec_from_mmaction(path: Path) -> ModelSpec:
         num_classes=None if head is None else head["num_classes"],
         drop_path_rate=float(settings["drop_path_rate"]),
     )
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        return read_config(path)
+    except UnreadableConfig as error:
+        raise ConfigError(str(error)) from error
+
+
+def _run_config(path: Path) -> dict[str, Any]:
+    """The config as mmengine's ``Config.fromfile`` gives it: the file is executed."""
+    try:
+        from mmengine.config import Config
+    except ImportError as error:
+        raise ConfigError(
+            f"{path}: running mmaction2 configs needs mmengine ({error}); install it with: "
+            f"pip install videoswin-tf[convert]"
+        ) from error
+    try:
+        return Config.fromfile(str(path)).to_dict()
+    except Exception as error:  # mmengine raises many types for a broken config
+        raise ConfigError(
+            f"{path}: mmengine could not read it ({type(error).__name__}: {error})"
+        ) from error
 
 
 def _architecture(arch: Any, path: Path) -> dict[str, Any]:
@@ -299,7 +315,7 @@ def _observe(state: dict[str, np.ndarray]) -> _Observed:
             f"cannot read the architecture: {PATCH_KEY} is missing (not a Video Swin backbone?)"
         )
     patch = state[PATCH_KEY]
-    if patch.ndim != 5 or patch.shape[1] != 3:
+    if patch.ndim != 5 or patch.shape[1] != 3 or 0 in patch.shape:
         raise CheckpointError(
             f"{PATCH_KEY} has shape {list(patch.shape)}; a Video Swin patch embedding is a "
             f"Conv3d [C, 3, Pd, Ph, Pw]"
@@ -313,6 +329,13 @@ def _observe(state: dict[str, np.ndarray]) -> _Observed:
             if key not in state:
                 raise CheckpointError(f"cannot read the architecture: {key} is missing")
             table = state[key]
+            heads = table.shape[1] if table.ndim == 2 else 0
+            if not (table.shape[0] and heads and (patch.shape[0] << i) % heads == 0):
+                raise CheckpointError(
+                    f"{key} has shape {list(table.shape)}; a relative position bias table is "
+                    f"[rows, heads] with heads dividing the stage's {patch.shape[0] << i} "
+                    f"channels (from {_source(PATCH_KEY, patch)})"
+                )
             if rows is None:
                 rows = table.shape[0]
             elif table.shape[0] != rows:
@@ -324,6 +347,11 @@ def _observe(state: dict[str, np.ndarray]) -> _Observed:
     table_key = TABLE_KEY.format(i=0, j=0)
     index_key = INDEX_KEY.format(i=0, j=0)
     head = state.get(HEAD_KEY)
+    if head is not None and (head.ndim != 2 or 0 in head.shape):
+        raise CheckpointError(
+            f"{HEAD_KEY} has shape {list(head.shape)}; the classifier is a Linear "
+            f"[classes, channels]"
+        )
     return _Observed(
         embed_dim=int(patch.shape[0]),
         patch_size=tuple(int(p) for p in patch.shape[2:]),

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 from convert.checkpoint import LoadedCheckpoint, load_checkpoint
 from convert.configs import infer_spec, resolve_config, spec_disagreements
 from convert.inflation import DEFAULT_PATCH, DEFAULT_WINDOW, InflationError, inflate
+from convert.output import atomic_write, check_destination
 from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
 from convert.preprocessing import write_preprocessing
 from convert.spec import ModelSpec
@@ -19,6 +20,7 @@ from convert.spec import ModelSpec
 WEIGHTS_SUFFIX = ".weights.h5"  # Keras 3's format; any other .h5 name: the Keras 2 layout
 LEGACY_SUFFIX = ".h5"
 REPORT_SUFFIX = ".parity.json"
+SQUARABLE = 1.8e19  # the largest float32 magnitude whose square is still finite (about 1.84e19)
 
 
 class ConversionError(Exception):
@@ -103,6 +105,7 @@ def convert(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     log: Callable[[str], None] = print,
+    trust_config: bool = False,
 ) -> ConversionResult:
     """Convert an mmaction2 checkpoint into a Keras weights file, then prove parity.
 
@@ -119,12 +122,15 @@ def convert(
         seed: seed of the parity clip.
         atol, rtol: the parity gate (see `ParityReport.passed`).
         log: where progress lines go.
+        trust_config: let mmengine run a ``.py`` config instead of reading it as data.
 
     Raises:
         ConversionError: bad input, a config that disagrees with the checkpoint, or keys
             that do not map; `ParityFailure` when parity fails. Nothing is left at the output
             path in any of these cases (a failed parity run still saves its report).
         CheckpointError, ConfigError: an unreadable checkpoint or config.
+        OutputError: ``out`` is a directory, exists without ``force``, or its folder is
+            missing or not writable; raised before the checkpoint is read.
     """
     pth = Path(pth)
     timings: list[tuple[str, float]] = []
@@ -143,6 +149,8 @@ def convert(
             f"--out must end in {WEIGHTS_SUFFIX} (Keras 3's format) or {LEGACY_SUFFIX} (the Keras 2 "
             f"layout of the seed's files, e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5), got {out}"
         )
+    if out is not None:
+        out = check_destination(out, force)
 
     with phase("load", str(pth)):
         checkpoint = load_checkpoint(pth)
@@ -151,11 +159,12 @@ def convert(
             log(f"        note: {note}")
 
     if checkpoint.source is not None and checkpoint.source.inflate:
-        checkpoint = _inflated(checkpoint, config, log)
-    spec = _resolve_spec(config, checkpoint)
-    out_path = Path(out) if out is not None else default_output(spec, pth)
-    if out_path.exists() and not force:
-        raise ConversionError(f"{out_path} exists; pass --force to overwrite it")
+        checkpoint = _inflated(checkpoint, config, trust_config, log)
+    spec = _resolve_spec(config, checkpoint, trust_config)
+    if out is None:
+        out = default_output(spec, pth)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    out_path = check_destination(out, force)
 
     with phase("build", _describe(spec)):
         model = build_keras_model(spec)
@@ -174,10 +183,7 @@ def convert(
             f"        assigned {len(assignments)} variables; {skipped} derived buffers checked and skipped"
         )
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = WEIGHTS_SUFFIX if out_path.name.endswith(WEIGHTS_SUFFIX) else LEGACY_SUFFIX
-    tmp_path = out_path.with_name(f".{out_path.name.removesuffix(suffix)}.partial{suffix}")
-    try:
+    with atomic_write(out_path) as tmp_path:
         with phase("write", str(out_path)):
             write_checked(model, tmp_path, spec)
             if checkpoint.source is not None and checkpoint.source.preprocessing:
@@ -192,7 +198,8 @@ def convert(
                 clip_shape = parity_shape(spec, parity_frames, parity_size, parity_batch)
                 report = run_parity(spec, checkpoint, tmp_path, clip_shape, seed, atol, rtol)
                 report_path = report_path_for(out_path)
-                report.save(report_path)
+                with atomic_write(report_path) as tmp_report:
+                    report.save(tmp_report)
             log(report.format())
             if not report.passed:
                 raise ParityFailure(
@@ -200,9 +207,6 @@ def convert(
                     f"(atol {atol:g}, relative {report.judged.relative:.2e} vs rtol {rtol:g}); "
                     f"nothing written, report in {report_path}"
                 )
-        os.replace(tmp_path, out_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
     log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
     parameters = sum(item.value.size for item in assignments)
     return ConversionResult(spec, checkpoint, out_path, report, report_path, parameters, timings)
@@ -242,6 +246,7 @@ def run_parity(
 
     start = time.perf_counter()
     reference_out = reference_for(checkpoint).forward(spec, checkpoint, clip)
+    _refuse_out_of_range_outputs(reference_out, checkpoint)
     seconds_reference = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -263,11 +268,14 @@ def run_parity(
 
 
 def _inflated(
-    checkpoint: LoadedCheckpoint, config: str | None, log: Callable[[str], None]
+    checkpoint: LoadedCheckpoint,
+    config: str | None,
+    trust_config: bool,
+    log: Callable[[str], None],
 ) -> LoadedCheckpoint:
     """``checkpoint`` (2D ImageNet Swin) inflated to the config's window and patch, or to
     mmaction2's defaults without a config."""
-    target = resolve_config(config) if config is not None else None
+    target = resolve_config(config, trust_config) if config is not None else None
     window = target.window_size if target else DEFAULT_WINDOW
     patch = target.patch_size if target else DEFAULT_PATCH
     try:
@@ -279,10 +287,38 @@ def _inflated(
     return dataclasses.replace(checkpoint, state=state, notes=checkpoint.notes + notes)
 
 
-def _resolve_spec(config: str | None, checkpoint: LoadedCheckpoint) -> ModelSpec:
+def _refuse_out_of_range_outputs(outputs: dict, checkpoint: LoadedCheckpoint) -> None:
+    """Finite weights can still drive the reference to NaN, infinities, or values float32
+    cannot square (a LayerNorm squares its input; torch's survives that, a float32 variance
+    does not). There is nothing to compare then: the weights are unusable, not mis-converted."""
+    import numpy as np
+
+    named = [(f"stage {i}", out) for i, out in enumerate(outputs["stages"])]
+    named += [("logits", outputs["logits"])] if outputs["logits"] is not None else []
+    bad = [
+        name
+        for name, out in named
+        if not (np.isfinite(out).all() and np.abs(out).max(initial=0) <= SQUARABLE)
+    ]
+    if bad:
+        key, value = max(
+            ((key, float(np.abs(v).max())) for key, v in checkpoint.state.items() if v.size),
+            key=lambda item: item[1],
+        )
+        raise ConversionError(
+            f"the upstream reference computes NaN, infinite or huge values (above "
+            f"{SQUARABLE:.2g}, beyond float32 once squared) from these weights "
+            f"({', '.join(bad)}) on the parity clip: the weights are out of range (largest "
+            f"magnitude {value:.3g}, in {key}); nothing written"
+        )
+
+
+def _resolve_spec(
+    config: str | None, checkpoint: LoadedCheckpoint, trust_config: bool = False
+) -> ModelSpec:
     if config is None:
         return infer_spec(checkpoint.state)
-    spec = resolve_config(config)
+    spec = resolve_config(config, trust_config)
     problems = spec_disagreements(spec, checkpoint.state)
     if problems:
         raise ConversionError(

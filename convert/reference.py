@@ -67,21 +67,7 @@ def load_upstream() -> tuple[type, type]:
             missing or broken; the message names the module and the install command.
     """
     try:
-        with warnings.catch_warnings():
-            # torch 2.13 deprecates torch.jit.script, which mmengine's imports still call
-            warnings.filterwarnings("ignore", message="`torch.jit.", category=DeprecationWarning)
-            import mmaction
-
-            root = os.path.dirname(mmaction.__file__)
-            for package in STUB_PACKAGES:
-                if package not in sys.modules:
-                    stub = types.ModuleType(package)
-                    stub.__path__ = [os.path.join(root, *package.split(".")[1:])]
-                    sys.modules[package] = stub
-            modules = {
-                name: _load_file(name, os.path.join(root, relative))
-                for name, relative in UPSTREAM_FILES
-            }
+        modules = load_mmaction_files(UPSTREAM_FILES, STUB_PACKAGES)
     except ImportError as error:
         raise ImportError(
             f"the upstream reference needs mmaction2 1.2 with mmengine, mmcv-lite<2.2 and einops "
@@ -91,6 +77,31 @@ def load_upstream() -> tuple[type, type]:
         modules["mmaction.models.backbones.swin"].SwinTransformer3D,
         modules["mmaction.models.heads.i3d_head"].I3DHead,
     )
+
+
+def load_mmaction_files(
+    files: tuple[tuple[str, str], ...], stub_packages: tuple[str, ...]
+) -> dict[str, types.ModuleType]:
+    """Execute mmaction2 source files by path under their real dotted names, ``{name: module}``.
+
+    ``stub_packages`` are registered as empty namespace modules pointing at their folders, so
+    that a broken package ``__init__`` (``mmaction.models`` on 1.2.0) cannot stop them.
+
+    Raises:
+        ImportError: mmaction2, a file or one of its imports is missing.
+    """
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates torch.jit.script, which mmengine's imports still call
+        warnings.filterwarnings("ignore", message="`torch.jit.", category=DeprecationWarning)
+        import mmaction
+
+        root = os.path.dirname(mmaction.__file__)
+        for package in stub_packages:
+            if package not in sys.modules:
+                stub = types.ModuleType(package)
+                stub.__path__ = [os.path.join(root, *package.split(".")[1:])]
+                sys.modules[package] = stub
+        return {name: _load_file(name, os.path.join(root, relative)) for name, relative in files}
 
 
 def _load_file(name: str, path: str) -> types.ModuleType:

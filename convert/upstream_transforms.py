@@ -10,11 +10,9 @@ namespace modules, so that a broken ``mmaction.datasets`` import cannot stop the
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import types
 
-from convert.reference import INSTALL_HINT, _load_file
+from convert.reference import INSTALL_HINT, load_mmaction_files
 
 UPSTREAM_FILES = (
     ("mmaction.datasets.transforms.loading", "datasets/transforms/loading.py"),
@@ -27,17 +25,7 @@ STUB_PACKAGES = ("mmaction.datasets", "mmaction.datasets.transforms")
 def load_transforms() -> types.SimpleNamespace:
     """The installed mmaction2's transform classes, as attributes (``.SampleFrames``...)."""
     try:
-        import mmaction
-
-        root = os.path.dirname(mmaction.__file__)
-        for package in STUB_PACKAGES:
-            if package not in sys.modules:
-                stub = types.ModuleType(package)
-                stub.__path__ = [os.path.join(root, *package.split(".")[1:])]
-                sys.modules[package] = stub
-        modules = [
-            _load_file(name, os.path.join(root, relative)) for name, relative in UPSTREAM_FILES
-        ]
+        modules = load_mmaction_files(UPSTREAM_FILES, STUB_PACKAGES).values()
     except ImportError as error:
         raise ImportError(
             f"mmaction2's transforms need mmaction2 1.2 with mmengine and mmcv-lite ({error}); "

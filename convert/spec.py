@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from videoswin_tf.architectures import ARCHITECTURES as KERAS_ARCHITECTURES
+from videoswin_tf.architectures import find_arch
+
+# The four standard sizes, as the converter's configs name their fields (one table: the model
+# package's `videoswin_tf.architectures`).
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "tiny": {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)},
-    "small": {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)},
-    "base": {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)},
-    "large": {"embed_dim": 192, "depths": (2, 2, 18, 2), "num_heads": (6, 12, 24, 48)},
+    name: {"embed_dim": arch.embed_dim, "depths": arch.depths, "num_heads": arch.num_heads}
+    for name, arch in KERAS_ARCHITECTURES.items()
 }
 
 
@@ -54,14 +57,7 @@ class ModelSpec:
     @property
     def arch(self) -> str | None:
         """Name of the matching standard architecture, or ``None`` for a custom one."""
-        for name, dims in ARCHITECTURES.items():
-            if (dims["embed_dim"], dims["depths"], dims["num_heads"]) == (
-                self.embed_dim,
-                self.depths,
-                self.num_heads,
-            ):
-                return name
-        return None
+        return find_arch(self.embed_dim, self.depths, self.num_heads)
 
     def keras_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of `videoswin_tf.TFSwinTransformer3D` for this model."""

@@ -323,9 +323,8 @@ def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
         key.startswith(("patch_embed.", "layers.", "norm")) for key in unknown
     )
     hint = (
-        "They look like a Swin backbone saved without the 'backbone.' prefix (or a 2D ImageNet "
-        "Swin checkpoint, which must be inflated to 3D first); re-save the keys with "
-        "'backbone.' in front"
+        "They look like a Swin backbone saved without the 'backbone.' prefix, mixed with "
+        "prefixed keys; re-save the keys with 'backbone.' in front"
         if looks_like_backbone
         else "This does not look like a Video Swin recognizer checkpoint"
     )

@@ -227,9 +227,8 @@ def test_keys_outside_backbone_and_head(tmp_path):
     assert error_of(path) == (
         f"{path}: 11 keys neither backbone.* nor cls_head.*: "
         + ", ".join(keys[:8])
-        + " and 3 more. They look like a Swin backbone saved without the 'backbone.' prefix (or a "
-        "2D ImageNet Swin checkpoint, which must be inflated to 3D first); re-save the keys with "
-        "'backbone.' in front"
+        + " and 3 more. They look like a Swin backbone saved without the 'backbone.' prefix, "
+        "mixed with prefixed keys; re-save the keys with 'backbone.' in front"
     )
     torch.save(
         {"state_dict": {"backbone.norm3.weight": torch.ones(1), "fc.weight": torch.ones(1)}}, path

@@ -8,9 +8,11 @@ from videoswin_tf.builders import (
     tf_video_swin_small,
     tf_video_swin_tiny,
 )
+from videoswin_tf.downloads import UnverifiedWeightsError, WeightsDownloadError, WeightsHashError
 from videoswin_tf.labels import load_labels
 from videoswin_tf.model import TFSwinTransformer3D
 from videoswin_tf.presets import get_preset, presets
+from videoswin_tf.weights_file import WeightsMismatchError
 
 __all__ = [
     "TFSwinTransformer3D",
@@ -21,5 +23,9 @@ __all__ = [
     "get_preset",
     "presets",
     "load_labels",
+    "WeightsDownloadError",
+    "WeightsHashError",
+    "UnverifiedWeightsError",
+    "WeightsMismatchError",
 ]
 __version__ = "0.1.0"

@@ -49,7 +49,12 @@ def test_unknown_preset_names_the_known_ones():
     [
         ("k400", 400, "abseiling", "zumba"),
         ("k600", 600, "abseiling", "zumba"),
-        ("sthv2", 174, "Approaching something with your camera", "Wiping something off of something"),
+        (
+            "sthv2",
+            174,
+            "Approaching something with your camera",
+            "Wiping something off of something",
+        ),
     ],
 )
 def test_shipped_label_maps(name, count, first, last):

@@ -17,10 +17,16 @@ import sys
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow and probe its devices with the process's stderr sent to /dev/null.
 
-    Does nothing when TensorFlow is already imported or TF_CPP_MIN_LOG_LEVEL is set: set it
-    (e.g. to 0) to see TensorFlow's start-up lines, such as why a GPU was not found.
+    Does nothing when TensorFlow is already imported, when ``KERAS_BACKEND`` names another
+    backend (JAX and torch users need not pay for TensorFlow's import), or when
+    TF_CPP_MIN_LOG_LEVEL is set: set it (e.g. to 0) to see TensorFlow's start-up lines, such as
+    why a GPU was not found.
     """
-    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if (
+        "tensorflow" in sys.modules
+        or "TF_CPP_MIN_LOG_LEVEL" in os.environ
+        or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"
+    ):
         return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

@@ -149,3 +149,33 @@ def test_console_scripts_follow_the_log_level_rule(
         assert START_UP.search(done.stderr) is None, done.stderr
         if not message:
             assert done.stderr == ""
+
+
+def test_a_keras_file_loads_once_a_model_name_is_used(tmp_path):
+    """Keras finds the classes of a .keras file only once they are registered, which importing
+    their module does: after ``import videoswin_tf`` alone, loading is refused (README,
+    Importing and logging); after the first use of a model name it works."""
+    from videoswin_tf import TFSwinTransformer3D
+
+    path = tmp_path / "m.keras"
+    model = TFSwinTransformer3D(embed_dim=8, depths=(1, 1), num_heads=(1, 1), num_classes=3)
+    model.save(path)
+    code = textwrap.dedent(
+        f"""
+        import keras, videoswin_tf
+        try:
+            keras.saving.load_model({str(path)!r})
+        except TypeError as error:
+            print(str(error).split(". ")[0])
+        videoswin_tf.TFSwinTransformer3D
+        print(type(keras.saving.load_model({str(path)!r})).__name__)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "Could not locate class 'TFSwinTransformer3D'",
+        "TFSwinTransformer3D",
+    ]

@@ -39,6 +39,9 @@ def start_tensorflow_quietly() -> None:
     The variable itself is never changed. Nothing happens when TensorFlow is already imported
     or when ``KERAS_BACKEND`` names another backend (JAX and torch users need not pay for
     TensorFlow's import).
+
+    Raises:
+        ImportError: TensorFlow is not installed (its traceback shows: stderr is back by then).
     """
     if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return

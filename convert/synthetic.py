@@ -26,7 +26,7 @@ LAYOUTS: tuple[str, ...] = ("authors", "mmaction", "module", "bare", "backbone_o
 PREPROCESSOR_MEAN = (123.675, 116.28, 103.53)
 PREPROCESSOR_STD = (58.395, 57.12, 57.375)
 
-# Scales of the re-drawn tensors (see REFERENCE.md, "Test checkpoints that can catch bugs").
+# Scales of the re-drawn tensors (see docs/reference.md, "Test checkpoints that can catch bugs").
 BIAS_TABLE_STD = 1.5
 NORM_WEIGHT_SPREAD = 0.5  # LayerNorm weights uniform in 1 +/- this
 NORM_BIAS_SPREAD = 0.5  # LayerNorm biases uniform in +/- this

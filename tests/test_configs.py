@@ -23,7 +23,7 @@ T = {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)}
 S = {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)}
 B = {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)}
 
-# The published checkpoints of REFERENCE.md: architecture, window, drop path, classes, release
+# The published checkpoints of docs/reference.md: architecture, window, drop path, classes, release
 # name and official file name. Every one has patch (2, 4, 4) and a 32x224x224 clip.
 PUBLISHED = [
     ("swin_t_k400", T, (8, 7, 7), 0.1, 400, "TFVideoSwinT_K400_IN1K_P244_W877_32x224",

@@ -6,7 +6,7 @@ from convert.configs import named_configs
 from videoswin_tf.labels import SHIPPED_LABELS, load_labels
 from videoswin_tf.presets import get_preset, presets
 
-# name: (labels, views, frame_uniform); REFERENCE.md, "Test-time pipeline".
+# name: (labels, views, frame_uniform); docs/reference.md, "Test-time pipeline".
 EXPECTED = {
     "swin_b_k400": ("k400", "4x3", False),
     "swin_b_k400_in22k": ("k400", "4x3", False),

@@ -1,4 +1,4 @@
-"""Sampling, resizing and cropping against the reference: REFERENCE.md's Video-Swin numbers and
+"""Sampling, resizing and cropping against the reference: docs/reference.md's Video-Swin numbers and
 mmaction2 1.2.0's own SampleFrames, Resize, ThreeCrop and CenterCrop, pixel for pixel."""
 
 import dataclasses

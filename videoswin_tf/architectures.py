@@ -1,4 +1,4 @@
-"""The four published architectures (REFERENCE.md): width, depth, heads and builder name."""
+"""The four published architectures (docs/reference.md): width, depth, heads and builder name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Builders for the four published architectures (defaults from REFERENCE.md), with
+"""Builders for the four published architectures (defaults from docs/reference.md), with
 ``keras.applications``-style pretrained weights: ``tf_video_swin_tiny(weights="swin_t_k400")``.
 """
 

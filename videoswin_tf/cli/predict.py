@@ -17,6 +17,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset, presets
+from videoswin_tf.startup import start_tensorflow_quietly
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
 from videoswin_tf.video.predict import DEFAULT_BATCH, VideoOutput, predict_video, view_pipeline
@@ -251,6 +252,7 @@ def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Pat
 
 
 def _load_model(preset, weights: Path):
+    start_tensorflow_quietly()  # before Keras imports TensorFlow (videoswin_tf/startup.py)
     import videoswin_tf
 
     model = getattr(videoswin_tf, preset.builder)(**preset.model_kwargs())

@@ -2,20 +2,44 @@
 checkpoints were scored, then classify or embed.
 
 Needs the ``video`` extra (``pip install videoswin-tf[video]``); PyAV and OpenCV are imported
-only when a video is read.
+only when a video is read. The names below are imported from their modules on first use
+(`videoswin_tf.lazy`), so importing this package imports neither numpy nor Keras.
 """
 
-from videoswin_tf.video.decode import DecodedVideo, VideoError, iter_frames, read_video
-from videoswin_tf.video.predict import (
-    TopClass,
-    VideoOutput,
-    classify_video,
-    predict_video,
-    video_features,
-    video_views,
-    view_pipeline,
-)
-from videoswin_tf.video.sampling import clip_indices
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from videoswin_tf.lazy import exports
+
+if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps it, _LAZY
+    # and __all__ naming the same names
+    from videoswin_tf.video.decode import DecodedVideo, VideoError, iter_frames, read_video
+    from videoswin_tf.video.predict import (
+        TopClass,
+        VideoOutput,
+        classify_video,
+        predict_video,
+        video_features,
+        video_views,
+        view_pipeline,
+    )
+    from videoswin_tf.video.sampling import clip_indices
+
+# Module -> the public names it defines, imported on first use.
+_LAZY = {
+    "videoswin_tf.video.decode": ("DecodedVideo", "VideoError", "iter_frames", "read_video"),
+    "videoswin_tf.video.predict": (
+        "TopClass",
+        "VideoOutput",
+        "classify_video",
+        "predict_video",
+        "video_features",
+        "video_views",
+        "view_pipeline",
+    ),
+    "videoswin_tf.video.sampling": ("clip_indices",),
+}
 
 __all__ = [
     "DecodedVideo",
@@ -27,7 +51,8 @@ __all__ = [
     "iter_frames",
     "predict_video",
     "read_video",
-    "view_pipeline",
     "video_features",
     "video_views",
+    "view_pipeline",
 ]
+__getattr__, __dir__ = exports(__name__, _LAZY)

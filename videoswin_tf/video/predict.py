@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import os
 import re
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -275,10 +276,23 @@ def _class_names(model, config, labels) -> list[str]:
     return load_labels(labels, model.num_classes)
 
 
-@functools.lru_cache(maxsize=4)
+# model -> {(clip shape, stage_map): its feature extractor}. Weak keys: an entry lives as long as
+# its model does (the extractor shares the model's layers but holds no reference to the model).
+_FEATURE_EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _feature_extractor(model, clip_shape: tuple[int, ...], stage_map: bool):
     """A functional model on ``model``'s layers: clip -> ``{"pooled": (B, C)}``, with
-    ``"stage_map"`` ``(B, D, H, W, C)`` when asked for."""
+    ``"stage_map"`` ``(B, D, H, W, C)`` when asked for. Built once per model, clip shape and
+    ``stage_map``, and forgotten with the model."""
+    extractors = _FEATURE_EXTRACTORS.setdefault(model, {})
+    key = (tuple(clip_shape), stage_map)
+    if key not in extractors:
+        extractors[key] = _build_feature_extractor(model, key[0], stage_map)
+    return extractors[key]
+
+
+def _build_feature_extractor(model, clip_shape: tuple[int, ...], stage_map: bool):
     import keras
 
     clips = keras.Input(clip_shape)  # (B, T, S, S, 3)

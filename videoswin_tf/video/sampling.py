@@ -1,6 +1,6 @@
 """Temporal sampling: which frames make each clip, as the checkpoints were scored.
 
-Two protocols (REFERENCE.md, "Test-time pipeline"):
+Two protocols (docs/reference.md, "Test-time pipeline"):
 
 - ``"vswin"``: the authors' Video-Swin repository (mmaction2 0.x test mode), the protocol the
   published checkpoints were scored with: clips centred in equal segments, wrapping to frame 0

@@ -169,6 +169,8 @@ def test_keras_round_trip(classifier, tmp_path):
     assert loaded.class_names == classifier.class_names
     assert loaded.preprocessor.pipeline == get_preset("swin_t_k400").pipeline
     np.testing.assert_array_equal(loaded(CLIP), classifier(CLIP))
+    assert loaded.predict_engine in ("graph", "xla", "jit", "eager")
+    np.testing.assert_allclose(loaded.predict(CLIP, verbose=0), classifier(CLIP), atol=1e-5)
     classifier.backbone.save(tmp_path / "b.keras")
     backbone = keras.saving.load_model(tmp_path / "b.keras")
     np.testing.assert_array_equal(backbone(CLIP), classifier.backbone(CLIP))
@@ -236,7 +238,8 @@ def test_from_preset_on_hf_offline(classifier, tmp_path):
     code = (
         "import numpy as np, sys; from videoswin_tf import VideoSwinVideoClassifier as C; "
         "m = C.from_preset('hf://videoswin-tf/tiny-test'); "
-        "np.save(sys.argv[2], np.asarray(m(np.load(sys.argv[1]))))"
+        "np.save(sys.argv[2], np.asarray(m(np.load(sys.argv[1])))); "
+        "C.from_preset('hf://videoswin-tf/not-cached')"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
     run = subprocess.run(
@@ -245,8 +248,13 @@ def test_from_preset_on_hf_offline(classifier, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), classifier(CLIP))
+    assert run.returncode == 1
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .startswith("ValueError: hf://videoswin-tf/not-cached could not be fetched (")
+    ), run.stderr[-3000:]
 
 
 def test_from_preset_on_a_published_name(tmp_path, monkeypatch):

@@ -76,14 +76,32 @@ def preset_source(handle: str | os.PathLike) -> Path | Preset:
 
 def hf_snapshot(repo_id: str) -> Path:
     """The local copy of the Hugging Face Hub model repository ``repo_id`` (downloaded into the
-    hub cache; ``HF_HUB_OFFLINE=1`` reads the cache only)."""
+    hub cache; ``HF_HUB_OFFLINE=1`` reads the cache only).
+
+    Raises:
+        ImportError: ``huggingface_hub`` is not installed.
+        ValueError: the repository is neither in the cache nor reachable.
+    """
     try:
         import huggingface_hub
     except ImportError as error:
         raise ImportError(
             f"hf://{repo_id} needs huggingface_hub: pip install 'videoswin-tf[hf]'"
         ) from error
-    return Path(huggingface_hub.snapshot_download(repo_id=repo_id))
+    from huggingface_hub import errors
+
+    try:
+        return Path(huggingface_hub.snapshot_download(repo_id=repo_id))
+    except (
+        errors.LocalEntryNotFoundError,
+        errors.HfHubHTTPError,
+        errors.HFValidationError,
+    ) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(
+            f"hf://{repo_id} could not be fetched ({reason}); check the repository name, "
+            "the network, and HF_HUB_OFFLINE"
+        ) from error
 
 
 def preset_file(directory: Path, name: str) -> Path:

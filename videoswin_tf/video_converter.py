@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from videoswin_tf.presets import TestPipeline
-from videoswin_tf.video.transform import MEAN, STD
+from videoswin_tf.serving import RGB_MEAN, RGB_STD
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
@@ -38,8 +38,8 @@ class VideoSwinVideoConverter(keras.layers.Layer):
     def __init__(
         self,
         pipeline: TestPipeline | dict[str, Any] | None = None,
-        mean: Sequence[float] = tuple(MEAN.tolist()),
-        std: Sequence[float] = tuple(STD.tolist()),
+        mean: Sequence[float] = RGB_MEAN,
+        std: Sequence[float] = RGB_STD,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -19,7 +19,6 @@ Face Hub, through ``huggingface_hub.snapshot_download``), or a published preset 
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import json
 import os
 import shutil
@@ -146,13 +145,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_backbone(backbone, folder: Path) -> None:
     """``config.json``, ``model.weights.h5`` and ``metadata.json`` of ``backbone``."""
+    from videoswin_tf import __version__
     write_json(folder / CONFIG_FILE, keras.saving.serialize_keras_object(backbone))
     backbone.save_weights(str(folder / MODEL_WEIGHTS_FILE))
     write_json(
         folder / METADATA_FILE,
         {
             "keras_version": keras.version(),
-            "videoswin_tf_version": importlib.metadata.version("videoswin-tf"),
+            "videoswin_tf_version": __version__,
             "parameter_count": backbone.count_params(),
             "date_saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         },

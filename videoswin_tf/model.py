@@ -31,6 +31,9 @@ class TFSwinTransformer3D(PredictEngine, VideoSwinBackbone):
     them, as in the reference. `predict` picks its engine itself (`PredictEngine`).
 
     Args:
+        patch_size, embed_dim, depths, num_heads, window_size, mlp_ratio, qkv_bias, qk_scale,
+            drop_rate, attn_drop_rate, drop_path_rate, norm_layer, patch_norm: the backbone's,
+            as `VideoSwinBackbone` documents them (the seed's names, order and defaults).
         in_channels: channels the head receives, ``embed_dim * 2**(len(depths) - 1)``;
             ``None`` to derive it.
         num_classes: classes of the head.
@@ -39,10 +42,6 @@ class TFSwinTransformer3D(PredictEngine, VideoSwinBackbone):
         class_names: name of each class of the head (``num_classes`` of them), or ``None``;
             kept as ``model.class_names`` and in the config. The builders fill it from a
             preset's label map (``weights="swin_t_k400"``).
-        **kwargs: the `VideoSwinBackbone` arguments (``patch_size``, ``embed_dim``,
-            ``depths``, ``num_heads``, ``window_size``, ``mlp_ratio``, ``qkv_bias``,
-            ``qk_scale``, ``drop_rate``, ``attn_drop_rate``, ``drop_path_rate``,
-            ``norm_layer``, ``patch_norm``) and Keras' (``name``, ``dtype``).
 
     Call arguments:
         x: clip ``(B, T, H, W, 3)``, channels last, already normalized.
@@ -55,6 +54,19 @@ class TFSwinTransformer3D(PredictEngine, VideoSwinBackbone):
 
     def __init__(
         self,
+        patch_size: Sequence[int] = (2, 4, 4),
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        window_size: Sequence[int] = (8, 7, 7),
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.2,
+        norm_layer: Any = None,
+        patch_norm: bool = True,
         in_channels: int | None = None,
         num_classes: int = 400,
         include_top: bool = True,
@@ -66,7 +78,22 @@ class TFSwinTransformer3D(PredictEngine, VideoSwinBackbone):
         self.num_classes = num_classes
         self.include_top = include_top
         self.head_dropout = head_dropout
-        super().__init__(**kwargs)
+        super().__init__(
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depths=depths,
+            num_heads=num_heads,
+            window_size=window_size,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop_rate=drop_rate,
+            attn_drop_rate=attn_drop_rate,
+            drop_path_rate=drop_path_rate,
+            norm_layer=norm_layer,
+            patch_norm=patch_norm,
+            **kwargs,
+        )
         if in_channels is not None and in_channels != self.num_features:
             raise ValueError(
                 f"in_channels={in_channels} does not match the backbone, whose last stage has "

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# The model's tests, and the backbone/classifier pair's.
+MODEL_TESTS = ("test_model.py", "test_backbone_classifier.py")
+
 
 def run_model_tests(backend: str) -> None:
     env = {**os.environ, "KERAS_BACKEND": backend}
@@ -30,7 +33,7 @@ def run_model_tests(backend: str) -> None:
             "-q",
             "-p",
             "no:cacheprovider",
-            str(Path(__file__).with_name("test_model.py")),
+            *(str(Path(__file__).with_name(name)) for name in MODEL_TESTS),
         ],
         env=env,
         capture_output=True,

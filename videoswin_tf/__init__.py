@@ -18,6 +18,7 @@ from videoswin_tf.presets import get_preset, presets
 
 if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps it, _LAZY
     # and __all__ naming the same names
+    from videoswin_tf.backbone import VideoSwinBackbone
     from videoswin_tf.builders import (
         tf_video_swin_base,
         tf_video_swin_large,
@@ -29,12 +30,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
         WeightsDownloadError,
         WeightsHashError,
     )
+    from videoswin_tf.classifier import VideoSwinVideoClassifier
     from videoswin_tf.labels import load_labels
     from videoswin_tf.model import TFSwinTransformer3D
+    from videoswin_tf.video_converter import VideoSwinVideoConverter
     from videoswin_tf.weights_file import WeightsMismatchError
 
 # Module -> the public names it defines, imported on first use.
 _LAZY = {
+    "videoswin_tf.backbone": ("VideoSwinBackbone",),
+    "videoswin_tf.classifier": ("VideoSwinVideoClassifier",),
+    "videoswin_tf.video_converter": ("VideoSwinVideoConverter",),
     "videoswin_tf.model": ("TFSwinTransformer3D",),
     "videoswin_tf.builders": (
         "tf_video_swin_tiny",
@@ -52,6 +58,9 @@ _LAZY = {
 }
 
 __all__ = [
+    "VideoSwinBackbone",
+    "VideoSwinVideoClassifier",
+    "VideoSwinVideoConverter",
     "TFSwinTransformer3D",
     "UnverifiedWeightsError",
     "WeightsDownloadError",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 
+import keras
+
 
 @functools.lru_cache(maxsize=None)
 def onednn_enabled() -> bool:
@@ -31,3 +33,47 @@ def xla_for_predict() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU")) or not onednn_enabled()
+
+
+class PredictEngine:
+    """Mixin for a Keras model whose `predict` picks its engine on TensorFlow: XLA where
+    `xla_for_predict` says so, the plain graph otherwise; training and evaluation keep Keras'
+    own choice. ``compile(jit_compile=True/False)`` (or ``run_eagerly=True``) chooses instead.
+
+    Attributes:
+        auto_predict_engine: whether `predict` still chooses (``True`` until ``compile`` is
+            given an explicit ``jit_compile``).
+    """
+
+    auto_predict_engine = True
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        """Keras' ``compile``; with ``jit_compile="auto"`` (the default) `predict` still
+        chooses its engine itself (see `make_predict_function`)."""
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+        self.auto_predict_engine = jit_compile == "auto"
+
+    def make_predict_function(self, force=False):
+        """Keras' predict function, compiled with XLA where that is the faster engine: Keras'
+        public ``jit_compile`` is set to the choice while Keras makes the function, then put
+        back, so `fit` and `evaluate` are untouched."""
+        if keras.backend.backend() != "tensorflow" or not self.auto_predict_engine:
+            return super().make_predict_function(force)
+        kept = self.jit_compile
+        self.jit_compile = xla_for_predict()
+        try:
+            return super().make_predict_function(force)
+        finally:
+            self.jit_compile = kept
+
+    @property
+    def predict_engine(self) -> str:
+        """What `predict` runs on: ``"eager"``, ``"graph"`` or ``"xla"`` (TensorFlow), or the
+        backend's own compiled path (``"jit"``)."""
+        if self.run_eagerly:
+            return "eager"
+        if keras.backend.backend() != "tensorflow":
+            return "jit" if self.jit_compile else "eager"
+        if not self.auto_predict_engine:
+            return "xla" if self.jit_compile else "graph"
+        return "xla" if xla_for_predict() else "graph"

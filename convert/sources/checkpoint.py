@@ -5,7 +5,7 @@ Canonical means mmaction2 1.x keys (``backbone.*`` with the final norm ``backbon
 torch's safe ``weights_only`` loader: a checkpoint is never allowed to run code. The only
 globals allowed beyond torch's own are numpy's data constructors (`NUMPY_GLOBALS`), which
 training runs leave in ``meta`` (``numpy.int64`` epochs, ``numpy.float64`` scores).
-Which keys the Keras model needs is not decided here (that is `convert.mapping`'s job), so
+Which keys the Keras model needs is not decided here (that is `mapping.rules`'s job), so
 derived buffers such as ``relative_position_index`` stay in the state.
 """
 
@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-
-from convert.sources import Source, SourceError, detect_source, rename
+from videoswin_tf.convert.sources.detection import detect_source
+from videoswin_tf.convert.sources.layout import Source, SourceError, rename
 
 CONTAINERS = ("state_dict", "model")
 PREFIXES = ("backbone.", "cls_head.")
@@ -61,7 +61,7 @@ class LoadedCheckpoint:
             ``"authors' Video-Swin layout (state_dict, backbone.norm)"``.
         notes: every change made on the way to canonical form, one line each.
         has_head: whether the file holds ``cls_head.*`` weights.
-        source: the `convert.sources.Source` the file was recognised as (torchvision, 2D
+        source: the `sources.layout.Source` the file was recognised as (torchvision, 2D
             ImageNet Swin), or None for mmaction2's own layouts.
         original: for a recognised source, its tensors under the file's own key names (what
             its upstream model loads for parity); None otherwise.
@@ -79,7 +79,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
-    prefixes, renames the keys of the layouts in `convert.sources.SOURCES` (torchvision, 2D
+    prefixes, renames the keys of the layouts in `sources.detection.SOURCES` (torchvision, 2D
     ImageNet Swin) by their tables, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
     ``data_preprocessor.*`` input-normalisation buffers and casts float tensors to float32.
 

@@ -130,7 +130,7 @@ def convert(
     assignments = map_checkpoint(model, checkpoint, pth, progress)
     report = report_path = None
     with atomic_write(out_path) as tmp_path:
-        write(model, tmp_path, spec, checkpoint, progress)
+        write(model, spec, checkpoint, out_path, tmp_path, progress)
         if parity is not None:
             report, report_path = gate(model, spec, checkpoint, parity, out_path, progress)
     log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
@@ -211,14 +211,20 @@ def map_checkpoint(
 
 
 def write(
-    model, path: Path, spec: ModelSpec, checkpoint: LoadedCheckpoint, progress: Progress
+    model,
+    spec: ModelSpec,
+    checkpoint: LoadedCheckpoint,
+    out_path: Path,
+    tmp_path: Path,
+    progress: Progress,
 ) -> None:
-    """Phase ``write``: the weights file, checked by loading it back into ``model``
+    """Phase ``write``: the weights file for ``out_path``, written at ``tmp_path`` (which
+    `atomic_write` moves into place) and checked by loading it back into ``model``
     (`write_checked`), with the source's input pipeline when it names one."""
-    with progress.phase("write", str(path)):
-        write_checked(model, path, spec)
+    with progress.phase("write", str(out_path)):
+        write_checked(model, tmp_path, spec)
         if checkpoint.source is not None and checkpoint.source.preprocessing:
-            write_preprocessing(path, checkpoint.source.preprocessing)
+            write_preprocessing(tmp_path, checkpoint.source.preprocessing)
 
 
 def gate(

@@ -15,8 +15,8 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.errors import ConversionError, ParityFailure
@@ -32,7 +32,7 @@ from videoswin_tf.convert.outputs.weights import (
     report_path_for,
     write_checked,
 )
-from videoswin_tf.convert.parity import ParityReport, ParitySettings, model_parity
+from videoswin_tf.convert.parity import DEFAULT_PARITY, ParityReport, ParitySettings, model_parity
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint, load_checkpoint
 
 from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
@@ -88,7 +88,7 @@ def convert(
     config: str | None = None,
     out: str | os.PathLike | None = None,
     force: bool = False,
-    parity: ParitySettings | None = ParitySettings(),
+    parity: ParitySettings | None = DEFAULT_PARITY,
     log: Callable[[str], None] = print,
     trust_config: bool = False,
 ) -> ConversionResult:

@@ -50,6 +50,9 @@ class ParitySettings:
         return (self.batch, self.frames or spec.clip_frames, size, size, 3)
 
 
+DEFAULT_PARITY = ParitySettings()  # the config's clip, batch 1, seed 0, the default gate
+
+
 @dataclasses.dataclass
 class Difference:
     """How far the Keras output is from the reference output of the same tensor.

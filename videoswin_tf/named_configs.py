@@ -50,9 +50,7 @@ def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigFileError(f"{path}: not a readable JSON config ({error})") from error
     if not isinstance(data, dict):
-        raise ConfigFileError(
-            f"{path}: a config must be a JSON object, got {type(data).__name__}"
-        )
+        raise ConfigFileError(f"{path}: a config must be a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -72,8 +70,6 @@ def _read_shipped() -> tuple[tuple[str, NamedConfig], ...]:
         data = read_config_json(path)
         name = data.get("name")
         if name != path.stem:
-            raise ConfigFileError(
-                f"{path}: name {name!r} must equal the file name {path.stem!r}"
-            )
+            raise ConfigFileError(f"{path}: name {name!r} must equal the file name {path.stem!r}")
         configs.append((name, NamedConfig(name, path, data)))
     return tuple(configs)

@@ -3,8 +3,8 @@
 
 The state is canonical (``backbone.*`` keys, see `videoswin_tf.convert.sources`) but
 2D-shaped: the patch embedding is ``[C, 3, Ph, Pw]`` and each bias table
-``[(2Wh'-1)(2Ww'-1), heads]`` for the 2D window ``Wh'``. Numpy only: the bicubic resize is our own, checked against PyTorch's
-``F.interpolate`` by the tests.
+``[(2Wh'-1)(2Ww'-1), heads]`` for the 2D window ``Wh'``. Numpy only: the bicubic resize is our
+own, checked against PyTorch's ``F.interpolate`` by the tests.
 """
 
 from __future__ import annotations

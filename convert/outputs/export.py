@@ -11,14 +11,14 @@ import importlib.util
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.errors import ConversionError, ParityFailure
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
-from videoswin_tf.convert.parity import Difference, ParitySettings, parity_clip
+from videoswin_tf.convert.parity import DEFAULT_PARITY, Difference, ParitySettings, parity_clip
 
 FORMATS = ("saved_model", "onnx")
 ONNX_OPSET = 17
@@ -81,7 +81,7 @@ def export(
     config: str,
     fmt: str,
     out: str | os.PathLike,
-    clip: ParitySettings = ParitySettings(),
+    clip: ParitySettings = DEFAULT_PARITY,
     any_batch: bool = False,
     force: bool = False,
     log: Callable[[str], None] = print,

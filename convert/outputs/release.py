@@ -7,15 +7,16 @@ import hashlib
 import importlib.metadata
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from videoswin_tf.convert.configs.resolve import describe, named_configs
 from videoswin_tf.convert.converter import convert
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.outputs.weights import write_checked
-from videoswin_tf.convert.parity import ParitySettings, run_parity
+from videoswin_tf.convert.parity import DEFAULT_PARITY, ParitySettings, run_parity
 
 from videoswin_tf.weights_file import LEGACY_SUFFIX, NATIVE_SUFFIX
 
@@ -47,7 +48,7 @@ def versions() -> dict[str, str]:
 def release(
     sources: Path,
     assets: Path,
-    parity: ParitySettings = ParitySettings(),
+    parity: ParitySettings = DEFAULT_PARITY,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Convert every named config whose official source file is in ``sources``, each gated by
@@ -188,7 +189,7 @@ def model_zoo(manifest: dict[str, Any]) -> str:
 def verify(
     manifest_path: Path,
     sources: Path | None = None,
-    parity: ParitySettings = ParitySettings(),
+    parity: ParitySettings = DEFAULT_PARITY,
     log: Callable[[str], None] = print,
 ) -> list[str]:
     """Check every asset of a manifest: size, SHA-256, that it loads into its model, and, when

@@ -28,7 +28,8 @@ def check_weights_name(out: str | os.PathLike) -> None:
     if not str(out).endswith(LEGACY_SUFFIX):
         raise ConversionError(
             f"--out must end in {NATIVE_SUFFIX} (Keras 3's format) or {LEGACY_SUFFIX} (the Keras 2 "
-            f"layout of the seed's files, e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5), got {out}"
+            "layout of the seed's files, e.g. TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5), "
+            f"got {out}"
         )
 
 
@@ -68,7 +69,7 @@ def write_checked(model, path: Path, spec: ModelSpec) -> None:
         preset=preset.name if preset else None,
         labels=preset.labels if preset and spec.num_classes else None,
     )
-    for variable, (_, value) in zip(model.weights, written):
+    for variable, (_, value) in zip(model.weights, written, strict=True):
         variable.assign(_scrubbed(value))
     model.load_weights(str(path))
     differing = value_differences(written, model)

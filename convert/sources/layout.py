@@ -29,6 +29,9 @@ INDEX_GROUPS: dict[str, Callable[[int], int]] = {
 }
 
 
+SHOWN_KEYS = 8  # keys listed in an error before "and N more"
+
+
 class SourceError(ValueError):
     """Keys of a recognised source that no rename row covers."""
 
@@ -81,12 +84,9 @@ def rename(source: Source, state: Mapping[str, Any]) -> tuple[dict[str, Any], li
         else:
             unmatched.append(key)
     if unmatched:
-        shown = ", ".join(unmatched[:8]) + (
-            f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""
-        )
         raise SourceError(
             f"{len(unmatched)} key{'s' if len(unmatched) != 1 else ''} of a {source.name} "
-            f"checkpoint match no known name: {shown}"
+            f"checkpoint match no known name: {listing(unmatched)}"
         )
     return renamed, dropped
 
@@ -98,3 +98,9 @@ def _fields(match: re.Match) -> dict[str, Any]:
         if fields.get(group) is not None:
             fields["i"] = to_stage(int(fields[group]))
     return fields
+
+
+def listing(keys: list[str]) -> str:
+    """The first `SHOWN_KEYS` of ``keys``, comma-separated, then ``and N more``."""
+    shown = ", ".join(str(key) for key in keys[:SHOWN_KEYS])
+    return shown + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")

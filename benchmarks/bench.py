@@ -121,8 +121,7 @@ def forward_runner(implementation: str, engine: str, spec, clip, exports: Path):
 
     if implementation == "mmaction2":
         import torch
-
-        from convert.reference import build_reference, load_upstream
+        from videoswin_tf.convert.references.mmaction2 import build_reference, load_upstream
 
         load_upstream()
         torch_clip = torch.from_numpy(clip.transpose(0, 4, 1, 2, 3).copy())  # (B, 3, T, H, W)
@@ -162,7 +161,7 @@ def forward_runner(implementation: str, engine: str, spec, clip, exports: Path):
         model.compile(jit_compile=engine == "xla")
         return lambda: model.predict_on_batch(clip)
 
-    from convert.converter import build_keras_model
+    from videoswin_tf.convert.mapping.spec import build_keras_model
 
     model = build_keras_model(spec.replace(num_classes=None))
     if engine == "eager":
@@ -177,11 +176,9 @@ def forward_worker(implementation: str, engine: str, config: str, shape, repeats
 
     The libraries are imported before the baseline memory is read, so ``added`` is what the
     model and its forward passes cost."""
-    import numpy as np
-
-    from convert.configs import resolve_config
-
     import keras  # noqa: F401 - before the baseline
+    import numpy as np
+    from videoswin_tf.convert.configs.resolve import resolve_config
 
     if implementation == "mmaction2":
         import torch  # noqa: F401
@@ -198,10 +195,10 @@ def forward_worker(implementation: str, engine: str, config: str, shape, repeats
 def export_worker(config: str, shape, exports: Path) -> dict:
     """Write the ONNX and SavedModel exports of a seeded model, each parity-checked."""
     import keras
-
-    from convert.configs import resolve_config
-    from convert.converter import build_keras_model
-    from convert.export import export
+    from videoswin_tf.convert.configs.resolve import resolve_config
+    from videoswin_tf.convert.mapping.spec import build_keras_model
+    from videoswin_tf.convert.outputs.export import export
+    from videoswin_tf.convert.parity import ParitySettings
 
     spec = resolve_config(config)
     keras.utils.set_random_seed(0)
@@ -216,9 +213,7 @@ def export_worker(config: str, shape, exports: Path) -> dict:
             config,
             fmt,
             exports / name,
-            shape[1],
-            shape[2],
-            shape[0],
+            ParitySettings(frames=shape[1], size=shape[2], batch=shape[0]),
             force=True,
             log=lambda line: print(line, file=sys.stderr),
         )
@@ -262,7 +257,7 @@ def conversions(configs: list[str], sources: Path) -> None:
     print(f"\n{'conversion (--no-parity)':<26} {'wall s':>7} {'peak GiB':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
-            from convert.configs import resolve_config
+            from videoswin_tf.convert.configs.resolve import resolve_config
 
             pth = sources / resolve_config(config).source
             if not pth.is_file():
@@ -277,8 +272,8 @@ def forwards(
 ) -> dict:
     """Run and print every row of `ROWS` for one config (the export rows only
     ``with_exports``); the results by (implementation, engine)."""
-    from convert.configs import resolve_config
     from flops import backbone_flops
+    from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(config)
     flops = backbone_flops(spec.embed_dim, spec.depths, spec.window_size, spec.patch_size, shape)

@@ -58,8 +58,7 @@ def ours(path: Path, pipeline) -> tuple[dict[str, float], np.ndarray]:
 def mmaction2(path: Path, pipeline) -> dict[str, float]:
     import torch
     from mmengine.logging import MMLogger
-
-    from convert.upstream_transforms import load_transforms, run_pipeline
+    from videoswin_tf.convert.references.upstream_transforms import load_transforms, run_pipeline
 
     up = load_transforms()
     # DecordInit's FileClient warns about its own deprecation on every call

@@ -7,9 +7,9 @@ import sys
 from typing import Callable, Iterator
 
 import click
+from videoswin_tf.convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParitySettings
+from videoswin_tf.convert.references.synthetic import LAYOUTS
 
-from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL
-from convert.synthetic import LAYOUTS
 from videoswin_tf.startup import start_tensorflow_quietly
 
 EXAMPLES = """
@@ -35,10 +35,10 @@ swin_b_k600_in22k, swin_b_ssv2 (see configs/).
 def exit_on_error() -> Iterator[None]:
     """Turn the converter's own errors into a red message and an exit status: 1 when parity
     or verification fails, 2 for bad input (a traceback would only hide the message)."""
-    from convert.checkpoint import CheckpointError
-    from convert.configs import ConfigError
-    from convert.converter import ConversionError, ParityFailure
-    from convert.output import OutputError
+    from videoswin_tf.convert.configs.resolve import ConfigError
+    from videoswin_tf.convert.errors import ConversionError, ParityFailure
+    from videoswin_tf.convert.outputs.atomic import OutputError
+    from videoswin_tf.convert.sources.checkpoint import CheckpointError
 
     try:
         yield
@@ -166,21 +166,16 @@ def main(
     start_tensorflow_quietly()  # before the model package and the configs import TensorFlow
     if ctx.invoked_subcommand is not None:
         return
-    from convert.converter import convert
+    from videoswin_tf.convert.converter import convert
 
+    parity = ParitySettings(parity_frames, parity_size, parity_batch, seed, atol, rtol)
     with exit_on_error():
         convert(
             pth,
             config=config,
             out=out,
             force=force,
-            parity=not no_parity,
-            parity_frames=parity_frames,
-            parity_size=parity_size,
-            parity_batch=parity_batch,
-            seed=seed,
-            atol=atol,
-            rtol=rtol,
+            parity=None if no_parity else parity,
             log=click.echo,
             trust_config=trust_config,
         )
@@ -229,8 +224,8 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
     """
     from pathlib import Path
 
-    from convert.configs import named_configs, resolve_config
-    from convert.synthetic import make_checkpoint, save_checkpoint
+    from videoswin_tf.convert.configs.resolve import named_configs, resolve_config
+    from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
     with exit_on_error():
         specs = (
@@ -288,10 +283,11 @@ def release_command(sources, assets, parity_frames, parity_size, pin) -> None:
     """
     from pathlib import Path
 
-    from convert.release import pin_hashes, release
+    from videoswin_tf.convert.outputs.release import pin_hashes, release
 
+    parity = ParitySettings(frames=parity_frames, size=parity_size)
     with exit_on_error():
-        manifest = release(Path(sources), Path(assets), parity_frames, parity_size, log=click.echo)
+        manifest = release(Path(sources), Path(assets), parity, log=click.echo)
     if pin:
         from videoswin_tf.downloads import HASH_TABLE
 
@@ -325,14 +321,11 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     """
     from pathlib import Path
 
-    from convert.release import verify
+    from videoswin_tf.convert.outputs.release import verify
 
+    parity = ParitySettings(frames=parity_frames, size=parity_size)
     failures = verify(
-        Path(manifest),
-        Path(sources) if sources else None,
-        parity_frames,
-        parity_size,
-        log=click.echo,
+        Path(manifest), Path(sources) if sources else None, parity, log=click.echo
     )
     for line in failures:
         click.secho(f"FAILED {line}", fg="red", err=True)
@@ -405,8 +398,8 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
       vswin-convert export --weights ... --config swin_t_k400 --format onnx --out swin_t.onnx \\
           --frames 16 --any-batch
     """
-    from convert.export import export
+    from videoswin_tf.convert.outputs.export import export
 
+    clip = ParitySettings(frames=frames, size=size, batch=batch)
     with exit_on_error():
-        batch = None if any_batch else batch
-        export(weights, config, fmt, out, frames, size, batch, force=force, log=click.echo)
+        export(weights, config, fmt, out, clip, any_batch=any_batch, force=force, log=click.echo)

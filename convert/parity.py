@@ -1,16 +1,56 @@
-"""Numeric parity: the upstream reference and the Keras model on the same seeded clip."""
+"""Numeric parity: the upstream reference and the Keras model on the same seeded clip.
+
+`ParitySettings` says which clip and which gate; `model_parity` runs the reference for a
+checkpoint's source (`videoswin_tf.convert.references.registry`) and a Keras model on that clip and
+returns a `ParityReport`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
+from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-5
+SQUARABLE = 1.8e19  # the largest float32 magnitude whose square is still finite (about 1.84e19)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParitySettings:
+    """One parity run's clip and gate, as ``vswin-convert``'s parity options give them.
+
+    Attributes:
+        frames: frames of the clip; None: the config's clip (``ModelSpec.clip_frames``).
+        size: height and width of the clip; None: the config's (``ModelSpec.clip_size``).
+        batch: clips in the batch.
+        seed: seed of the clip (`parity_clip`).
+        atol: largest absolute logit difference that passes (see `ParityReport.passed`).
+        rtol: largest logit difference, relative to the largest reference logit, that passes.
+    """
+
+    frames: int | None = None
+    size: int | None = None
+    batch: int = 1
+    seed: int = 0
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+
+    def clip_shape(self, spec: ModelSpec) -> tuple[int, int, int, int, int]:
+        """The clip ``(B, T, S, S, 3)``, frames and size defaulting to ``spec``'s clip."""
+        size = self.size or spec.clip_size
+        return (self.batch, self.frames or spec.clip_frames, size, size, 3)
+
+
+DEFAULT_PARITY = ParitySettings()  # the config's clip, batch 1, seed 0, the default gate
 
 
 @dataclasses.dataclass
@@ -173,3 +213,84 @@ def keras_forward(model, clip: np.ndarray) -> dict[str, Any]:
     features = model.stage_features(clip)
     logits = ops.convert_to_numpy(model.head(features[-1])) if model.include_top else None
     return {"stages": [ops.convert_to_numpy(f) for f in features], "logits": logits}
+
+
+def model_parity(
+    spec: ModelSpec,
+    checkpoint: LoadedCheckpoint,
+    model,
+    clip_shape: tuple[int, ...],
+    seed: int = 0,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+) -> ParityReport:
+    """Run the upstream reference for ``checkpoint``'s source (mmaction2's model, mmaction2
+    inflating a 2D file, torchvision's model) and the Keras ``model`` (holding the converted
+    weights) on one seeded clip of ``clip_shape`` ``(B, T, H, W, 3)`` and compare them.
+
+    Raises:
+        ConversionError: the reference computes NaN, infinite or huge values from the weights.
+    """
+    from videoswin_tf.convert.references.registry import reference_for
+
+    clip = parity_clip(clip_shape, seed)
+
+    start = time.perf_counter()
+    reference_out = reference_for(checkpoint).forward(spec, checkpoint, clip)
+    _refuse_out_of_range_outputs(reference_out, checkpoint)
+    seconds_reference = time.perf_counter() - start
+
+    start = time.perf_counter()
+    keras_out = keras_forward(model, clip)
+    seconds_keras = time.perf_counter() - start
+
+    return compare(
+        spec.name,
+        keras_out,
+        reference_out,
+        clip_shape,
+        seed,
+        atol,
+        rtol,
+        seconds=(seconds_keras, seconds_reference),
+    )
+
+
+def run_parity(
+    spec: ModelSpec,
+    checkpoint: LoadedCheckpoint,
+    weights_path: str | os.PathLike,
+    clip_shape: tuple[int, ...],
+    seed: int = 0,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+) -> ParityReport:
+    """`model_parity` for a weights file: a fresh Keras model of ``spec`` loads
+    ``weights_path`` first."""
+    model = build_keras_model(spec)
+    model.load_weights(str(weights_path))
+    return model_parity(spec, checkpoint, model, clip_shape, seed, atol, rtol)
+
+
+def _refuse_out_of_range_outputs(outputs: dict, checkpoint: LoadedCheckpoint) -> None:
+    """Finite weights can still drive the reference to NaN, infinities, or values float32
+    cannot square (a LayerNorm squares its input; torch's survives that, a float32 variance
+    does not). There is nothing to compare then: the weights are unusable, not mis-converted."""
+    named = [(f"stage {i}", out) for i, out in enumerate(outputs["stages"])]
+    named += [("logits", outputs["logits"])] if outputs["logits"] is not None else []
+    bad = [
+        name
+        for name, out in named
+        if not (np.isfinite(out).all() and np.abs(out).max(initial=0) <= SQUARABLE)
+    ]
+    if bad:
+        key, value = max(
+            ((key, float(np.abs(v).max())) for key, v in checkpoint.state.items() if v.size),
+            key=lambda item: item[1],
+        )
+        raise ConversionError(
+            f"the upstream reference computes NaN, infinite or huge values (above "
+            f"{SQUARABLE:.2g}, beyond float32 once squared) from these weights "
+            f"({', '.join(bad)}) on the parity clip: the weights are out of range (largest "
+            f"magnitude {value:.3g}, in {key}); nothing written"
+        )

@@ -189,7 +189,7 @@ def backbone_arguments(config: str | None) -> dict:
     """The backbone's architecture: the named or JSON config's, or `SMALL_BACKBONE`."""
     if config is None:
         return {**SMALL_BACKBONE, "window_size": (8, 7, 7), "patch_size": (2, 4, 4)}
-    from convert.configs import resolve_config
+    from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(config)
     return {

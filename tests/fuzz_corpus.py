@@ -1,8 +1,8 @@
 """A seeded corpus of damaged checkpoints, and a runner that feeds them to ``vswin-convert``.
 
 Every case derives from one valid checkpoint of the small test model (`conftest.SMALL_SPEC`,
-authors' layout, `convert.synthetic`): ``case(seed, index)`` picks the mutation
-``MUTATIONS[index % len(MUTATIONS)]`` and draws its details from a generator seeded with
+authors' layout, `videoswin_tf.convert.references.synthetic`): ``case(seed, index)`` picks the
+mutation ``MUTATIONS[index % len(MUTATIONS)]`` and draws its details from a generator seeded with
 ``(seed, index)``, so a failing case is reproduced from its two numbers alone.
 
 `run_corpus` converts each case in a worker process through the CLI (click's CliRunner, with
@@ -59,8 +59,7 @@ class _Base:
 
     def __init__(self):
         from conftest import SMALL_SPEC
-
-        from convert.synthetic import make_checkpoint
+        from videoswin_tf.convert.references.synthetic import make_checkpoint
 
         self.checkpoint = make_checkpoint(SMALL_SPEC, layout="authors")
         self.data = _save(self.checkpoint)
@@ -369,8 +368,7 @@ def judge(exit_code: int | None, output: str, exception: BaseException | None, f
 
 def _run_case(seed: int, index: int, folder: Path) -> tuple[str, int | None, str, str | None]:
     from click.testing import CliRunner
-
-    from convert.cli import main
+    from videoswin_tf.convert.cli import main
 
     name, data = case(seed, index)
     pth = folder / f"case{index}.pth"

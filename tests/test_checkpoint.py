@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import SMALL_SPEC
-
-from convert.checkpoint import CheckpointError, load_checkpoint
-from convert.synthetic import LAYOUTS, distinctive_state, make_checkpoint, save_checkpoint
+from videoswin_tf.convert.references.synthetic import (
+    LAYOUTS,
+    distinctive_state,
+    make_checkpoint,
+    save_checkpoint,
+)
+from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
 
 RENAMED = (
     "renamed backbone.norm.bias, backbone.norm.weight to backbone.norm3.* (mmaction2 1.x name)"

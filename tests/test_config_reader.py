@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
 from mmengine.config import Config
-
-from convert.cli import main
-from convert.config_reader import UnreadableConfig, read_config
-from convert.configs import ConfigError, resolve_config
-from convert.synthetic import make_checkpoint, save_checkpoint
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.configs.mmaction2_reader import UnreadableConfig, read_config
+from videoswin_tf.convert.configs.resolve import ConfigError, resolve_config
+from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
 MIM_CONFIGS = Path(mmaction.__file__).parent / ".mim" / "configs"
 SWIN_CONFIGS = sorted((MIM_CONFIGS / "recognition" / "swin").glob("*.py"))

@@ -6,18 +6,16 @@ import os
 import numpy as np
 import pytest
 from conftest import SMALL_SPEC
-
-from convert.checkpoint import CheckpointError
-from convert.configs import (
+from videoswin_tf.convert.configs.resolve import (
     ConfigError,
     describe,
-    infer_spec,
     named_configs,
     resolve_config,
-    spec_disagreements,
 )
-from convert.reference import build_reference
-from convert.spec import ModelSpec
+from videoswin_tf.convert.mapping.inference import infer_spec, spec_disagreements
+from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.references.mmaction2 import build_reference
+from videoswin_tf.convert.sources.checkpoint import CheckpointError
 
 T = {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)}
 S = {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)}

@@ -1,7 +1,7 @@
 """vswin-convert end to end: layouts, named configs, parity on awkward sizes, error cases.
 
 Checkpoints are made here by the upstream reference model with fixed seeds, in the exact
-layouts of the published files (`convert.synthetic`).
+layouts of the published files (`videoswin_tf.convert.references.synthetic`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from convert.cli import main
-from convert.converter import convert
-from convert.spec import ModelSpec
-from convert.synthetic import make_checkpoint, save_checkpoint
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.converter import convert
+from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.parity import ParitySettings
+from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
 # Small enough to run in seconds, big enough to pad, shrink and shift windows on every stage.
 MINI = ModelSpec(
@@ -76,7 +76,7 @@ def files_in(folder: Path) -> set[str]:
 def test_every_layout_converts_with_parity(tmp_path, mini_config, layout):
     pth = write_checkpoint(tmp_path, MINI, layout)
     out = tmp_path / "mini.weights.h5"
-    result = convert(pth, config=str(mini_config), out=out, parity_batch=2, log=lambda _: None)
+    result = convert(pth, config=str(mini_config), out=out, parity=ParitySettings(batch=2), log=lambda _: None)
     report = result.report
     assert report.passed and out.is_file()
     assert report.logits.shape == (2, 11)
@@ -111,7 +111,10 @@ def test_backbone_only_checkpoint_writes_a_backbone_file(tmp_path, mini_config):
 def test_architecture_is_inferred_without_config(tmp_path):
     pth = write_checkpoint(tmp_path, MINI, "authors")
     result = convert(
-        pth, out=tmp_path / "x.weights.h5", parity_frames=8, parity_size=48, log=lambda _: None
+        pth,
+        out=tmp_path / "x.weights.h5",
+        parity=ParitySettings(frames=8, size=48),
+        log=lambda _: None,
     )
     assert (result.spec.embed_dim, result.spec.depths, result.spec.num_heads) == (
         16,
@@ -126,7 +129,7 @@ def test_architecture_is_inferred_without_config(tmp_path):
     "clip", [(2, 16, 112, 112), (2, 5, 50, 70), (1, 1, 30, 30)], ids=["16x112", "5x50x70", "1x30"]
 )
 def test_swin_t_parity_on_inputs_that_pad_and_shrink_windows(swin_t_weights, clip):
-    from convert.converter import run_parity
+    from videoswin_tf.convert.parity import run_parity
 
     spec, checkpoint, weights = swin_t_weights
     report = run_parity(spec, checkpoint, weights, (*clip, 3), seed=1)
@@ -138,10 +141,10 @@ def test_swin_t_parity_on_inputs_that_pad_and_shrink_windows(swin_t_weights, cli
 @pytest.fixture(scope="module")
 def swin_t_weights(tmp_path_factory, swin_t_pth):
     """Swin-T K400: the spec, the loaded checkpoint and a converted weights file."""
-    from convert.checkpoint import load_checkpoint
-    from convert.configs import resolve_config
-    from convert.converter import build_keras_model
-    from convert.mapping import assign
+    from videoswin_tf.convert.configs.resolve import resolve_config
+    from videoswin_tf.convert.mapping.rules import assign
+    from videoswin_tf.convert.mapping.spec import build_keras_model
+    from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
     spec = resolve_config("swin_t_k400")
     checkpoint = load_checkpoint(swin_t_pth)
@@ -154,7 +157,7 @@ def swin_t_weights(tmp_path_factory, swin_t_pth):
 
 @pytest.fixture(scope="module")
 def swin_t_pth(tmp_path_factory) -> Path:
-    from convert.configs import resolve_config
+    from videoswin_tf.convert.configs.resolve import resolve_config
 
     folder = tmp_path_factory.mktemp("sources")
     spec = resolve_config("swin_t_k400")
@@ -173,7 +176,7 @@ NAMED = [
 
 @pytest.mark.parametrize("name", NAMED)
 def test_every_named_config_converts_and_passes_parity(tmp_path, monkeypatch, name):
-    from convert.configs import resolve_config
+    from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(name)
     pth = write_checkpoint(tmp_path, spec, "authors", name=spec.source)
@@ -335,7 +338,7 @@ def test_help_explains_every_option_with_examples():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["swin_t_k400", "swin_b_ssv2"])
 def test_full_size_parity(tmp_path, name):
-    from convert.configs import resolve_config
+    from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(name)
     pth = write_checkpoint(tmp_path, spec, "authors", name=spec.source)
@@ -373,9 +376,10 @@ def _swap_qk(model):
 )
 def test_parity_fails_on_typical_port_errors(tmp_path, mini_config, port_error):
     """The gate is not vacuous: each of these single mistakes fails it by a wide margin."""
-    from convert.checkpoint import load_checkpoint
-    from convert.converter import build_keras_model, run_parity
-    from convert.mapping import assign
+    from videoswin_tf.convert.mapping.rules import assign
+    from videoswin_tf.convert.mapping.spec import build_keras_model
+    from videoswin_tf.convert.parity import run_parity
+    from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(write_checkpoint(tmp_path, MINI, "authors"))
     model = build_keras_model(MINI)
@@ -396,7 +400,7 @@ def test_cli_stderr_is_free_of_tensorflow_start_up_lines(tmp_path, mini_config):
 
     pth = write_checkpoint(tmp_path, MINI, "authors")
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    command = "from convert.cli import main; main()"
+    command = "from videoswin_tf.convert.cli import main; main()"
     args = [
         "--config",
         str(mini_config),

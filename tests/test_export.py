@@ -11,12 +11,11 @@ import numpy as np
 import onnxruntime
 import pytest
 import tensorflow as tf
+import videoswin_tf.convert.outputs.export
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
-
-import convert.export
-from convert.cli import main
-from convert.converter import build_keras_model
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.mapping.spec import build_keras_model
 
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)
@@ -115,8 +114,10 @@ def test_onnx_runs_in_onnx_runtime_with_parity(tmp_path, small):
 
 def test_export_that_differs_fails_and_writes_nothing(tmp_path, small, monkeypatch):
     config, weights, _ = small
-    original = convert.export.keras_logits
-    monkeypatch.setattr(convert.export, "keras_logits", lambda m, x: original(m, x) + 1e-3)
+    original = videoswin_tf.convert.outputs.export.keras_logits
+    monkeypatch.setattr(
+        videoswin_tf.convert.outputs.export, "keras_logits", lambda m, x: original(m, x) + 1e-3
+    )
     out = tmp_path / "small.onnx"
     result = run_cli(
         "export", "--weights", weights, "--config", config, "--format", "onnx", "--out", out

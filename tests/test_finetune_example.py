@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from upstream_checkpoints import SMALL, microsoft_layout, timm_swin
-
-from convert.converter import convert
-from convert.synthetic import save_checkpoint
+from videoswin_tf.convert.converter import convert
+from videoswin_tf.convert.parity import ParitySettings
+from videoswin_tf.convert.references.synthetic import save_checkpoint
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "finetune.py"
 
@@ -112,7 +112,12 @@ def test_a_converted_backbone_is_loaded(tmp_path):
     model = timm_swin("swin_tiny_patch4_window7_224", **SMALL)
     save_checkpoint(microsoft_layout(model, model.state_dict()), tmp_path / "in1k.pth")
     weights = tmp_path / "in1k_backbone.weights.h5"
-    convert(tmp_path / "in1k.pth", out=weights, parity_frames=4, parity_size=32, log=lambda _: None)
+    convert(
+        tmp_path / "in1k.pth",
+        out=weights,
+        parity=ParitySettings(frames=4, size=32),
+        log=lambda _: None,
+    )
     example = load_example()
     args = Namespace(
         frames=4, size=32, weights=str(weights), layer_decay=0.75, learning_rate=1e-3, epochs=1

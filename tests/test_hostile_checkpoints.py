@@ -14,11 +14,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.references.synthetic import (
+    distinctive_state,
+    make_checkpoint,
+    save_checkpoint,
+)
+from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
 from zip_members import members, rewrite_pickle
-
-from convert.checkpoint import CheckpointError, load_checkpoint
-from convert.cli import main
-from convert.synthetic import distinctive_state, make_checkpoint, save_checkpoint
 
 NUMPY2 = b"numpy._core.multiarray"
 NUMPY1 = b"numpy.core.multiarray"

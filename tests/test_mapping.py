@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from videoswin_tf.convert.mapping.rules import RULES, MappingError, assign, expected_keys, plan
+from videoswin_tf.convert.mapping.spec import ModelSpec
 
-from convert.mapping import RULES, MappingError, assign, expected_keys, plan
-from convert.spec import ModelSpec
 from videoswin_tf import TFSwinTransformer3D
 from videoswin_tf.layers.windows import relative_position_index
 

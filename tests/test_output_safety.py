@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
-
-from convert.cli import main
-from convert.converter import build_keras_model
-from convert.output import PARTIAL, atomic_write, remove_stale_partials
-from convert.synthetic import make_checkpoint, save_checkpoint
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.outputs.atomic import PARTIAL, atomic_write, remove_stale_partials
+from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
 CONVERT = str(Path(sys.executable).with_name("vswin-convert"))
 RUN_LIMIT_S = 120

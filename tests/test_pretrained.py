@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SMALL_SPEC
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.outputs.release import pin_hashes, sha256
+from videoswin_tf.convert.outputs.weights import write_checked
 
-from convert.converter import ConversionError, write_checked
-from convert.release import pin_hashes, sha256
 from videoswin_tf import (
     TFSwinTransformer3D,
     downloads,
@@ -384,8 +385,7 @@ def test_every_preset_from_a_full_release(tmp_path_factory, tmp_path, monkeypatc
 
 def test_convert_out_suffix_picks_the_format(tmp_path):
     from test_convert import MINI, MINI_JSON, write_checkpoint
-
-    from convert.converter import convert
+    from videoswin_tf.convert.converter import convert
 
     config = tmp_path / "mini.json"
     config.write_text(json.dumps(MINI_JSON))

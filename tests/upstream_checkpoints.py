@@ -1,5 +1,6 @@
 """Checkpoints written by the upstream models themselves (timm's 2D Swin, torchvision's swin3d),
-their weights stressed by `convert.synthetic.stressed`, saved in the layouts people download."""
+their weights stressed by `videoswin_tf.convert.references.synthetic.stressed`, saved in the
+layouts people download."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import re
 from pathlib import Path
 
 import torch
-
-from convert.synthetic import save_checkpoint, stressed
-from convert.torchvision_shim import import_torchvision
+from videoswin_tf.convert.references.synthetic import save_checkpoint, stressed
+from videoswin_tf.convert.references.torchvision_shim import import_torchvision
 
 # Small architectures the upstream constructors accept, for the default suite (head_dim 32).
 SMALL = {"embed_dim": 32, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8)}

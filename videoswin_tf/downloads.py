@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from videoswin_tf.presets import Preset
+from videoswin_tf.weights_file import NATIVE_SUFFIX
 
 DEFAULT_BASE_URL = "https://github.com/videoswin-tf/videoswin-tf/releases/download/v0.1.0/"
 URL_VARIABLE = "VIDEOSWIN_WEIGHTS_URL"
@@ -27,8 +28,6 @@ HASHES_FILE = "weights_hashes.json"
 # The package's table of published hashes (written by `vswin-convert release --pin`).
 HASH_TABLE = importlib.resources.files("videoswin_tf") / HASHES_FILE
 CACHE_SUBDIR = os.path.join("models", "videoswin_tf")
-# The release file a preset downloads: Keras 3's native format.
-PRESET_SUFFIX = ".weights.h5"
 
 
 class WeightsDownloadError(RuntimeError):
@@ -85,7 +84,7 @@ def published_hashes() -> dict[str, str]:
 def preset_file_name(preset: Preset) -> str:
     """The release file a preset downloads, e.g.
     ``"TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5"``."""
-    return preset.release + PRESET_SUFFIX
+    return preset.release + NATIVE_SUFFIX
 
 
 def fetch_preset_weights(preset: Preset, cache_dir: str | os.PathLike | None = None) -> Path:

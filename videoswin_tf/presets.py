@@ -2,18 +2,17 @@
 
 A preset fixes what a published checkpoint needs of the model (architecture, window, classes,
 label map) and how its scores were computed (the test-time pipeline). The JSON files are the
-one source: the converter reads the same files (``convert.configs``), with the fields it needs.
+one source, read by `videoswin_tf.named_configs` for the presets and the converter alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.resources
-import json
 from typing import Any
 
 from videoswin_tf.architectures import ARCHITECTURES
+from videoswin_tf.named_configs import shipped_configs
 
 # Builder name of each architecture in the configs.
 BUILDERS = {name: arch.builder for name, arch in ARCHITECTURES.items()}
@@ -90,13 +89,7 @@ class Preset:
 @functools.cache
 def presets() -> dict[str, Preset]:
     """Every named preset, by name, in the order of the config files."""
-    folder = importlib.resources.files("videoswin_tf.configs")
-    found = {}
-    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
-        if entry.name.endswith(".json"):
-            preset = _from_config(json.loads(entry.read_text(encoding="utf-8")))
-            found[preset.name] = preset
-    return found
+    return {name: _from_config(config.data) for name, config in shipped_configs().items()}
 
 
 def get_preset(name: str) -> Preset:

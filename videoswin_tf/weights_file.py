@@ -27,6 +27,7 @@ from videoswin_tf.architectures import ARCHITECTURES, builder_call, find_arch
 
 NATIVE_SUFFIX = ".weights.h5"
 LEGACY_SUFFIX = ".h5"
+REPORT_SUFFIX = ".parity.json"  # the converter's parity report, beside the weights file
 CONFIG_ATTRIBUTE = "videoswin_tf_config"
 # The model config keys a file records and `check_fits` compares, with how errors name them.
 FITTED_KEYS = {
@@ -171,13 +172,19 @@ def check_fits(model, path: str | os.PathLike) -> None:
     raise WeightsMismatchError(f"{path} does not fit this model: {'; '.join(found)}; {hint}")
 
 
-def variable_differences(expected, actual) -> list[str]:
-    """Paths (below the model) of the variables of ``actual`` that are not exactly
-    ``expected``'s: same path, shape, dtype and every value; both models built alike."""
+def variable_values(model) -> list[tuple[str, np.ndarray]]:
+    """Every variable of ``model`` as ``(path below the model, a copy of its value)``."""
+    return [
+        (variable.path.split("/", 1)[-1], np.array(variable.numpy())) for variable in model.weights
+    ]
+
+
+def value_differences(expected: list[tuple[str, np.ndarray]], actual) -> list[str]:
+    """Paths of the variables of ``actual`` that are not exactly ``expected``'s (as
+    `variable_values` gives them): same path, shape, dtype and every value."""
     differing = []
-    for want, got in zip(expected.weights, actual.weights, strict=True):
-        path = want.path.split("/", 1)[-1]
-        want_value, got_value = np.asarray(want.numpy()), np.asarray(got.numpy())
+    for (path, want_value), got in zip(expected, actual.weights, strict=True):
+        got_value = np.asarray(got.numpy())
         if (
             path != got.path.split("/", 1)[-1]
             or want_value.dtype != got_value.dtype
@@ -186,6 +193,12 @@ def variable_differences(expected, actual) -> list[str]:
         ):
             differing.append(path)
     return differing
+
+
+def variable_differences(expected, actual) -> list[str]:
+    """Paths (below the model) of the variables of ``actual`` that are not exactly
+    ``expected``'s: same path, shape, dtype and every value; both models built alike."""
+    return value_differences(variable_values(expected), actual)
 
 
 def _plain(value: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
+from videoswin_tf.architectures import DEFAULT_WINDOW
 from videoswin_tf.layers.attention import WindowAttention3D
 from videoswin_tf.layers.drop_path import DropPath
 from videoswin_tf.layers.mlp import Mlp
@@ -51,7 +52,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         self,
         dim: int,
         num_heads: int,
-        window_size: Sequence[int] = (8, 7, 7),
+        window_size: Sequence[int] = DEFAULT_WINDOW,
         shift_size: Sequence[int] = (0, 0, 0),
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,

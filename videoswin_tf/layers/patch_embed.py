@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import keras
 
+from videoswin_tf.architectures import DEFAULT_PATCH
 from videoswin_tf.layers.norm import build_norm, norm_config
 from videoswin_tf.layers.windows import pad_to_multiple
 
@@ -31,7 +32,7 @@ class PatchEmbed3D(keras.layers.Layer):
 
     def __init__(
         self,
-        patch_size: Sequence[int] = (2, 4, 4),
+        patch_size: Sequence[int] = DEFAULT_PATCH,
         embed_dim: int = 96,
         in_channels: int = 3,
         norm_layer: Any = None,

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import keras
 
+from videoswin_tf.architectures import DEFAULT_WINDOW
 from videoswin_tf.layers.block import SwinTransformerBlock3D
 from videoswin_tf.layers.norm import norm_config
 from videoswin_tf.layers.patch_merging import PatchMerging
@@ -40,7 +41,7 @@ class SwinStage(keras.layers.Layer):
         dim: int,
         depth: int,
         num_heads: int,
-        window_size: Sequence[int] = (8, 7, 7),
+        window_size: Sequence[int] = DEFAULT_WINDOW,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         qk_scale: float | None = None,

@@ -11,15 +11,14 @@ import importlib.util
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from convert.configs import resolve_config
-from convert.converter import ConversionError, ParityFailure, build_keras_model
-from convert.parity import DEFAULT_ATOL, Difference, parity_clip
-from convert.spec import ModelSpec
+from videoswin_tf.convert.configs.resolve import resolve_config
+from videoswin_tf.convert.errors import ConversionError, ParityFailure
+from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
+from videoswin_tf.convert.parity import DEFAULT_PARITY, Difference, ParitySettings, parity_clip
 
 FORMATS = ("saved_model", "onnx")
 ONNX_OPSET = 17
@@ -82,12 +81,9 @@ def export(
     config: str,
     fmt: str,
     out: str | os.PathLike,
-    frames: int | None = None,
-    size: int | None = None,
-    batch: int | None = 1,
+    clip: ParitySettings = DEFAULT_PARITY,
+    any_batch: bool = False,
     force: bool = False,
-    seed: int = 0,
-    atol: float = DEFAULT_ATOL,
     log: Callable[[str], None] = print,
 ) -> ExportReport:
     """Export a converted model and check it against the Keras model.
@@ -97,12 +93,12 @@ def export(
         config: a named config or config file (as ``vswin-convert --config``).
         fmt: ``"saved_model"`` (a folder) or ``"onnx"`` (a file).
         out: where to write it.
-        frames, size: clip frames and height/width of the exported signature; default the
-            config's clip.
-        batch: clips per call; ``None`` for any batch (checked with one clip).
+        clip: the exported signature's clip (frames, size: default the config's clip; batch:
+            clips per call) and the check (seed of the checked clip; atol, the largest
+            absolute logit difference that passes; rtol is not used).
+        any_batch: accept any number of clips per call instead of ``clip.batch`` (checked
+            with one clip).
         force: replace an existing ``out``.
-        seed: seed of the checked clip.
-        atol: largest absolute logit difference that passes.
         log: where progress lines go.
 
     Raises:
@@ -124,8 +120,9 @@ def export(
 
     spec = resolve_config(config)
     model = load_model(spec, weights)
-    frames, size = frames or spec.clip_frames, size or spec.clip_size
-    signature_shape = (batch, frames, size, size, 3)
+    clip_shape = clip.clip_shape(spec)
+    batch = None if any_batch else clip.batch
+    signature_shape = (batch, *clip_shape[1:])
     tmp = out.with_name(out.name + ".tmp")
     remove(tmp)
     log(
@@ -137,16 +134,16 @@ def export(
         WRITERS[fmt](model, tmp, signature_shape)
         seconds = time.perf_counter() - start
         log(f"[export] written in {seconds:.1f} s; checking against the Keras model")
-        clip_shape = (batch or 1, frames, size, size, 3)
-        endpoints = CHECKS[fmt](model, tmp, clip_shape, seed)
+        clip_shape = (batch or 1, *clip_shape[1:])
+        endpoints = CHECKS[fmt](model, tmp, clip_shape, clip.seed)
         report = ExportReport(
-            spec.name, fmt, out, clip_shape, seed, atol, endpoints, seconds_export=seconds
+            spec.name, fmt, out, clip_shape, clip.seed, clip.atol, endpoints, seconds_export=seconds
         )
         log(report.format_report())
         if not report.passed:
             raise ParityFailure(
                 f"the {fmt} export differs from the Keras model by {report.worst:.3e} "
-                f"(atol {atol:g}); nothing written"
+                f"(atol {clip.atol:g}); nothing written"
             )
         remove(out)
         os.replace(tmp, out)

@@ -7,22 +7,18 @@ import hashlib
 import importlib.metadata
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from convert.configs import describe, named_configs
-from convert.converter import (
-    LEGACY_SUFFIX,
-    WEIGHTS_SUFFIX,
-    ConversionError,
-    build_keras_model,
-    convert,
-    parity_shape,
-    run_parity,
-    write_checked,
-)
-from convert.parity import DEFAULT_ATOL, DEFAULT_RTOL
-from convert.spec import ModelSpec
+from videoswin_tf.convert.configs.resolve import describe, named_configs
+from videoswin_tf.convert.converter import convert
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
+from videoswin_tf.convert.outputs.weights import write_checked
+from videoswin_tf.convert.parity import DEFAULT_PARITY, ParitySettings, run_parity
+
+from videoswin_tf.weights_file import LEGACY_SUFFIX, NATIVE_SUFFIX
 
 MANIFEST = "manifest.json"
 MODEL_ZOO = "MODEL_ZOO.md"
@@ -32,7 +28,7 @@ ZOO_SECTIONS = {  # dataset in the config -> section heading of the seed's table
     "Kinetics-600": "Kinetics 600",
     "Something-Something V2": "Something-Something V2",
 }
-FORMATS = f"{{{LEGACY_SUFFIX},{WEIGHTS_SUFFIX}}}"  # both formats of every asset, for logs
+FORMATS = f"{{{LEGACY_SUFFIX},{NATIVE_SUFFIX}}}"  # both formats of every asset, for logs
 BACKBONE_NAMES = {"tiny": "Swin-T", "small": "Swin-S", "base": "Swin-B", "large": "Swin-L"}
 
 
@@ -52,13 +48,11 @@ def versions() -> dict[str, str]:
 def release(
     sources: Path,
     assets: Path,
-    parity_frames: int | None = None,
-    parity_size: int | None = None,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    parity: ParitySettings = DEFAULT_PARITY,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Convert every named config whose official source file is in ``sources``.
+    """Convert every named config whose official source file is in ``sources``, each gated by
+    ``parity``.
 
     Each asset is written under its release name in ``assets`` in both formats,
     ``<release>.weights.h5`` (parity-checked) and ``<release>.h5`` (the seed's name, the Keras 2
@@ -87,12 +81,9 @@ def release(
         result = convert(
             source,
             config=name,
-            out=assets / f"{spec.release}{WEIGHTS_SUFFIX}",
+            out=assets / f"{spec.release}{NATIVE_SUFFIX}",
             force=True,
-            parity_frames=parity_frames,
-            parity_size=parity_size,
-            atol=atol,
-            rtol=rtol,
+            parity=parity,
             log=log,
         )
         legacy = assets / f"{spec.release}{LEGACY_SUFFIX}"
@@ -134,7 +125,7 @@ def pin_hashes(manifest: dict[str, Any], table: Path) -> None:
 def _entry(spec: ModelSpec, source: Path, result, weights: Path) -> dict[str, Any]:
     return {
         "file": weights.name,
-        "format": "keras3" if weights.name.endswith(WEIGHTS_SUFFIX) else "keras2-h5",
+        "format": "keras3" if weights.name.endswith(NATIVE_SUFFIX) else "keras2-h5",
         "bytes": weights.stat().st_size,
         "sha256": sha256(weights),
         "source": source.name,
@@ -198,17 +189,17 @@ def model_zoo(manifest: dict[str, Any]) -> str:
 def verify(
     manifest_path: Path,
     sources: Path | None = None,
-    parity_frames: int | None = None,
-    parity_size: int | None = None,
+    parity: ParitySettings = DEFAULT_PARITY,
     log: Callable[[str], None] = print,
 ) -> list[str]:
     """Check every asset of a manifest: size, SHA-256, that it loads into its model, and, when
-    its source file is in ``sources``, the source's SHA-256 and a fresh parity run.
+    its source file is in ``sources``, the source's SHA-256 and a fresh parity run
+    (``parity``'s clip and gate).
 
     Returns:
         one line per failed asset (empty when all pass).
     """
-    from convert.checkpoint import load_checkpoint
+    from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
     manifest = json.loads(manifest_path.read_text())
     folder = manifest_path.parent
@@ -237,8 +228,15 @@ def verify(
             if sha256(source) != entry["source_sha256"]:
                 problems.append(f"source {entry['source']} SHA-256 differs from the manifest")
             else:
-                clip_shape = parity_shape(spec, parity_frames, parity_size)
-                report = run_parity(spec, load_checkpoint(source), path, clip_shape)
+                report = run_parity(
+                    spec,
+                    load_checkpoint(source),
+                    path,
+                    parity.clip_shape(spec),
+                    parity.seed,
+                    parity.atol,
+                    parity.rtol,
+                )
                 log(report.format())
                 if not report.passed:
                     problems.append(f"parity failed: max |diff| {report.judged.max_abs:.3e}")

@@ -1,37 +1,28 @@
-"""The upstream reference: mmaction2's own ``SwinTransformer3D`` and ``I3DHead``, never a copy,
-or torchvision's ``SwinTransformer3d`` for torchvision's files.
+"""The upstream reference: mmaction2's own ``SwinTransformer3D`` and ``I3DHead``, never a copy.
 
 mmaction2 1.2.0 cannot ``import mmaction.models`` (its wheel lacks ``models/localizers/drn``), so
 `load_upstream` registers the ``mmaction.models`` sub-packages as empty namespace modules and
 executes the four source files the Video Swin recognizer needs, by path, under their real
 dotted names. Everything else here wraps those classes: `ReferenceModel` gives them mmaction2
-1.x state-dict keys, `reference_forward` runs them on a channels-last clip. `REFERENCES` says,
-per kind of source (`convert.sources.Source.reference`), how parity builds, loads and runs it.
+1.x state-dict keys, `reference_forward` runs them on a channels-last clip, `mmaction2_forward`
+is parity for mmaction2's own layouts (see `videoswin_tf.convert.references.registry`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import importlib.util
-import io
 import logging
 import os
-import re
 import sys
-import tempfile
 import types
 import warnings
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
-
-from convert.checkpoint import LoadedCheckpoint
-from convert.sources import rename
-from convert.spec import ModelSpec
-from convert.torchvision_shim import import_torchvision
+from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
 
 INSTALL_HINT = "pip install videoswin-tf[convert]"
 
@@ -39,7 +30,8 @@ try:
     import torch
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        f"convert.reference needs torch and mmaction2 ({error}); install them with: {INSTALL_HINT}"
+        f"videoswin_tf.convert.references.mmaction2 needs torch and mmaction2 ({error}); "
+        f"install them with: {INSTALL_HINT}"
     ) from error
 
 # Loaded in this order: each file imports only `mmaction.registry`, `mmaction.utils`,
@@ -168,7 +160,7 @@ def build_reference(spec: ModelSpec, seed: int | None = None) -> ReferenceModel:
     if seed is None:
         model = ReferenceModel(spec)
     else:
-        with torch.random.fork_rng(devices=[]), _quiet_mmengine():
+        with torch.random.fork_rng(devices=[]), quiet_mmengine():
             torch.manual_seed(seed)
             model = ReferenceModel(spec)
             model.backbone.init_weights()
@@ -179,7 +171,7 @@ def build_reference(spec: ModelSpec, seed: int | None = None) -> ReferenceModel:
 
 
 @contextlib.contextmanager
-def _quiet_mmengine() -> Iterator[None]:
+def quiet_mmengine() -> Iterator[None]:
     """Silence mmengine's per-parameter INFO dump that ``init_weights()`` prints."""
     from mmengine.logging import MMLogger
 
@@ -268,23 +260,6 @@ def reference_forward(model: ReferenceModel, clip: np.ndarray) -> dict[str, Any]
     }
 
 
-# --- Parity references, by kind of source ----------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    """One upstream model that parity can run.
-
-    Attributes:
-        description: what runs, for the converter's progress line.
-        forward: ``(spec, checkpoint, clip (B, T, H, W, 3)) -> outputs``, the outputs as
-            `reference_forward` returns them.
-    """
-
-    description: str
-    forward: Callable[[ModelSpec, LoadedCheckpoint, np.ndarray], dict[str, Any]]
-
-
 def mmaction2_forward(
     spec: ModelSpec, checkpoint: LoadedCheckpoint, clip: np.ndarray
 ) -> dict[str, Any]:
@@ -292,88 +267,3 @@ def mmaction2_forward(
     model = build_reference(spec)
     load_reference_state(model, checkpoint.state)
     return reference_forward(model, clip)
-
-
-def mmaction2_inflation_forward(
-    spec: ModelSpec, checkpoint: LoadedCheckpoint, clip: np.ndarray
-) -> dict[str, Any]:
-    """mmaction2's ``SwinTransformer3D(pretrained=<file>, pretrained2d=True)`` after
-    ``init_weights()``, which inflates the 2D file itself, on ``clip``.
-
-    mmaction2 reads the Microsoft layout (``{"model": ...}``, ``layers.<i>.downsample`` ending
-    stage i, ``norm.*``): the file's own tensors, renamed to it when they came in timm's layout.
-    """
-    state, _ = rename(checkpoint.source, checkpoint.original)
-    microsoft = {
-        re.sub(r"^backbone\.(norm3\.)?", lambda m: "norm." if m[1] else "", key): torch.from_numpy(
-            value
-        )
-        for key, value in state.items()
-    }
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "imagenet_2d.pth"
-        torch.save({"model": microsoft}, path)
-        model = ReferenceModel(spec, pretrained=str(path), pretrained2d=True)
-        # mmengine prints "Loads checkpoint by local backend from path: <temporary file>"
-        with _quiet_mmengine(), contextlib.redirect_stdout(io.StringIO()):
-            model.backbone.init_weights()
-    return reference_forward(model, clip)
-
-
-def torchvision_forward(
-    spec: ModelSpec, checkpoint: LoadedCheckpoint, clip: np.ndarray
-) -> dict[str, Any]:
-    """torchvision's ``SwinTransformer3d`` (what ``swin3d_t/s/b`` build) for ``spec``, with the
-    file's own tensors loaded strictly, on ``clip``.
-
-    Stage maps are the outputs of ``features[0]``, ``features[2]``, ``features[4]`` (before
-    their patch merging) and of the final ``norm``, all channels last.
-    """
-    video = import_torchvision().models.video
-    model = video.swin_transformer.SwinTransformer3d(
-        patch_size=list(spec.patch_size),
-        embed_dim=spec.embed_dim,
-        depths=list(spec.depths),
-        num_heads=list(spec.num_heads),
-        window_size=list(spec.window_size),
-        stochastic_depth_prob=spec.drop_path_rate,
-        num_classes=spec.num_classes,
-    )
-    model.load_state_dict(
-        {key: torch.from_numpy(value) for key, value in checkpoint.original.items()}, strict=True
-    )
-    model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 4, 1, 2, 3), dtype=np.float32))
-    captured: list[torch.Tensor] = []
-    stage_outputs = [model.features[2 * i] for i in range(len(spec.depths) - 1)] + [model.norm]
-    hooks = [
-        module.register_forward_hook(lambda module, args, out: captured.append(out))
-        for module in stage_outputs
-    ]
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return {
-        "stages": [np.ascontiguousarray(stage.numpy(), dtype=np.float32) for stage in captured],
-        "pooled": captured[-1].mean(dim=(1, 2, 3)).numpy().astype(np.float32),
-        "logits": logits.numpy().astype(np.float32),
-    }
-
-
-# Keys are `convert.sources.Source.reference`; mmaction2's own layouts use "mmaction2".
-REFERENCES: dict[str, Reference] = {
-    "mmaction2": Reference("upstream mmaction2 SwinTransformer3D", mmaction2_forward),
-    "mmaction2-inflate": Reference(
-        "upstream mmaction2 SwinTransformer3D inflating the 2D file (pretrained2d=True)",
-        mmaction2_inflation_forward,
-    ),
-    "torchvision": Reference("torchvision SwinTransformer3d", torchvision_forward),
-}
-
-
-def reference_for(checkpoint: LoadedCheckpoint) -> Reference:
-    """The `Reference` that parity runs for ``checkpoint``."""
-    return REFERENCES[checkpoint.source.reference if checkpoint.source else "mmaction2"]

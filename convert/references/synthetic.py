@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from convert.reference import build_reference
-from convert.spec import ModelSpec
+from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.references.mmaction2 import build_reference
 
 LAYOUTS: tuple[str, ...] = ("authors", "mmaction", "module", "bare", "backbone_only", "half")
 
@@ -96,7 +95,10 @@ def _draw(
         return normal(HEAD_WEIGHT_STD)
     if kind == "weight":
         return normal(1 / math.sqrt(math.prod(shape[1:])))
-    raise ValueError(f"no rule to re-draw {key} {list(shape)}; add one to convert.synthetic._draw")
+    raise ValueError(
+        f"no rule to re-draw {key} {list(shape)}; add one to "
+        "videoswin_tf.convert.references.synthetic._draw"
+    )
 
 
 def make_checkpoint(spec: ModelSpec, layout: str = "authors", seed: int = 0) -> dict[str, Any]:
@@ -153,7 +155,8 @@ def _authors_key(key: str) -> str:
 def _meta(spec: ModelSpec, layout: str, seed: int) -> dict[str, Any]:
     """Top-level ``meta``: what the file is, saying plainly that it holds no trained weights."""
     return {
-        "note": "synthetic test checkpoint written by videoswin-tf (convert.synthetic): "
+        "note": "synthetic test checkpoint written by videoswin-tf "
+        "(videoswin_tf.convert.references.synthetic): "
         "upstream mmaction2 reference model, every tensor re-drawn from a fixed seed; "
         "not trained weights",
         "config": spec.name,

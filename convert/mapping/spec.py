@@ -1,4 +1,5 @@
-"""`ModelSpec`: everything the converter needs to know about one Video Swin model."""
+"""`ModelSpec`: everything the converter needs to know about one Video Swin model, and the Keras
+model it describes (`build_keras_model`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from videoswin_tf.architectures import ARCHITECTURES as KERAS_ARCHITECTURES
-from videoswin_tf.architectures import find_arch
+from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW, find_arch
 
 # The four standard sizes, as the converter's configs name their fields (one table: the model
 # package's `videoswin_tf.architectures`).
@@ -40,8 +41,8 @@ class ModelSpec:
     embed_dim: int
     depths: tuple[int, ...]
     num_heads: tuple[int, ...]
-    window_size: tuple[int, int, int] = (8, 7, 7)
-    patch_size: tuple[int, int, int] = (2, 4, 4)
+    window_size: tuple[int, int, int] = DEFAULT_WINDOW
+    patch_size: tuple[int, int, int] = DEFAULT_PATCH
     num_classes: int | None = 400
     drop_path_rate: float = 0.1
     clip_frames: int = 32
@@ -90,3 +91,10 @@ class ModelSpec:
 
     def replace(self, **changes: Any) -> "ModelSpec":
         return dataclasses.replace(self, **changes)
+
+
+def build_keras_model(spec: ModelSpec):
+    """A fresh `videoswin_tf.TFSwinTransformer3D` for ``spec``, every variable created."""
+    from videoswin_tf import TFSwinTransformer3D
+
+    return TFSwinTransformer3D(**spec.keras_kwargs(), name=spec.name)

@@ -1,10 +1,10 @@
 """2D ImageNet Swin weights inflated to a 3D Video Swin backbone, as mmaction2's
 ``SwinTransformer3D.inflate_weights`` (``pretrained2d=True``) does it.
 
-The state is canonical (``backbone.*`` keys, see `convert.sources`) but 2D-shaped: the patch
-embedding is ``[C, 3, Ph, Pw]`` and each bias table ``[(2Wh'-1)(2Ww'-1), heads]`` for the 2D
-window ``Wh'``. Numpy only: the bicubic resize is our own, checked against PyTorch's
-``F.interpolate`` by the tests.
+The state is canonical (``backbone.*`` keys, see `videoswin_tf.convert.sources`) but
+2D-shaped: the patch embedding is ``[C, 3, Ph, Pw]`` and each bias table
+``[(2Wh'-1)(2Ww'-1), heads]`` for the 2D window ``Wh'``. Numpy only: the bicubic resize is our
+own, checked against PyTorch's ``F.interpolate`` by the tests.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from videoswin_tf.convert.mapping.rules import PATCH_KEY
 
-PATCH_KEY = "backbone.patch_embed.proj.weight"
+from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
+
 TABLE_SUFFIX = ".attn.relative_position_bias_table"
 CUBIC_A = -0.75  # PyTorch's bicubic kernel constant
-
-# mmaction2's SwinTransformer3D defaults, used when no config names the 3D model.
-DEFAULT_WINDOW = (8, 7, 7)
-DEFAULT_PATCH = (2, 4, 4)
 
 
 class InflationError(ValueError):

@@ -1,6 +1,6 @@
 """Checkpoint keys to Keras variables: the mapping is the `RULES` table, read top to bottom.
 
-Each rule pairs a checkpoint key pattern (mmaction2 1.x names, as `convert.checkpoint`
+Each rule pairs a checkpoint key pattern (mmaction2 1.x names, as `sources.checkpoint`
 normalizes them) with the path of a Keras variable on `TFSwinTransformer3D` and the layout
 change between them. ``{i}`` is a stage, ``{j}`` a block. Keras paths walk attributes, with
 numbers indexing lists: ``stages.1.blocks.0.attn.qkv.kernel`` is
@@ -36,11 +36,13 @@ def conv3d(tensor: np.ndarray) -> np.ndarray:
     return tensor.transpose(2, 3, 4, 1, 0)
 
 
+PATCH_KEY = "backbone.patch_embed.proj.weight"  # the key the architecture is first read from
+HEAD_KEY = "cls_head.fc_cls.weight"
 BLOCK = "backbone.layers.{i}.blocks.{j}"
 KERAS_BLOCK = "stages.{i}.blocks.{j}"
 
 RULES: list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = [
-    ("backbone.patch_embed.proj.weight", "patch_embed.proj.kernel", conv3d),
+    (PATCH_KEY, "patch_embed.proj.kernel", conv3d),
     ("backbone.patch_embed.proj.bias", "patch_embed.proj.bias", same),
     ("backbone.patch_embed.norm.weight", "patch_embed.norm.gamma", same),
     ("backbone.patch_embed.norm.bias", "patch_embed.norm.beta", same),
@@ -70,7 +72,7 @@ RULES: list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = [
     ),
     ("backbone.norm3.weight", "norm.gamma", same),
     ("backbone.norm3.bias", "norm.beta", same),
-    ("cls_head.fc_cls.weight", "head.fc_cls.kernel", linear),
+    (HEAD_KEY, "head.fc_cls.kernel", linear),
     ("cls_head.fc_cls.bias", "head.fc_cls.bias", same),
 ]
 

@@ -5,7 +5,7 @@ Canonical means mmaction2 1.x keys (``backbone.*`` with the final norm ``backbon
 torch's safe ``weights_only`` loader: a checkpoint is never allowed to run code. The only
 globals allowed beyond torch's own are numpy's data constructors (`NUMPY_GLOBALS`), which
 training runs leave in ``meta`` (``numpy.int64`` epochs, ``numpy.float64`` scores).
-Which keys the Keras model needs is not decided here (that is `convert.mapping`'s job), so
+Which keys the Keras model needs is not decided here (that is `mapping.rules`'s job), so
 derived buffers such as ``relative_position_index`` stay in the state.
 """
 
@@ -19,16 +19,14 @@ import re
 from pathlib import Path
 
 import numpy as np
-
-from convert.sources import Source, SourceError, detect_source, rename
+from videoswin_tf.convert.sources.detection import detect_source
+from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
+from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
 
 CONTAINERS = ("state_dict", "model")
 PREFIXES = ("backbone.", "cls_head.")
 DDP_PREFIX = "module."
-AUTHORS_NORM = "backbone.norm."
-MMACTION_NORM = "backbone.norm3."
 PREPROCESSOR = "data_preprocessor."
-SHOWN_KEYS = 8  # keys listed in an error before "and N more"
 DETAIL_CHARS = 200  # of a reader's own error message quoted in ours
 
 # The line of torch's refusal that says which global or operation it refused.
@@ -61,7 +59,7 @@ class LoadedCheckpoint:
             ``"authors' Video-Swin layout (state_dict, backbone.norm)"``.
         notes: every change made on the way to canonical form, one line each.
         has_head: whether the file holds ``cls_head.*`` weights.
-        source: the `convert.sources.Source` the file was recognised as (torchvision, 2D
+        source: the `sources.layout.Source` the file was recognised as (torchvision, 2D
             ImageNet Swin), or None for mmaction2's own layouts.
         original: for a recognised source, its tensors under the file's own key names (what
             its upstream model loads for parity); None otherwise.
@@ -79,7 +77,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
-    prefixes, renames the keys of the layouts in `convert.sources.SOURCES` (torchvision, 2D
+    prefixes, renames the keys of the layouts in `sources.detection.SOURCES` (torchvision, 2D
     ImageNet Swin) by their tables, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
     ``data_preprocessor.*`` input-normalisation buffers and casts float tensors to float32.
 
@@ -105,7 +103,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
         if len(stripped) != len(tensors):
             clashes = [key for key in prefixed if key.removeprefix(DDP_PREFIX) in tensors]
             raise CheckpointError(
-                f"{path}: holds both {_listing(clashes)} and the same keys without the "
+                f"{path}: holds both {listing(clashes)} and the same keys without the "
                 f"{DDP_PREFIX} prefix; keep one copy and re-save"
             )
         tensors = stripped
@@ -117,7 +115,10 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
         original = _to_numpy(path, tensors, [])
         tensors = _rename_source(path, source, tensors, notes)
 
-    tensors, norm_naming = _rename_final_norm(path, tensors, notes)
+    try:
+        tensors, norm_naming = rename_final_norm(tensors, notes)
+    except SourceError as error:
+        raise CheckpointError(f"{path}: {error}") from error
 
     dropped = sorted(key for key in tensors if key.startswith(PREPROCESSOR))
     if dropped:
@@ -135,9 +136,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     if not has_head:
         notes.append("no cls_head.* keys: backbone-only checkpoint")
 
-    family = {"norm": "authors' Video-Swin", "norm3": "mmaction2 1.x"}.get(
-        norm_naming, "unrecognised"
-    )
+    family = FAMILIES.get(norm_naming, "unrecognised")
     parts = [container] + ([f"{DDP_PREFIX} prefix"] if prefixed else [])
     if source is not None:
         return LoadedCheckpoint(
@@ -228,14 +227,14 @@ def _unwrap(path: Path, raw: dict, notes: list[str]) -> tuple[str, dict]:
             "at the top level" if container == "bare state dict" else f"in its {container!r} entry"
         )
         raise CheckpointError(
-            f"{path}: no tensors found {where} (top-level keys: {_listing([str(k) for k in raw])}); "
+            f"{path}: no tensors found {where} (top-level keys: {listing([str(k) for k in raw])}); "
             f"expected weights under 'state_dict' or 'model', or a bare state dict of tensors"
         )
     others = [str(key) for key in entries if key not in tensors]
     if others and container == "bare state dict":
-        notes.append(f"ignored top-level entries that are not tensors: {_listing(others)}")
+        notes.append(f"ignored top-level entries that are not tensors: {listing(others)}")
     elif others:
-        notes.append(f"ignored {container} entries that are not tensors: {_listing(others)}")
+        notes.append(f"ignored {container} entries that are not tensors: {listing(others)}")
     return container, tensors
 
 
@@ -250,30 +249,9 @@ def _rename_source(path: Path, source: Source, tensors: dict, notes: list[str]) 
     notes.append(f"renamed {len(renamed)} keys to mmaction2 1.x names")
     if dropped:
         notes.append(
-            f"dropped {len(dropped)} keys (derived buffers, 2D classifier): {_listing(dropped)}"
+            f"dropped {len(dropped)} keys (derived buffers, 2D classifier): {listing(dropped)}"
         )
     return renamed
-
-
-def _rename_final_norm(path: Path, tensors: dict, notes: list[str]) -> tuple[dict, str | None]:
-    """Rename ``backbone.norm.*`` to ``backbone.norm3.*`` (key order kept); return the tensors
-    and which naming the file used (``"norm"``, ``"norm3"`` or None)."""
-    authors = [key for key in tensors if key.startswith(AUTHORS_NORM)]
-    mmaction = [key for key in tensors if key.startswith(MMACTION_NORM)]
-    if authors and mmaction:
-        raise CheckpointError(
-            f"{path}: holds both {_listing(authors)} and {_listing(mmaction)}; the final norm "
-            f"must be one or the other (authors' files use backbone.norm, mmaction2 1.x "
-            f"backbone.norm3). Remove the stale copy and re-save"
-        )
-    if not authors:
-        return tensors, "norm3" if mmaction else None
-    renamed = {
-        MMACTION_NORM + key[len(AUTHORS_NORM) :] if key.startswith(AUTHORS_NORM) else key: value
-        for key, value in tensors.items()
-    }
-    notes.append(f"renamed {', '.join(sorted(authors))} to backbone.norm3.* (mmaction2 1.x name)")
-    return renamed, "norm"
 
 
 def _to_numpy(path: Path, tensors: dict, notes: list[str]) -> dict[str, np.ndarray]:
@@ -330,7 +308,7 @@ def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
     )
     return (
         f"{path}: {len(unknown)} key{'s' if len(unknown) != 1 else ''} neither backbone.* nor "
-        f"cls_head.*: {_listing(unknown)}. {hint}"
+        f"cls_head.*: {listing(unknown)}. {hint}"
     )
 
 
@@ -339,8 +317,3 @@ def _one_line(detail: str) -> str:
     can quote kilobytes of its bytes)."""
     detail = " ".join(detail.split())
     return detail if len(detail) <= DETAIL_CHARS else detail[: DETAIL_CHARS - 3] + "..."
-
-
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(str(key) for key in keys[:SHOWN_KEYS])
-    return shown + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")

@@ -19,7 +19,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-KERAS_SUFFIX = ".weights.h5"  # Keras picks the format from the name, so temporaries keep it
+from videoswin_tf.weights_file import NATIVE_SUFFIX
+
 PARTIAL = ".partial-"
 
 
@@ -38,7 +39,8 @@ def check_destination(path: str | os.PathLike, force: bool) -> Path:
     folder = path.parent
     if path.is_dir():
         raise OutputError(
-            f"{path} is a directory; name the file to write, e.g. {path / ('model' + KERAS_SUFFIX)}"
+            f"{path} is a directory; name the file to write, e.g. "
+            f"{path / ('model' + NATIVE_SUFFIX)}"
         )
     if path.exists() and not force:
         raise OutputError(f"{path} exists; pass --force to overwrite it")
@@ -87,7 +89,8 @@ def remove_stale_partials(path: Path) -> list[Path]:
 
 
 def _suffix(path: Path) -> str:
-    return KERAS_SUFFIX if path.name.endswith(KERAS_SUFFIX) else path.suffix
+    # Keras picks the format from the name, so temporaries keep the weights suffix
+    return NATIVE_SUFFIX if path.name.endswith(NATIVE_SUFFIX) else path.suffix
 
 
 def _running(pid: int) -> bool:

@@ -2,7 +2,7 @@
 ``CenterCrop``, ``DecordInit``/``DecordDecode``...), for checking and timing the video pipeline
 of `videoswin_tf.video` against the real thing.
 
-Like `convert.reference`, the two source files are executed by path under their real dotted
+Like `references.mmaction2`, the two source files are executed by path under their real dotted
 names, with ``mmaction.datasets`` and ``mmaction.datasets.transforms`` registered as empty
 namespace modules, so that a broken ``mmaction.datasets`` import cannot stop them.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import types
 
-from convert.reference import INSTALL_HINT, load_mmaction_files
+from videoswin_tf.convert.references.mmaction2 import INSTALL_HINT, load_mmaction_files
 
 UPSTREAM_FILES = (
     ("mmaction.datasets.transforms.loading", "datasets/transforms/loading.py"),

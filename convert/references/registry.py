@@ -1,0 +1,45 @@
+"""Which upstream model parity runs for a checkpoint: `REFERENCES`, keyed by
+`videoswin_tf.convert.sources.layout.Source.reference`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.references.mmaction2 import mmaction2_forward
+from videoswin_tf.convert.references.mmaction2_inflation import mmaction2_inflation_forward
+from videoswin_tf.convert.references.torchvision import torchvision_forward
+from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """One upstream model that parity can run.
+
+    Attributes:
+        description: what runs, for the converter's progress line.
+        forward: ``(spec, checkpoint, clip (B, T, H, W, 3)) -> outputs``, the outputs as
+            `reference_forward` returns them.
+    """
+
+    description: str
+    forward: Callable[[ModelSpec, LoadedCheckpoint, np.ndarray], dict[str, Any]]
+
+
+# Keys are `Source.reference`; mmaction2's own layouts use "mmaction2".
+REFERENCES: dict[str, Reference] = {
+    "mmaction2": Reference("upstream mmaction2 SwinTransformer3D", mmaction2_forward),
+    "mmaction2-inflate": Reference(
+        "upstream mmaction2 SwinTransformer3D inflating the 2D file (pretrained2d=True)",
+        mmaction2_inflation_forward,
+    ),
+    "torchvision": Reference("torchvision SwinTransformer3d", torchvision_forward),
+}
+
+
+def reference_for(checkpoint: LoadedCheckpoint) -> Reference:
+    """The `Reference` that parity runs for ``checkpoint``."""
+    return REFERENCES[checkpoint.source.reference if checkpoint.source else "mmaction2"]

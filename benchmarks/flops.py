@@ -28,7 +28,7 @@ def backbone_flops(
 ) -> float:
     """FLOPs of one backbone forward pass on a clip ``(B, T, H, W, 3)``."""
     batch, frames, height, width, channels_in = clip_shape
-    size = [math.ceil(n / p) for n, p in zip((frames, height, width), patch_size)]
+    size = [math.ceil(n / p) for n, p in zip((frames, height, width), patch_size, strict=False)]
     flops = 2.0 * math.prod(size) * channels_in * math.prod(patch_size) * embed_dim
     for index, depth in enumerate(depths):
         channels = embed_dim * 2**index
@@ -36,7 +36,7 @@ def backbone_flops(
         shift = tuple(w // 2 for w in window_size)
         for block in range(depth):
             window, _ = effective_window(size, window_size, shift if block % 2 else (0, 0, 0))
-            padded = math.prod(ceil_to(n, w) for n, w in zip(size, window))
+            padded = math.prod(ceil_to(n, w) for n, w in zip(size, window, strict=False))
             window_tokens = math.prod(window)
             flops += 2.0 * padded * channels * 4 * channels  # qkv and output projections
             flops += 2.0 * 2 * padded * window_tokens * channels  # q @ k^T and attn @ v

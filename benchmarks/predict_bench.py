@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from videoswin_tf.startup import start_tensorflow_quietly  # noqa: E402
+from videoswin_tf.startup import start_tensorflow_quietly
 
 start_tensorflow_quietly()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import click
 from videoswin_tf.convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParitySettings
@@ -151,8 +151,8 @@ def main(
     rtol,
 ) -> None:
     """Convert an mmaction2 Video Swin checkpoint (.pth) into a Keras weights file
-    (.weights.h5, or .h5 in the Keras 2 layout) and prove, on a seeded random clip, that the Keras model computes what the
-    upstream PyTorch model computes.
+    (.weights.h5, or .h5 in the Keras 2 layout) and prove, on a seeded random clip, that the
+    Keras model computes what the upstream PyTorch model computes.
 
     The phases (load, build, map, write, parity) are printed with their times. Every
     checkpoint tensor must map to exactly one Keras variable; the file is written atomically
@@ -324,9 +324,7 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     from videoswin_tf.convert.outputs.release import verify
 
     parity = ParitySettings(frames=parity_frames, size=parity_size)
-    failures = verify(
-        Path(manifest), Path(sources) if sources else None, parity, log=click.echo
-    )
+    failures = verify(Path(manifest), Path(sources) if sources else None, parity, log=click.echo)
     for line in failures:
         click.secho(f"FAILED {line}", fg="red", err=True)
     if failures:

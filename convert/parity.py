@@ -74,7 +74,7 @@ class Difference:
     cosine: float
 
     @classmethod
-    def between(cls, keras_out: np.ndarray, reference: np.ndarray) -> "Difference":
+    def between(cls, keras_out: np.ndarray, reference: np.ndarray) -> Difference:
         if keras_out.shape != reference.shape:
             raise ValueError(
                 f"Keras output {keras_out.shape} and reference {reference.shape} differ in shape"
@@ -143,7 +143,7 @@ class ParityReport:
             if d is None:
                 continue
             lines.append(
-                f"  {name:<8} {str(list(d.shape)):<22} {d.max_abs:>11.3e} {d.mean_abs:>11.3e} "
+                f"  {name:<8} {list(d.shape)!s:<22} {d.max_abs:>11.3e} {d.mean_abs:>11.3e} "
                 f"{d.reference_scale:>10.3f} {d.relative:>10.2e} {d.cosine:>12.9f}"
             )
         if self.top1_agreement is not None:
@@ -189,7 +189,8 @@ def compare(
         top1 = agreement(keras_out["logits"], reference_out["logits"], 1)
         top5 = agreement(keras_out["logits"], reference_out["logits"], 5)
     stages = [
-        Difference.between(k, r) for k, r in zip(keras_out["stages"], reference_out["stages"])
+        Difference.between(k, r)
+        for k, r in zip(keras_out["stages"], reference_out["stages"], strict=False)
     ]
     return ParityReport(
         config=config,

@@ -22,7 +22,8 @@ and prints how far the updated weights are apart.
 
 Examples:
     python examples/finetune.py --out checkpoints/directions.keras
-    python examples/finetune.py --weights checkpoints/swin_tiny_patch4_window7_224_backbone.weights.h5 \\
+    python examples/finetune.py \\
+        --weights checkpoints/swin_tiny_patch4_window7_224_backbone.weights.h5 \\
         --config swin_t_k400 --frames 16 --size 64
     python examples/finetune.py --devices 2 --check-data-parallel
 """
@@ -41,7 +42,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 DIRECTIONS = ("right", "left", "down", "up")
 STEPS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}  # (dy, dx) per frame
@@ -58,7 +59,7 @@ def moving_squares(count: int, frames: int, size: int, seed: int) -> tuple[np.nd
     clips = rng.integers(0, 60, (count, frames, size, size, 3), dtype=np.uint8)
     labels = np.arange(count) % len(DIRECTIONS)
     rng.shuffle(labels)
-    for clip, label in zip(clips, labels):
+    for clip, label in zip(clips, labels, strict=False):
         side = int(rng.integers(size // 6, size // 4 + 1))
         speed = float(rng.uniform(1.0, 2.0))
         travel = int(np.ceil(speed * (frames - 1)))
@@ -66,7 +67,7 @@ def moving_squares(count: int, frames: int, size: int, seed: int) -> tuple[np.nd
         # the start leaves room for the whole path inside the frame
         low = [travel if d < 0 else 0 for d in (dy, dx)]
         high = [size - side - (travel if d > 0 else 0) for d in (dy, dx)]
-        y0, x0 = (int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high))
+        y0, x0 = (int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high, strict=False))
         colour = rng.integers(150, 256, 3, dtype=np.uint8)
         for t in range(frames):
             y, x = round(y0 + dy * speed * t), round(x0 + dx * speed * t)
@@ -89,7 +90,7 @@ def layer_depths(variable_paths: list[str], depths: tuple[int, ...]) -> list[int
     """Each variable's layer id for layer-wise decay: 0 the patch embedding, 1.. the blocks in
     order (a stage's patch merging with its last block), ``sum(depths) + 1`` the final norm and
     anything outside the backbone (the new classifier)."""
-    starts = np.cumsum((0,) + tuple(depths))
+    starts = np.cumsum((0, *tuple(depths)))
     top = int(starts[-1]) + 1
     ids = []
     for path in variable_paths:
@@ -265,8 +266,8 @@ def check_data_parallel(args, backbone_kwargs: dict) -> float:
             model.set_weights(initial)
             model.fit(batch, epochs=1, shuffle=False, verbose=0)
             updated.append(model.get_weights())
-    moved = max(float(np.abs(a - b).max()) for a, b in zip(updated[0], initial))
-    apart = max(float(np.abs(a - b).max()) for a, b in zip(*updated))
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(updated[0], initial, strict=False))
+    apart = max(float(np.abs(a - b).max()) for a, b in zip(*updated, strict=False))
     print(
         f"{keras.backend.backend()}: one step on 1 device and on {len(parallel.devices)} devices "
         f"({', '.join(parallel.devices)}): weights moved up to {moved:.3e}, "

@@ -2,7 +2,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from videoswin_tf.convert.mapping.spec import ModelSpec  # noqa: E402
+from videoswin_tf.convert.mapping.spec import ModelSpec
 
 # Imported by the tests (`from conftest import SMALL_SPEC`): a model small enough to build and
 # run in well under a second, with every feature of the full ones: four stages, shifted and

@@ -160,7 +160,7 @@ def _swap_members(rng: random.Random) -> bytes:
     first, second = rng.sample(range(len(entries)), 2)
     names = [name for name, _ in entries]
     names[first], names[second] = names[second], names[first]
-    return _zip([(name, data) for name, (_, data) in zip(names, entries)])
+    return _zip([(name, data) for name, (_, data) in zip(names, entries, strict=False)])
 
 
 def _lying_size(rng: random.Random) -> bytes:

@@ -28,4 +28,4 @@ def mmaction2_views(path, pipeline: TestPipeline, indices: np.ndarray | None = N
     crop = (up.ThreeCrop if pipeline.num_crops == 3 else up.CenterCrop)(pipeline.crop_size)
     steps = [up.DecordDecode(), up.Resize(scale=(-1, pipeline.short_side)), crop]
     imgs = np.stack(run_pipeline(steps, results)["imgs"])
-    return imgs.reshape((-1, pipeline.clip_len) + imgs.shape[1:])
+    return imgs.reshape((-1, pipeline.clip_len, *imgs.shape[1:]))

@@ -31,7 +31,12 @@ from videoswin_tf.weights_file import save_weights
 
 # Sizes that keep the test fast yet force padding (32 / 4 = 8 tokens, window 3) and window
 # shrinking (2 patches of frames, window 4). The layout fixture was written with them.
-SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4), window_size=(4, 3, 3))
+SMALL = {
+    "embed_dim": 16,
+    "depths": (1, 1, 2, 1),
+    "num_heads": (1, 2, 2, 4),
+    "window_size": (4, 3, 3),
+}
 CLASSES = 7
 CLIP = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype("float32")
 LAYOUT = Path(__file__).with_name("data") / "model_layout.txt"

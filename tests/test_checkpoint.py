@@ -122,7 +122,8 @@ def test_published_containers_are_exact(saved):
 def test_make_checkpoint_rejects_an_unknown_layout():
     with pytest.raises(
         ValueError,
-        match="unknown layout 'ddp'; choose one of authors, mmaction, module, bare, backbone_only, half",
+        match="unknown layout 'ddp'; choose one of authors, mmaction, module, bare, "
+        "backbone_only, half",
     ):
         make_checkpoint(SMALL_SPEC, layout="ddp")
 

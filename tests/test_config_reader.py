@@ -270,7 +270,8 @@ def test_a_config_runs_only_with_trust_config(tmp_path, monkeypatch):
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 2
     assert refused.output.strip().splitlines()[-1] == (
-        f"error: {config}:2: the call open('ran', 'w').close() can only be run, not read; configs are read as data and "
+        f"error: {config}:2: the call open('ran', 'w').close() can only be run, not read; configs "
+        "are read as data and "
         f"never executed. If you trust the file, pass --trust-config to let mmengine run it"
     )
     assert not marker.exists() and not out.exists()

@@ -71,7 +71,8 @@ def mmaction_config(stem: str) -> str:
 
 
 def shapes_of(spec: ModelSpec, keep_index: bool = True) -> dict[str, np.ndarray]:
-    """A canonical state with the reference's shapes: zero floats (no memory), real index buffers."""
+    """A canonical state with the reference's shapes: zero floats (no memory), real index
+    buffers."""
     state = {}
     for key, tensor in build_reference(spec).state_dict().items():
         if key.endswith("relative_position_index"):
@@ -173,7 +174,8 @@ def test_json_config_with_a_custom_architecture(tmp_path):
     with pytest.raises(
         ConfigError,
         match=(
-            rf"^{path}: depths \[2, 2, 18, 2\] contradicts arch 'tiny' \(depths \[2, 2, 6, 2\]\); drop one of them$"
+            rf"^{path}: depths \[2, 2, 18, 2\] contradicts arch 'tiny' \(depths \[2, 2, 6, 2\]\); "
+            rf"drop one of them$"
         ),
     ):
         resolve_config(str(path))
@@ -224,7 +226,8 @@ def test_non_swin_mmaction2_config_is_refused(tmp_path):
     with pytest.raises(
         ConfigError,
         match=(
-            rf"^{path}: model.backbone.type is 'ResNet'; only SwinTransformer3D configs describe a Video Swin model$"
+            rf"^{path}: model.backbone.type is 'ResNet'; only SwinTransformer3D configs describe "
+            rf"a Video Swin model$"
         ),
     ):
         resolve_config(str(path))
@@ -274,11 +277,15 @@ def test_a_window_the_table_alone_cannot_pin_down():
 
 def test_disagreements_are_listed_with_their_evidence(published_states):
     assert spec_disagreements(NAMED["swin_t_k400"], published_states["swin_b_ssv2"]) == [
-        "embed_dim: config 96, checkpoint 128 (from backbone.patch_embed.proj.weight [128, 3, 2, 4, 4])",
-        "depths: config (2, 2, 6, 2), checkpoint (2, 2, 18, 2) (from backbone.layers.<i>.blocks.<j>.* keys)",
-        "num_heads: config (3, 6, 12, 24), checkpoint (4, 8, 16, 32) (from backbone.layers.<i>.blocks.0."
+        "embed_dim: config 96, checkpoint 128 (from backbone.patch_embed.proj.weight [128, 3, 2, "
+        "4, 4])",
+        "depths: config (2, 2, 6, 2), checkpoint (2, 2, 18, 2) (from "
+        "backbone.layers.<i>.blocks.<j>.* keys)",
+        "num_heads: config (3, 6, 12, 24), checkpoint (4, 8, 16, 32) (from "
+        "backbone.layers.<i>.blocks.0."
         "attn.relative_position_bias_table [rows, heads])",
-        "window_size: config (8, 7, 7), checkpoint (16, 7, 7) (from backbone.layers.0.blocks.0.attn."
+        "window_size: config (8, 7, 7), checkpoint (16, 7, 7) (from "
+        "backbone.layers.0.blocks.0.attn."
         "relative_position_bias_table [5239, 4] and backbone.layers.0.blocks.0.attn."
         "relative_position_index [784, 784])",
         "num_classes: config 400, checkpoint 174 (from cls_head.fc_cls.weight [174, 1024])",
@@ -288,7 +295,8 @@ def test_disagreements_are_listed_with_their_evidence(published_states):
     ]
     backbone_only = NAMED["swin_b_k400"].replace(num_classes=None)
     assert spec_disagreements(backbone_only, published_states["swin_b_k400"]) == [
-        "num_classes: config None (backbone only), checkpoint 400 (from cls_head.fc_cls.weight [400, 1024])",
+        "num_classes: config None (backbone only), checkpoint 400 (from cls_head.fc_cls.weight "
+        "[400, 1024])",
     ]
 
 
@@ -296,7 +304,8 @@ def test_patch_size_disagreement():
     state = shapes_of(SMALL_SPEC.replace(patch_size=(1, 2, 2)))
     assert infer_spec(state).patch_size == (1, 2, 2)
     assert spec_disagreements(SMALL_SPEC, state) == [
-        "patch_size: config (2, 4, 4), checkpoint (1, 2, 2) (from backbone.patch_embed.proj.weight [32, 3, 1, 2, 2])",
+        "patch_size: config (2, 4, 4), checkpoint (1, 2, 2) (from "
+        "backbone.patch_embed.proj.weight [32, 3, 1, 2, 2])",
     ]
 
 
@@ -304,7 +313,8 @@ def test_a_state_without_a_patch_embedding_is_no_video_swin():
     with pytest.raises(
         CheckpointError,
         match=(
-            r"^cannot read the architecture: backbone.patch_embed.proj.weight is missing \(not a Video Swin backbone\?\)$"
+            r"^cannot read the architecture: backbone.patch_embed.proj.weight is missing \(not a "
+            r"Video Swin backbone\?\)$"
         ),
     ):
         infer_spec({"backbone.norm3.weight": np.ones(4, np.float32)})

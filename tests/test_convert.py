@@ -76,7 +76,9 @@ def files_in(folder: Path) -> set[str]:
 def test_every_layout_converts_with_parity(tmp_path, mini_config, layout):
     pth = write_checkpoint(tmp_path, MINI, layout)
     out = tmp_path / "mini.weights.h5"
-    result = convert(pth, config=str(mini_config), out=out, parity=ParitySettings(batch=2), log=lambda _: None)
+    result = convert(
+        pth, config=str(mini_config), out=out, parity=ParitySettings(batch=2), log=lambda _: None
+    )
     report = result.report
     assert report.passed and out.is_file()
     assert report.logits.shape == (2, 11)

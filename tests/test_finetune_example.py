@@ -77,7 +77,7 @@ def test_moving_squares_are_balanced_and_move():
     clips, labels = example.moving_squares(8, 6, 32, seed=3)
     assert clips.shape == (8, 6, 32, 32, 3) and clips.dtype == np.uint8
     assert np.bincount(labels).tolist() == [2, 2, 2, 2]
-    for clip, label in zip(clips, labels):
+    for clip, label in zip(clips, labels, strict=False):
         bright = clip.max(axis=-1) >= 150  # the square; the background stays below 60
         centres = [np.argwhere(frame).mean(axis=0) for frame in bright]
         dy, dx = centres[-1] - centres[0]
@@ -101,7 +101,9 @@ def test_layerwise_decay():
     kwargs = {**example.SMALL_BACKBONE, "window_size": (2, 7, 7), "patch_size": (2, 4, 4)}
     model = example.build_classifier(args, kwargs, drop_path_rate=0.0)
     model.optimizer.build(model.trainable_variables)
-    scales = dict(zip((v.path for v in model.trainable_variables), model.optimizer._scales))
+    scales = dict(
+        zip((v.path for v in model.trainable_variables), model.optimizer._scales, strict=False)
+    )
     assert scales["classifier/kernel"] == 1.0
     assert scales["backbone/patch_embed/proj/kernel"] == 0.5**6
     assert scales["backbone/layers_2/blocks_1/attn/qkv/kernel"] == 0.5**2

@@ -73,7 +73,7 @@ def test_public_names_resolve_on_first_use():
     assert WindowAttention3D.__module__ == "videoswin_tf.layers.attention"
     assert predict_video.__module__ == "videoswin_tf.video.predict"
     assert "tf_video_swin_tiny" in dir(videoswin_tf) and "TFSwinTransformer3D" in dir(videoswin_tf)
-    with pytest.raises(AttributeError, match="^module 'videoswin_tf' has no attribute 'nope'$"):
+    with pytest.raises(AttributeError, match=r"^module 'videoswin_tf' has no attribute 'nope'$"):
         videoswin_tf.nope  # noqa: B018
 
 

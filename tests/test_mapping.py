@@ -98,7 +98,7 @@ def test_all_problems_are_listed_and_nothing_is_assigned(model):
         "the model's window (2, 3, 3) [18, 18]",
     ]:
         assert expected in message
-    for old, variable in zip(before, model.weights):
+    for old, variable in zip(before, model.weights, strict=False):
         np.testing.assert_array_equal(old, np.asarray(variable))
 
 

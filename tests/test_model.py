@@ -31,14 +31,14 @@ from videoswin_tf.layers import (
 
 # A small model with every feature of the real ones: 4 stages, several heads, shifted
 # windows, window sizes that force padding and shrinking at these clip sizes.
-SMALL = dict(
-    embed_dim=16,
-    depths=(2, 2, 2, 2),
-    num_heads=(1, 2, 2, 4),
-    window_size=(4, 3, 3),
-    num_classes=7,
-    drop_path_rate=0.1,
-)
+SMALL = {
+    "embed_dim": 16,
+    "depths": (2, 2, 2, 2),
+    "num_heads": (1, 2, 2, 4),
+    "window_size": (4, 3, 3),
+    "num_classes": 7,
+    "drop_path_rate": 0.1,
+}
 
 
 def clip(shape, seed=0) -> np.ndarray:
@@ -53,12 +53,12 @@ def small_model():
 @pytest.mark.parametrize(
     "builder, kwargs, expected",
     [
-        (tf_video_swin_tiny, dict(num_classes=400), 28_158_070),
-        (tf_video_swin_small, dict(num_classes=400), 49_816_678),
-        (tf_video_swin_base, dict(num_classes=400), 88_048_984),
-        (tf_video_swin_base, dict(num_classes=600), 88_253_984),
-        (tf_video_swin_base, dict(num_classes=174, window_size=(16, 7, 7)), 88_834_038),
-        (tf_video_swin_large, dict(num_classes=400), 196_953_916),
+        (tf_video_swin_tiny, {"num_classes": 400}, 28_158_070),
+        (tf_video_swin_small, {"num_classes": 400}, 49_816_678),
+        (tf_video_swin_base, {"num_classes": 400}, 88_048_984),
+        (tf_video_swin_base, {"num_classes": 600}, 88_253_984),
+        (tf_video_swin_base, {"num_classes": 174, "window_size": (16, 7, 7)}, 88_834_038),
+        (tf_video_swin_large, {"num_classes": 400}, 196_953_916),
     ],
     ids=["T-400", "S-400", "B-400", "B-600", "B-ssv2", "L-400"],
 )
@@ -187,14 +187,20 @@ def test_weights_file_round_trip(small_model, tmp_path):
 
 
 LAYERS = [
-    (PatchEmbed3D, dict(patch_size=(2, 4, 4), embed_dim=8, patch_norm=False)),
-    (WindowAttention3D, dict(dim=8, window_size=(2, 3, 3), num_heads=2, qk_scale=0.5)),
-    (SwinTransformerBlock3D, dict(dim=8, num_heads=2, shift_size=(1, 1, 1), window_size=(2, 3, 3))),
-    (SwinStage, dict(dim=8, depth=2, num_heads=2, drop_path=[0.0, 0.1], downsample=True)),
-    (PatchMerging, dict(dim=8)),
-    (Mlp, dict(dim=8, hidden_dim=32, drop=0.1)),
-    (DropPath, dict(rate=0.2, seed=3)),
-    (I3DHead, dict(num_classes=5, in_channels=8, dropout_rate=0.3)),
+    (PatchEmbed3D, {"patch_size": (2, 4, 4), "embed_dim": 8, "patch_norm": False}),
+    (WindowAttention3D, {"dim": 8, "window_size": (2, 3, 3), "num_heads": 2, "qk_scale": 0.5}),
+    (
+        SwinTransformerBlock3D,
+        {"dim": 8, "num_heads": 2, "shift_size": (1, 1, 1), "window_size": (2, 3, 3)},
+    ),
+    (
+        SwinStage,
+        {"dim": 8, "depth": 2, "num_heads": 2, "drop_path": [0.0, 0.1], "downsample": True},
+    ),
+    (PatchMerging, {"dim": 8}),
+    (Mlp, {"dim": 8, "hidden_dim": 32, "drop": 0.1}),
+    (DropPath, {"rate": 0.2, "seed": 3}),
+    (I3DHead, {"num_classes": 5, "in_channels": 8, "dropout_rate": 0.3}),
 ]
 
 

@@ -117,9 +117,9 @@ def test_sigkill_at_any_phase_leaves_nothing_at_the_destination(tmp_path, pth, p
     assert not (tmp_path / "small.parity.json").exists()
     left = partials(tmp_path)
     assert all(p.name.startswith(".small.") for p in left), left  # hidden, never the output
-    assert remove_stale_partials(out) + remove_stale_partials(tmp_path / "small.parity.json") == [
-        p for p in left
-    ]
+    assert remove_stale_partials(out) + remove_stale_partials(
+        tmp_path / "small.parity.json"
+    ) == list(left)
     assert partials(tmp_path) == []
 
 

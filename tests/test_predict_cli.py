@@ -84,7 +84,7 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
     assert probabilities.shape == (400,) and probabilities.sum() == pytest.approx(1, abs=1e-5)
     names = load_labels("k400")
     assert [entry["index"] for entry in first["top"]] == np.argsort(-probabilities)[:3].tolist()
-    for rank, (entry, line) in enumerate(zip(first["top"], lines[2:]), 1):
+    for rank, (entry, line) in enumerate(zip(first["top"], lines[2:], strict=False), 1):
         assert entry["label"] == names[entry["index"]]
         assert entry["probability"] == pytest.approx(probabilities[entry["index"]])
         expected = [str(rank), f"{entry['probability']:.4f}", str(entry["index"]), entry["label"]]

@@ -48,8 +48,17 @@ def release_folder(tmp_path_factory, *configs: str) -> Path:
     selection = [arg for name in configs for arg in ("--config", name)] or ["--all"]
     for command in (
         ["synthesize", *selection, "--to", str(root / "sources")],
-        ["release", "--from", str(root / "sources"), "--to", str(root / "assets")]
-        + ["--parity-frames", "8", "--parity-size", "64"],
+        [
+            "release",
+            "--from",
+            str(root / "sources"),
+            "--to",
+            str(root / "assets"),
+            "--parity-frames",
+            "8",
+            "--parity-size",
+            "64",
+        ],
     ):
         result = subprocess.run([VSWIN, *command], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -252,7 +252,8 @@ def test_inflated_parity_both_layouts(window, request, tmp_path):
         assert ATTRIBUTE not in a.attrs
 
 
-# A config for the small 2D models: the 3D window, and a release name an inflated file must not take.
+# A config for the small 2D models: the 3D window, and a release name an inflated file must not
+# take.
 MINI_2D_CONFIG = {
     "name": "small_in1k_inflated",
     "arch": None,

@@ -117,7 +117,7 @@ def test_view_index_is_crop_times_clips_plus_clip():
     pipeline = dataclasses.replace(K400, clip_len=2, short_side=8, crop_size=8)
     # frame i is filled with i; 10 x 8 frames: three crops slide along the width
     frames = [np.broadcast_to(np.uint8(i), (8, 10, 3)).copy() for i in range(200)]
-    for i, frame in enumerate(frames):
+    for _i, frame in enumerate(frames):
         frame[:, :, 1] = np.arange(10)[None, :]  # green = column
     from videoswin_tf.video.transform import make_views
 

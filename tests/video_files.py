@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import av
 import numpy as np

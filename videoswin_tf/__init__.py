@@ -25,12 +25,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
         tf_video_swin_small,
         tf_video_swin_tiny,
     )
+    from videoswin_tf.classifier import VideoSwinVideoClassifier
     from videoswin_tf.downloads import (
         UnverifiedWeightsError,
         WeightsDownloadError,
         WeightsHashError,
     )
-    from videoswin_tf.classifier import VideoSwinVideoClassifier
     from videoswin_tf.labels import load_labels
     from videoswin_tf.model import TFSwinTransformer3D
     from videoswin_tf.video_converter import VideoSwinVideoConverter
@@ -58,11 +58,11 @@ _LAZY = {
 }
 
 __all__ = [
+    "TFSwinTransformer3D",
+    "UnverifiedWeightsError",
     "VideoSwinBackbone",
     "VideoSwinVideoClassifier",
     "VideoSwinVideoConverter",
-    "TFSwinTransformer3D",
-    "UnverifiedWeightsError",
     "WeightsDownloadError",
     "WeightsHashError",
     "WeightsMismatchError",

@@ -139,7 +139,7 @@ def fetch_preset_weights(preset: Preset, cache_dir: str | os.PathLike | None = N
             f"{origin} does not have the published SHA-256 {expected[:12]}...: a damaged or "
             "different file, not kept; check the mirror, or the manifest you named"
         ) from error
-    except Exception as error:  # noqa: BLE001 - get_file raises bare Exceptions for URL errors
+    except Exception as error:
         raise WeightsDownloadError(
             f"could not download {origin}: {error}; check the network, or set {URL_VARIABLE} "
             "to a mirror or a local folder holding the release files"

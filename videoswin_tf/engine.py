@@ -15,7 +15,7 @@ import functools
 import keras
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def onednn_enabled() -> bool:
     """Whether this TensorFlow process runs oneDNN's CPU kernels."""
     try:

@@ -146,6 +146,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_backbone(backbone, folder: Path) -> None:
     """``config.json``, ``model.weights.h5`` and ``metadata.json`` of ``backbone``."""
     from videoswin_tf import __version__
+
     write_json(folder / CONFIG_FILE, keras.saving.serialize_keras_object(backbone))
     backbone.save_weights(str(folder / MODEL_WEIGHTS_FILE))
     write_json(

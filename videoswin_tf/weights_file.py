@@ -101,7 +101,7 @@ def _write_legacy(model, path: Path) -> None:
             if len(set(names)) != len(names):
                 raise ValueError(f"layer {layer.name} has two weights of the same path")
             group.attrs["weight_names"] = np.array([name.encode("utf8") for name in names])
-            for name, weight in zip(names, weights):
+            for name, weight in zip(names, weights, strict=False):
                 group.create_dataset(name, data=np.asarray(weight.numpy()), track_times=False)
 
 

@@ -213,7 +213,7 @@ class _Evaluator:
 
     def _Dict(self, node: ast.Dict) -> dict:
         result: dict = {}
-        for key, value in zip(node.keys, node.values):
+        for key, value in zip(node.keys, node.values, strict=False):
             if key is None:
                 result.update(self.mapping(value))
             else:
@@ -306,7 +306,8 @@ class _Evaluator:
             return left * right
         raise self.refuse(
             node,
-            f"the operation {ast.unparse(node)} on {type(left).__name__} and {type(right).__name__}",
+            f"the operation {ast.unparse(node)} on {type(left).__name__} and "
+            f"{type(right).__name__}",
         )
 
     def _JoinedStr(self, node: ast.JoinedStr) -> str:

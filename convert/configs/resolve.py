@@ -169,7 +169,8 @@ def _json_architecture(data: dict[str, Any], path: Path) -> dict[str, Any]:
         ):
             raise ConfigError(
                 f"{path}: embed_dim must be a positive integer, depths and num_heads lists of "
-                f"positive integers of the same length; got {embed_dim!r}, {depths!r}, {num_heads!r}"
+                f"positive integers of the same length; got {embed_dim!r}, {depths!r}, "
+                f"{num_heads!r}"
             )
         return {"embed_dim": embed_dim, "depths": tuple(depths), "num_heads": tuple(num_heads)}
     architecture = _architecture(data["arch"], path)

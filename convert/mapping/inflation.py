@@ -103,7 +103,7 @@ def _resize_matrix(size_in: int, size_out: int) -> np.ndarray:
     for out_index in range(size_out):
         source = (out_index + 0.5) * scale - 0.5
         base = math.floor(source)
-        for offset, weight in zip(range(-1, 3), _cubic_weights(source - base)):
+        for offset, weight in zip(range(-1, 3), _cubic_weights(source - base), strict=False):
             matrix[out_index, min(max(base + offset, 0), size_in - 1)] += weight
     return matrix
 

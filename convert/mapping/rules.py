@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -194,7 +194,8 @@ def _check_derived(model, key: str, tensor: np.ndarray, path: str) -> list[str]:
     if not np.array_equal(tensor, expected):
         return [
             f"{key} {list(tensor.shape)}: not the index of the model's window "
-            f"{attention.window_size} {list(expected.shape)}; the checkpoint uses another window size"
+            f"{attention.window_size} {list(expected.shape)}; the checkpoint uses another window "
+            "size"
         ]
     return []
 

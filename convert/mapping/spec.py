@@ -89,7 +89,7 @@ class ModelSpec:
             "drop_path_rate": self.drop_path_rate,
         }
 
-    def replace(self, **changes: Any) -> "ModelSpec":
+    def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
 
 

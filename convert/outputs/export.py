@@ -68,7 +68,7 @@ class ExportReport:
         ]
         for name, d in self.endpoints.items():
             lines.append(
-                f"  {name:<24} {str(list(d.shape)):<12} {d.max_abs:>11.3e} {d.mean_abs:>11.3e} "
+                f"  {name:<24} {list(d.shape)!s:<12} {d.max_abs:>11.3e} {d.mean_abs:>11.3e} "
                 f"{d.reference_scale:>10.3f} {d.relative:>10.2e} {d.cosine:>12.9f}"
             )
         verdict = "PASS" if self.passed else "FAIL"

@@ -18,7 +18,8 @@ import os
 import sys
 import types
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from videoswin_tf.convert.mapping.spec import ModelSpec
@@ -50,7 +51,7 @@ STUB_PACKAGES = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_upstream() -> tuple[type, type]:
     """The upstream ``(SwinTransformer3D, I3DHead)`` classes of the installed mmaction2.
 
@@ -207,7 +208,8 @@ def load_reference_state(model: ReferenceModel, state: dict[str, np.ndarray]) ->
     for key in sorted(state.keys() & expected.keys()):
         if tuple(state[key].shape) != tuple(expected[key].shape):
             problems.append(
-                f"{key}: shape {list(state[key].shape)}, the reference needs {list(expected[key].shape)}"
+                f"{key}: shape {list(state[key].shape)}, the reference needs "
+                f"{list(expected[key].shape)}"
             )
     if problems:
         raise ValueError(

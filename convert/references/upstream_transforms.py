@@ -21,7 +21,7 @@ UPSTREAM_FILES = (
 STUB_PACKAGES = ("mmaction.datasets", "mmaction.datasets.transforms")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_transforms() -> types.SimpleNamespace:
     """The installed mmaction2's transform classes, as attributes (``.SampleFrames``...)."""
     try:

@@ -171,7 +171,8 @@ def _read(path: Path) -> object:
         detail = re.search(REFUSAL_DETAIL, str(error))
         raise CheckpointError(
             f"{path}: holds Python objects that torch's safe loader (weights_only=True) refuses"
-            f"{f' ({detail.group(1) or detail.group(2)})' if detail else ''}; this converter never lets a "
+            f"{f' ({detail.group(1) or detail.group(2)})' if detail else ''}; this converter "
+            "never lets a "
             f"checkpoint run code. If you trust the file, re-save its weights as a plain state "
             f"dict and convert that: python -c \"import torch; c = torch.load('{path}', "
             f"weights_only=False); torch.save(c.get('state_dict', c), 'plain.pth')\""

@@ -38,14 +38,14 @@ MICROSOFT_2D = Source(
 TIMM_2D = Source(
     name="2D ImageNet Swin, timm >= 0.9 layout (layers.<i+1>.downsample ends stage i)",
     detect=_is_2d,
-    renames=_2D_DROPS
-    + (
+    renames=(
+        *_2D_DROPS,
         (
             r"layers\.(?P<i_plus_1>\d+)\.downsample\.(?P<rest>.+)",
             "backbone.layers.{i}.downsample.{rest}",
         ),
-    )
-    + _2D_COMMON,
+        *_2D_COMMON,
+    ),
     reference="mmaction2-inflate",
     inflate=True,
 )

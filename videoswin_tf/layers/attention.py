@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
 
 from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
-
 
 # Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
 CHUNK_BYTES = 8 * 2**20
@@ -203,7 +202,7 @@ class WindowAttention3D(keras.layers.Layer):
             bias = bias + attention_mask[:, None]  # (nW, heads, N', N')
             if batch_windows != num_windows:  # several clips: one bias per window of each
                 repeats = (batch_windows // num_windows, 1, 1, 1, 1)
-                bias = ops.reshape(ops.tile(bias[None], repeats), (-1,) + tuple(bias.shape[1:]))
+                bias = ops.reshape(ops.tile(bias[None], repeats), (-1, *tuple(bias.shape[1:])))
         x = ops.dot_product_attention(query, key, value, bias=bias, scale=self.scale)
         return ops.reshape(x, (-1, num_tokens, self.dim))  # (B_, N', heads, hd) -> (B_, N', C)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import ops
@@ -64,7 +65,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for axis, (win, sh) in enumerate(zip(window_size, shift_size)):
+        for axis, (win, sh) in enumerate(zip(window_size, shift_size, strict=False)):
             if not 0 <= sh < win:
                 raise ValueError(
                     f"shift_size[{axis}] must be in [0, window_size[{axis}]), "

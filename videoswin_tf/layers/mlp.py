@@ -42,7 +42,7 @@ class Mlp(keras.layers.Layer):
 
     def build(self, input_shape):
         self.fc1.build(input_shape)
-        self.fc2.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
+        self.fc2.build((*tuple(input_shape[:-1]), self.hidden_dim))
 
     def call(self, x, training=None):
         x = exact_gelu(self.fc1(x))

@@ -8,11 +8,12 @@ layer of the model then builds its norms from that config.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
-NormLayer = Union[None, dict, Callable[..., keras.layers.Layer]]
+NormLayer = dict | Callable[..., keras.layers.Layer] | None
 
 
 def norm_config(norm_layer: NormLayer = None) -> dict[str, Any]:

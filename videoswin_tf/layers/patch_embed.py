@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -65,7 +66,9 @@ class PatchEmbed3D(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, *sizes, _ = input_shape
-        out = [None if s is None else -(-s // p) for s, p in zip(sizes, self.patch_size)]
+        out = [
+            None if s is None else -(-s // p) for s, p in zip(sizes, self.patch_size, strict=False)
+        ]
         return (batch, *out, self.embed_dim)
 
     def get_config(self):

@@ -11,7 +11,7 @@ only the batch axis may be unknown while a graph is traced.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from keras import ops
@@ -36,7 +36,7 @@ def effective_window(
         ``(window, shift)``, each a tuple of three ints.
     """
     window, shift = [], []
-    for size, win, sh in zip(feature_size, window_size, shift_size):
+    for size, win, sh in zip(feature_size, window_size, shift_size, strict=False):
         fits = size <= win
         window.append(size if fits else win)
         shift.append(0 if fits else sh)
@@ -83,7 +83,7 @@ def window_reverse(windows, window: Size3, padded_size: Size3):
     return ops.reshape(x, (-1, depth, height, width, channels))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def relative_position_index(window_size: Size3) -> np.ndarray:
     """Index into the relative position bias table for every pair of tokens in a window.
 
@@ -107,7 +107,7 @@ def relative_position_index(window_size: Size3) -> np.ndarray:
     return (relative * strides).sum(axis=0).astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bias_gather_index(window_size: Size3, num_tokens: int) -> np.ndarray:
     """Flat int32 index into the bias table for windows of ``num_tokens`` tokens.
 
@@ -131,7 +131,7 @@ def bias_table_size(window_size: Sequence[int]) -> int:
     return int(np.prod([2 * w - 1 for w in window_size]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shifted_window_regions(padded_size: Size3, window: Size3, shift: Size3) -> np.ndarray:
     """Region label of every token of every window, for the shifted-window mask.
 
@@ -152,7 +152,7 @@ def shifted_window_regions(padded_size: Size3, window: Size3, shift: Size3) -> n
         int32 array ``(nD * nH * nW, N)``, tokens ordered as `window_partition` orders them.
     """
     axis_labels = []
-    for length, win, sh in zip(padded_size, window, shift):
+    for length, win, sh in zip(padded_size, window, shift, strict=False):
         labels = np.zeros(length, dtype=np.int32)
         if sh > 0:
             labels[length - win : length - sh] = 1
@@ -160,7 +160,7 @@ def shifted_window_regions(padded_size: Size3, window: Size3, shift: Size3) -> n
         axis_labels.append(labels)
     d, h, w = axis_labels
     region = d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]  # (D, H, W)
-    nd, nh, nw = (size // win for size, win in zip(padded_size, window))
+    nd, nh, nw = (size // win for size, win in zip(padded_size, window, strict=False))
     region = region.reshape(nd, window[0], nh, window[1], nw, window[2])
     return region.transpose(0, 2, 4, 1, 3, 5).reshape(nd * nh * nw, -1)  # (nWindows, N)
 
@@ -185,7 +185,7 @@ def pad_to_multiple(x, multiples: Sequence[int], axes: Sequence[int] = (1, 2, 3)
     Returns ``x`` itself when no padding is needed.
     """
     pad = [[0, 0] for _ in range(len(x.shape))]
-    for axis, multiple in zip(axes, multiples):
+    for axis, multiple in zip(axes, multiples, strict=False):
         pad[axis][1] = -x.shape[axis] % multiple
     if not any(after for _, after in pad):
         return x

@@ -7,7 +7,7 @@ frames) and ``CenterCrop(S)`` pixel for pixel.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def make_views(
     height, width = frames[0].shape[:2]
     size = pipeline.crop_size
     clips = np.stack([frames[i] for i in indices.reshape(-1)])  # (clips * clip_len, H, W, 3)
-    clips = clips.reshape(indices.shape + (height, width, 3))  # (clips, clip_len, H, W, 3)
+    clips = clips.reshape((*indices.shape, height, width, 3))  # (clips, clip_len, H, W, 3)
     views = [
         clips[:, :, top : top + size, left : left + size]
         for top, left in crop_offsets(height, width, size, pipeline.num_crops)

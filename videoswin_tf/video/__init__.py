@@ -5,7 +5,14 @@ Needs the ``video`` extra (``pip install videoswin-tf[video]``); PyAV and OpenCV
 only when a video is read.
 """
 
-from videoswin_tf.video.decode import DecodedVideo, VideoError, iter_frames, read_video
+from videoswin_tf.video.decode import (
+    DecodedVideo,
+    SampledVideo,
+    VideoError,
+    iter_frames,
+    read_frames,
+    read_video,
+)
 from videoswin_tf.video.predict import (
     TopClass,
     VideoOutput,
@@ -19,6 +26,7 @@ from videoswin_tf.video.sampling import clip_indices
 
 __all__ = [
     "DecodedVideo",
+    "SampledVideo",
     "TopClass",
     "VideoError",
     "VideoOutput",
@@ -26,6 +34,7 @@ __all__ = [
     "clip_indices",
     "iter_frames",
     "predict_video",
+    "read_frames",
     "read_video",
     "view_pipeline",
     "video_features",

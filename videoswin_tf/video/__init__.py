@@ -36,7 +36,7 @@ __all__ = [
     "predict_video",
     "read_frames",
     "read_video",
-    "view_pipeline",
     "video_features",
     "video_views",
+    "view_pipeline",
 ]

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -158,7 +158,7 @@ class _SeekMiss(Exception):
 
 
 def _seek_frames(
-    video: "_VideoFile", table: FrameTable, indices: np.ndarray, transform: FrameTransform
+    video: _VideoFile, table: FrameTable, indices: np.ndarray, transform: FrameTransform
 ) -> tuple[dict[int, np.ndarray], int]:
     """The wanted frames, each decoded from the keyframe before it (one seek per stretch of
     wanted frames that a keyframe separates). The last frame is decoded too, to confirm the
@@ -239,7 +239,7 @@ class _VideoFile:
         rate = self.stream.average_rate
         self.fps = float(rate) if rate else None
 
-    def __enter__(self) -> "_VideoFile":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:

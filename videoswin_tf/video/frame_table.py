@@ -10,7 +10,7 @@ Otherwise the table is not trusted (``trusted`` is False) and frames are counted
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -36,13 +36,12 @@ class FrameTable:
         return len(self.pts)
 
     @classmethod
-    def from_packets(cls, packets: Iterable, complete: bool = True) -> "FrameTable":
+    def from_packets(cls, packets: Iterable) -> FrameTable:
         """Build the table from demuxed packets (PyAV ``Packet``: ``pts``, ``size``,
-        ``is_keyframe``, ``is_corrupt``, ``is_discard``); empty flush packets are skipped.
-        ``complete`` False (demuxing stopped on an error) makes the table untrusted."""
+        ``is_keyframe``, ``is_corrupt``, ``is_discard``); empty flush packets are skipped."""
         pts: list[int] = []
         key: list[bool] = []
-        trusted = complete
+        trusted = True
         for packet in packets:
             if packet.size == 0:
                 continue

@@ -7,7 +7,7 @@ frames) and ``CenterCrop(S)`` pixel for pixel.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

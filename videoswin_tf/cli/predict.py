@@ -126,12 +126,12 @@ def main(
     batch,
 ) -> None:
     """Classify videos (and optionally save their features) as the checkpoints were scored:
-    decode every frame, sample the clips, resize the short side, crop the views, softmax per
-    view, average over views, and print the top classes.
+    count the frames, decode those the clips use, resize the short side, crop the views,
+    softmax per view, average over views, and print the top classes.
 
     VIDEO is a file, a folder (its video files) or a quoted glob. A video that cannot be read
-    is reported and the others still run; the exit status is 1 if any failed, 2 for bad
-    options.
+    or fails in any other way is reported on one line and the others still run; the exit
+    status is 1 if any failed, 2 for bad options.
     """
     try:
         preset = get_preset(config)
@@ -166,18 +166,19 @@ def main(
                 batch_size=batch,
                 progress=status.views,
             )
-        except VideoError as error:
+            if features_dir is not None:
+                features_dir.mkdir(parents=True, exist_ok=True)
+                save_features(output, feature_paths[path], {"config": config, "sampling": sampling})
+        except Exception as error:  # noqa: BLE001 - one video's failure never stops the rest
             status.done()
-            click.secho(f"error: {error}", fg="red", err=True)
-            records.append({"video": str(path), "error": str(error)})
+            message = video_error(path, error)
+            click.secho(f"error: {message}", fg="red", err=True)
+            records.append({"video": str(path), "error": message})
             failed += 1
             continue
         status.done()
         click.echo(format_top(output))
         records.append(output.to_json())
-        if features_dir is not None:
-            features_dir.mkdir(parents=True, exist_ok=True)
-            save_features(output, feature_paths[path], {"config": config, "sampling": sampling})
     if json_path is not None:
         _write_json(json_path, records)
     if failed:
@@ -206,6 +207,16 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
         else:
             paths.append(path)
     return paths
+
+
+def video_error(path: Path, error: Exception) -> str:
+    """The one-line report of a video that failed: a `VideoError`'s own message (it names
+    the file), or the file, the exception's type and its first line for anything else."""
+    if isinstance(error, VideoError):
+        return str(error)
+    lines = str(error).strip().splitlines()
+    detail = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return f"{path}: failed while classifying it ({detail}); please report this with the file"
 
 
 def format_top(output: VideoOutput) -> str:

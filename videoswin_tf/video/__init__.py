@@ -14,7 +14,14 @@ from videoswin_tf.lazy import exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps it, _LAZY
     # and __all__ naming the same names
-    from videoswin_tf.video.decode import DecodedVideo, VideoError, iter_frames, read_video
+    from videoswin_tf.video.decode import (
+        DecodedVideo,
+        SampledVideo,
+        VideoError,
+        iter_frames,
+        read_frames,
+        read_video,
+    )
     from videoswin_tf.video.predict import (
         TopClass,
         VideoOutput,
@@ -28,7 +35,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
 
 # Module -> the public names it defines, imported on first use.
 _LAZY = {
-    "videoswin_tf.video.decode": ("DecodedVideo", "VideoError", "iter_frames", "read_video"),
+    "videoswin_tf.video.decode": (
+        "DecodedVideo",
+        "SampledVideo",
+        "VideoError",
+        "iter_frames",
+        "read_frames",
+        "read_video",
+    ),
     "videoswin_tf.video.predict": (
         "TopClass",
         "VideoOutput",
@@ -43,6 +57,7 @@ _LAZY = {
 
 __all__ = [
     "DecodedVideo",
+    "SampledVideo",
     "TopClass",
     "VideoError",
     "VideoOutput",
@@ -50,6 +65,7 @@ __all__ = [
     "clip_indices",
     "iter_frames",
     "predict_video",
+    "read_frames",
     "read_video",
     "video_features",
     "video_views",

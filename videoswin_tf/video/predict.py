@@ -21,7 +21,7 @@ import numpy as np
 
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import TestPipeline, get_preset
-from videoswin_tf.video.decode import read_video
+from videoswin_tf.video.decode import read_frames
 from videoswin_tf.video.sampling import clip_indices
 from videoswin_tf.video.transform import make_views, normalize, resize_short_side
 
@@ -46,7 +46,7 @@ class VideoViews:
 
     Attributes:
         path: the video file.
-        num_frames: frames decoded.
+        num_frames: frames in the video.
         indices: ``(clips, clip_len)`` frame indices of the clips.
         views: ``(crops * clips, clip_len, S, S, 3)`` uint8 RGB; view ``crop * clips + clip``.
         pipeline: the pipeline that cut them.
@@ -65,7 +65,7 @@ class VideoOutput:
 
     Attributes:
         path: the video file.
-        num_frames: frames decoded.
+        num_frames: frames in the video.
         views: the protocol, e.g. ``"4x3"``.
         probabilities: ``(classes,)`` softmax per view, averaged over views; ``None`` for a
             model without a head.
@@ -114,15 +114,20 @@ def view_pipeline(config: str | TestPipeline, views: str | None = None) -> TestP
 def video_views(
     path: str | os.PathLike, pipeline: TestPipeline, sampling: str = "vswin"
 ) -> VideoViews:
-    """Decode ``path`` (resizing each frame as it comes) and cut its views.
+    """Decode the frames of ``path`` that its clips use, resize them and cut the views.
+
+    Memory holds only those frames, whatever the video's length (`read_frames`).
 
     Raises:
         videoswin_tf.video.VideoError: the file cannot be read as a video.
     """
-    video = read_video(path, functools.partial(resize_short_side, short_side=pipeline.short_side))
-    indices = clip_indices(video.num_frames, pipeline, sampling)  # (clips, clip_len)
-    views = make_views(video.frames, indices, pipeline)
-    return VideoViews(video.path, video.num_frames, indices, views, pipeline)
+    video = read_frames(
+        path,
+        functools.partial(clip_indices, pipeline=pipeline, protocol=sampling),
+        functools.partial(resize_short_side, short_side=pipeline.short_side),
+    )
+    views = make_views(video.frames, video.indices, pipeline)  # indices (clips, clip_len)
+    return VideoViews(video.path, video.num_frames, video.indices, views, pipeline)
 
 
 def run_views(

@@ -7,7 +7,7 @@ frames) and ``CenterCrop(S)`` pixel for pixel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -59,20 +59,23 @@ def crop_offsets(height: int, width: int, crop_size: int, num_crops: int) -> lis
 
 
 def make_views(
-    frames: Sequence[np.ndarray], indices: np.ndarray, pipeline: TestPipeline
+    frames: Sequence[np.ndarray] | Mapping[int, np.ndarray],
+    indices: np.ndarray,
+    pipeline: TestPipeline,
 ) -> np.ndarray:
     """Cut the views of a video: ``(crops * clips, clip_len, S, S, 3)`` uint8.
 
     Args:
-        frames: the video's frames, already resized (`resize_short_side`), all one size.
+        frames: the video's frames already resized (`resize_short_side`), all one size: a
+            list of every frame, or ``{index: frame}`` holding at least those in ``indices``.
         indices: ``(clips, clip_len)`` frame indices (`videoswin_tf.video.sampling`).
         pipeline: crop size and number of crops.
 
     View ``crop * clips + clip`` is crop ``crop`` of clip ``clip``, as in mmaction2.
     """
-    height, width = frames[0].shape[:2]
+    clips = np.stack([frames[int(i)] for i in indices.reshape(-1)])  # (clips * clip_len, H, W, 3)
+    height, width = clips.shape[1:3]
     size = pipeline.crop_size
-    clips = np.stack([frames[i] for i in indices.reshape(-1)])  # (clips * clip_len, H, W, 3)
     clips = clips.reshape((*indices.shape, height, width, 3))  # (clips, clip_len, H, W, 3)
     views = [
         clips[:, :, top : top + size, left : left + size]
@@ -82,5 +85,9 @@ def make_views(
 
 
 def normalize(views: np.ndarray) -> np.ndarray:
-    """uint8 RGB views to the model's float32 input: ``(x - MEAN) / STD`` per channel."""
-    return (views.astype(np.float32) - MEAN) / STD
+    """uint8 RGB views to the model's float32 input: ``(x - MEAN) / STD`` per channel,
+    computed in place in one float32 copy (no temporaries the size of the views)."""
+    out = views.astype(np.float32)
+    out -= MEAN
+    out /= STD
+    return out

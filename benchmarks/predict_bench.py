@@ -13,8 +13,9 @@ decoding, preprocessing (sampling, resizing, cropping, normalising) and in the m
   ThreeCrop and the normalisation of its data preprocessor (mean/std in torch).
 
 Decoding and preprocessing are the best of ``--repeat`` runs; the model is timed once for both
-(the same Swin-T forward on the same views, after a warm-up batch that traces it). Then, each in a fresh process, `video_views` on a generated 20 s and a
-generated long video (25 fps, 64x48, a keyframe every 250 frames at most; resized to 299x224):
+(the same Swin-T forward on the same views, after a warm-up batch that traces it). Then, each
+in a fresh process, `video_views` on a generated 20 s and a generated long video (25 fps,
+64x48, a keyframe every 250 frames at most; resized to 299x224):
 peak resident memory (VmHWM) and seconds. Other processes on the machine change the numbers:
 the load average is printed with them.
 

@@ -178,8 +178,11 @@ def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights
     out_json = tmp_path / "out.json"
     result = CliRunner().invoke(
         main,
-        [str(joined), str(broken), str(good), "--weights", str(tiny_weights)]
-        + ["--config", "swin_t_k400", "--views", "1x1", "--json", str(out_json)],
+        [
+            *(str(path) for path in (joined, broken, good)),
+            *("--weights", str(tiny_weights), "--config", "swin_t_k400", "--views", "1x1"),
+            *("--json", str(out_json)),
+        ],
     )
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines() == [

@@ -169,7 +169,7 @@ def main(
             if features_dir is not None:
                 features_dir.mkdir(parents=True, exist_ok=True)
                 save_features(output, feature_paths[path], {"config": config, "sampling": sampling})
-        except Exception as error:  # noqa: BLE001 - one video's failure never stops the rest
+        except Exception as error:  # one video's failure never stops the rest
             status.done()
             message = video_error(path, error)
             click.secho(f"error: {message}", fg="red", err=True)

@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from videoswin_tf import hub
+from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
 from videoswin_tf.layers.norm import build_norm, norm_config
 from videoswin_tf.layers.patch_embed import PatchEmbed3D
 from videoswin_tf.layers.stage import SwinStage
@@ -56,11 +57,11 @@ class VideoSwinBackbone(keras.Model):
 
     def __init__(
         self,
-        patch_size: Sequence[int] = (2, 4, 4),
+        patch_size: Sequence[int] = DEFAULT_PATCH,
         embed_dim: int = 96,
         depths: Sequence[int] = (2, 2, 6, 2),
         num_heads: Sequence[int] = (3, 6, 12, 24),
-        window_size: Sequence[int] = (8, 7, 7),
+        window_size: Sequence[int] = DEFAULT_WINDOW,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         qk_scale: float | None = None,

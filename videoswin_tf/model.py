@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 
+from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
 from videoswin_tf.backbone import INPUT_LAYOUT, VideoSwinBackbone, validate_clip
 from videoswin_tf.engine import PredictEngine
 from videoswin_tf.layers.head import I3DHead
@@ -54,11 +55,11 @@ class TFSwinTransformer3D(PredictEngine, VideoSwinBackbone):
 
     def __init__(
         self,
-        patch_size: Sequence[int] = (2, 4, 4),
+        patch_size: Sequence[int] = DEFAULT_PATCH,
         embed_dim: int = 96,
         depths: Sequence[int] = (2, 2, 6, 2),
         num_heads: Sequence[int] = (3, 6, 12, 24),
-        window_size: Sequence[int] = (8, 7, 7),
+        window_size: Sequence[int] = DEFAULT_WINDOW,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         qk_scale: float | None = None,

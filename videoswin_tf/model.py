@@ -8,11 +8,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from videoswin_tf import weights_file
 from videoswin_tf.layers.head import I3DHead
 from videoswin_tf.layers.norm import build_norm, norm_config
 from videoswin_tf.layers.patch_embed import PatchEmbed3D
 from videoswin_tf.layers.stage import SwinStage
-from videoswin_tf.weights_file import check_fits
 
 INPUT_LAYOUT = "(batch, frames, height, width, 3), channels last"
 
@@ -275,9 +275,9 @@ class TFSwinTransformer3D(keras.Model):
         """Keras' ``load_weights``, after checking the config that files written by this
         package record (window, width, depth, heads, patch, head): a file for another model
         raises `videoswin_tf.weights_file.WeightsMismatchError` naming each difference and the
-        builder call that fits the file. ``*.weights.h5`` and the seed's ``*.h5`` both load."""
-        check_fits(self, filepath)
-        super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+        builder call that fits the file. ``*.weights.h5``, the seed's own ``*.h5`` files and
+        this package's load (`videoswin_tf.weights_file.load_weights`)."""
+        weights_file.load_weights(self, filepath, super().load_weights, skip_mismatch, **kwargs)
 
 
 def validate_clip(x) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,6 @@ from videoswin_tf import (
     WeightsMismatchError,
     load_labels,
     tf_video_swin_base,
-    tf_video_swin_small,
     tf_video_swin_tiny,
 )
 from videoswin_tf.weights_file import save_weights, variable_differences
@@ -175,3 +173,153 @@ def test_our_h5_has_the_names_of_a_fresh_seed_process(seed_files):
                 assert ours[group][name].shape == seed[group][name].shape
                 assert ours[group][name].dtype == seed[group][name].dtype
         assert set(ours.attrs) - set(seed.attrs) == {"videoswin_tf_config"}
+
+
+def test_seed_snippet_verbatim_on_the_seeds_tiny_k400_file(seed_files, monkeypatch):
+    # The seed README's lines, with its `model_tf` typo read as the `model` it builds.
+    monkeypatch.chdir(seed_files["folder"])
+    model = tf_video_swin_tiny(num_classes=400)
+    model.load_weights("TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5")
+
+    y_pred = model(tf.ones(shape=(1, 32, 224, 224, 3)))
+    assert y_pred.shape == (1, 400)  # the snippet's TensorShape([1, 400])
+    assert relative_difference(model(CLIP), np.load(f"{T_K400}.npy")) < RTOL
+
+
+def test_weights_argument_takes_a_seed_file_and_its_release_name(seed_files):
+    # The seed records no config: its shapes give the model, its release name the labels.
+    path = str(seed_files["folder"] / f"{B_SSV2}.h5")
+    model = tf_video_swin_base(weights=path)
+    assert (model.window_size, model.num_classes) == ((16, 7, 7), 174)
+    assert model.class_names == load_labels("sthv2", 174)
+    assert relative_difference(model(CLIP), np.load(Path(path).with_suffix(".npy"))) < RTOL
+    backbone = tf_video_swin_base(weights=path, include_top=False)
+    full = {below_model(weight): np.asarray(weight.numpy()) for weight in model.weights}
+    assert len(backbone.weights) == len(full) - 2  # all but the head's kernel and bias
+    for weight in backbone.weights:
+        assert np.array_equal(np.asarray(weight.numpy()), full[below_model(weight)])
+
+
+def below_model(weight) -> str:
+    return weight.path.split("/", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "build, file, expected",
+    [
+        (
+            lambda: tf_video_swin_base(num_classes=174),
+            B_SSV2,
+            "window (window_size): the file's is (16, 7, 7), the model's (8, 7, 7); build the "
+            "model the file fits: tf_video_swin_base(window_size=(16, 7, 7), num_classes=174), "
+            "or tf_video_swin_base(weights='swin_b_ssv2'); for a new head, load the backbone "
+            "alone with tf_video_swin_base(weights='{path}', include_top=False)",
+        ),
+        (
+            lambda: tf_video_swin_tiny(num_classes=600),
+            T_K400,
+            "classes (num_classes): the file's head has 400, the model's 600; build the model "
+            "the file fits: tf_video_swin_tiny(num_classes=400), or "
+            "tf_video_swin_tiny(weights='swin_t_k400'); for a new head, load the backbone alone "
+            "with tf_video_swin_tiny(weights='{path}', include_top=False)",
+        ),
+        (
+            lambda: tf_video_swin_base(num_classes=400),
+            T_K400,
+            "width (embed_dim): the file's is 96, the model's 128; depth (depths): the file's "
+            "is (2, 2, 6, 2), the model's (2, 2, 18, 2); heads (num_heads): the file's is "
+            "(3, 6, 12, 24), the model's (4, 8, 16, 32); build the model the file fits: "
+            "tf_video_swin_tiny(num_classes=400), or tf_video_swin_tiny(weights='swin_t_k400'); "
+            "for a new head, load the backbone alone with "
+            "tf_video_swin_tiny(weights='{path}', include_top=False)",
+        ),
+    ],
+)
+def test_a_seed_file_for_another_model_is_named(seed_files, build, file, expected):
+    path = seed_files["folder"] / f"{file}.h5"
+    with pytest.raises(WeightsMismatchError) as info:
+        build().load_weights(str(path))
+    assert str(info.value) == f"{path} does not fit this model: " + expected.format(path=path)
+
+
+def write_earlier(model, path: Path) -> None:
+    """This package's `.h5` writer up to 0.1.0 (git 38e65c9, weights_file._write_legacy):
+    one group per top-level layer holding weights, named as the layer, each holding Keras 3's
+    order of its weights under their variable paths."""
+    layers = [
+        ("patch_embed", model.patch_embed),
+        *((f"layers_{index}", stage) for index, stage in enumerate(model.stages)),
+        ("norm", model.norm),
+        ("cls_head", model.head),
+    ]
+    with h5py.File(path, "w") as file:
+        file.attrs["layer_names"] = np.array([name.encode() for name, _ in layers])
+        for name, layer in layers:
+            group = file.create_group(name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            group.attrs["weight_names"] = np.array([weight.path.encode() for weight in weights])
+            for weight in weights:
+                group.create_dataset(weight.path, data=np.asarray(weight.numpy()))
+
+
+def test_files_of_the_earlier_layout_still_load(tmp_path):
+    model = TFSwinTransformer3D(**SMALL)
+    stress(model, 3)
+    write_earlier(model, tmp_path / "earlier.h5")
+    with h5py.File(tmp_path / "earlier.h5", "r") as file:  # the bias table before qkv
+        assert [
+            name.decode().split("/", 1)[1] for name in file["layers_0"].attrs["weight_names"][:4]
+        ] == [
+            "layers_0/blocks_0/norm1/gamma",
+            "layers_0/blocks_0/norm1/beta",
+            "layers_0/blocks_0/attn/relative_position_bias_table",
+            "layers_0/blocks_0/attn/qkv/kernel",
+        ]
+    loaded = TFSwinTransformer3D(**SMALL)
+    loaded.load_weights(str(tmp_path / "earlier.h5"))
+    assert variable_differences(model, loaded) == []
+
+
+def test_a_file_without_a_recorded_config_fits_by_its_shapes(tmp_path):
+    # A seed-layout file of a custom size and window, recording nothing, like the seed's own.
+    model = TFSwinTransformer3D(**SMALL)
+    stress(model, 4)
+    path = tmp_path / "custom.h5"
+    save_weights(model, path)
+    with h5py.File(path, "r+") as file:
+        del file.attrs["videoswin_tf_config"]
+    loaded = TFSwinTransformer3D(**SMALL)
+    loaded.load_weights(str(path))
+    assert variable_differences(model, loaded) == []
+    with pytest.raises(WeightsMismatchError) as info:
+        TFSwinTransformer3D(**SMALL | {"window_size": (2, 2, 2)}).load_weights(str(path))
+    assert str(info.value) == (
+        f"{path} does not fit this model: its relative position bias tables have 75 rows, "
+        "which no window (Wd, Wh, Ww) with (Wh, Ww) in [(2, 2), (7, 7)] gives "
+        "((2Wd-1)(2Wh-1)(2Ww-1) rows); build the model with the window it was trained with "
+        "and call load_weights"
+    )
+
+
+def test_weights_out_of_the_seeds_order_are_refused_before_any_is_assigned(tmp_path):
+    model = TFSwinTransformer3D(**SMALL)
+    path = tmp_path / "swapped.h5"
+    save_weights(model, path)
+    with h5py.File(path, "r+") as file:  # proj listed where qkv belongs, and back
+        names = list(file["TFBasicLayer1"].attrs["weight_names"])
+        names[2:6] = names[4:6] + names[2:4]
+        file["TFBasicLayer1"].attrs["weight_names"] = np.array([name.encode() for name in names])
+    target = TFSwinTransformer3D(**SMALL)
+    before = [np.asarray(weight.numpy()) for weight in target.weights]
+    with pytest.raises(WeightsMismatchError) as info:
+        target.load_weights(str(path))
+    assert str(info.value) == (
+        f"{path} (the seed's layout, innat/VideoSwin v1) does not fit this model: "
+        "TFBasicLayer1/dense_1/kernel:0 (32, 32) is not layers_0/blocks_0/attn/qkv/kernel "
+        "(32, 96) (and 3 more); load_weights(..., skip_mismatch=True) keeps the model's own "
+        "values for those"
+    )
+    assert all(np.array_equal(a, np.asarray(w.numpy())) for a, w in zip(before, target.weights))
+    with pytest.warns(UserWarning, match="kept the model's own values for those"):
+        target.load_weights(str(path), skip_mismatch=True)
+    assert np.array_equal(target.norm.gamma.numpy(), model.norm.gamma.numpy())

@@ -69,7 +69,7 @@ class Layout:
 
 
 SEED = Layout(
-    name="the seed's (innat/VideoSwin v1 TFSwinTransformer3D)",
+    name="the seed's layout, innat/VideoSwin v1",
     groups=(
         ("TFPatchEmbed3D", "patch_embed"),
         ("pos_drop", None),
@@ -90,7 +90,7 @@ SEED = Layout(
     merging=("reduction", "norm"),
 )
 EARLIER = Layout(
-    name="this package's up to 0.1.0",
+    name="this package's layout up to 0.1.0",
     groups=(
         ("patch_embed", "patch_embed"),
         ("layers_{index}", "stages"),
@@ -323,7 +323,8 @@ def _window(rows: int, hint: Sequence[int] | None) -> list[int]:
             return [(depth + 1) // 2, height, width]
     raise LayoutError(
         f"its relative position bias tables have {rows} rows, which no window (Wd, Wh, Ww) "
-        f"with (Wh, Ww) in {spatials} gives ((2Wd-1)(2Wh-1)(2Ww-1) rows)"
+        f"with (Wh, Ww) in {spatials} gives ((2Wd-1)(2Wh-1)(2Ww-1) rows); build the model "
+        "with the window it was trained with and call load_weights"
     )
 
 

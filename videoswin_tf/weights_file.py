@@ -207,12 +207,14 @@ def load_weights(
     with h5py.File(path, "r") as file:
         pairs, problems = legacy_h5.assignments(model, file, layout)
     if problems:
-        message = f"{path} ({layout.name} layout) does not fit this model: {problems[0]}" + (
-            f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        )
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        message = f"{path} ({layout.name}) does not fit this model: {problems[0]}{more}"
         if not skip_mismatch:
-            raise WeightsMismatchError(message)
-        warnings.warn(f"{message}; skipped (skip_mismatch=True)", stacklevel=3)
+            raise WeightsMismatchError(
+                f"{message}; load_weights(..., skip_mismatch=True) keeps the model's own values "
+                "for those"
+            )
+        warnings.warn(f"{message}; kept the model's own values for those", stacklevel=3)
     for variable, value in pairs:
         variable.assign(value)
 

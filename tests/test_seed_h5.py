@@ -26,6 +26,7 @@ from videoswin_tf import (
     WeightsMismatchError,
     load_labels,
     tf_video_swin_base,
+    tf_video_swin_small,
     tf_video_swin_tiny,
 )
 from videoswin_tf.weights_file import save_weights, variable_differences
@@ -323,3 +324,51 @@ def test_weights_out_of_the_seeds_order_are_refused_before_any_is_assigned(tmp_p
     with pytest.warns(UserWarning, match="kept the model's own values for those"):
         target.load_weights(str(path), skip_mismatch=True)
     assert np.array_equal(target.norm.gamma.numpy(), model.norm.gamma.numpy())
+
+
+SLOW_CASES = {  # release name: (builder, seed job)
+    "TFVideoSwinS_K400_IN1K_P244_W877_32x224": (
+        tf_video_swin_small,
+        {"arch": "small", "num_classes": 400},
+    ),
+    "TFVideoSwinB_K400_IN1K_P244_W877_32x224": (
+        tf_video_swin_base,
+        {"arch": "base", "num_classes": 400},
+    ),
+    "TFVideoSwinB_K600_IN22K_P244_W877_32x224": (
+        tf_video_swin_base,
+        {"arch": "base", "num_classes": 600},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def slow_seed_files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("seed_slow")
+    jobs = [
+        {"action": "write", "path": f"{name}.h5", "seed": index} | job
+        for index, (name, (_, job)) in enumerate(SLOW_CASES.items())
+    ]
+    run_seed(folder, jobs)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", SLOW_CASES)
+def test_seed_small_and_base_files_give_the_seed_logits(slow_seed_files, release):
+    builder, job = SLOW_CASES[release]
+    model = builder(num_classes=job["num_classes"])
+    model.load_weights(str(slow_seed_files / f"{release}.h5"))
+    assert relative_difference(model(CLIP), np.load(slow_seed_files / f"{release}.npy")) < RTOL
+
+
+@pytest.mark.slow
+def test_seed_snippet_on_the_seeds_base_ssv2_file(seed_files, monkeypatch):
+    # The snippet with the SSv2 model's arguments (the seed's README shows Swin-T only).
+    monkeypatch.chdir(seed_files["folder"])
+    model = tf_video_swin_base(window_size=(16, 7, 7), num_classes=174)
+    model.load_weights("TFVideoSwinB_SSV2_K400_P244_W1677_32x224.h5")
+
+    y_pred = model(tf.ones(shape=(1, 32, 224, 224, 3)))
+    assert y_pred.shape == (1, 174)
+    assert relative_difference(model(CLIP), np.load(f"{B_SSV2}.npy")) < RTOL

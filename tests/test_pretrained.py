@@ -161,6 +161,18 @@ def test_backbone_of_a_classifier_preset(mirror):
     np.testing.assert_array_equal(np.asarray(backbone(CLIP)), pooled)
 
 
+def test_the_keras3_rewrites_names_load_the_same_weights(mirror):
+    # innat/VideoSwin v2.0's names: `_classifier` the whole model, the bare name its backbone.
+    full = tf_video_swin_tiny(weights="swin_t_k400")
+    classifier = tf_video_swin_tiny(weights="videoswin_tiny_kinetics400_classifier")
+    assert variable_differences(full, classifier) == []
+    assert classifier.class_names == full.class_names
+    backbone = tf_video_swin_tiny(weights="videoswin_tiny_kinetics400")
+    assert backbone.head is None
+    pooled = np.asarray(keras.ops.mean(full.stage_features(CLIP)[-1], axis=(1, 2, 3)))
+    np.testing.assert_array_equal(np.asarray(backbone(CLIP)), pooled)
+
+
 def test_tampered_asset_fails_its_hash_and_leaves_nothing(mirror, tmp_path):
     asset = mirror / f"{T_RELEASE}.weights.h5"
     good = asset.read_bytes()

@@ -10,7 +10,8 @@ models fix their padding and masks at the first call), then:
   ``save_weights(path)`` and its logits on the clip to ``logits`` (``.npy``);
 - ``"load"``: loads ``path`` with the seed's own ``load_weights`` and saves its logits.
 
-Job keys: ``action``, ``arch`` (``tiny``, ``small``, ``base``), ``num_classes``, ``window_size``
+Job keys: ``action``, ``arch`` (``tiny``, ``small``, ``base``, or a custom size as
+``{"embed_dim": ..., "depths": [...], "num_heads": [...]}``), ``num_classes``, ``window_size``
 (``null`` for the seed builders' fixed 8x7x7), ``clip``, ``path``, ``logits``, ``seed``.
 """
 
@@ -39,13 +40,17 @@ SIZES = {
 
 def build(job: dict):
     """The seed's model of ``job``: its builder, or for another window (the seed's SSv2 file)
-    its ``TFSwinTransformer3D`` with the builder's arguments and that window (the builders
-    pass ``window_size`` themselves, so they cannot take another)."""
+    or a custom size its ``TFSwinTransformer3D`` with the builder's other arguments (the
+    builders pass ``window_size`` themselves, so they cannot take another)."""
     from videoswin import model as seed
 
+    arch = job["arch"]
     if job["window_size"] is None:
-        return getattr(seed, BUILDERS[job["arch"]])(num_classes=job["num_classes"])
-    embed_dim, depths, num_heads = SIZES[job["arch"]]
+        return getattr(seed, BUILDERS[arch])(num_classes=job["num_classes"])
+    if isinstance(arch, str):
+        embed_dim, depths, num_heads = SIZES[arch]
+    else:
+        embed_dim, depths, num_heads = arch["embed_dim"], arch["depths"], arch["num_heads"]
     return seed.TFSwinTransformer3D(
         patch_size=(2, 4, 4),
         embed_dim=embed_dim,

@@ -54,9 +54,9 @@ def seed_reference() -> Path:
     )
 
 
-def run_seed(folder: Path, jobs: list[dict]) -> None:
-    """Run ``jobs`` (see seed_keras2.py) in one Keras 2 process."""
-    np.save(folder / "clip.npy", CLIP)
+def run_seed(folder: Path, jobs: list[dict], clip: np.ndarray = CLIP) -> None:
+    """Run ``jobs`` (see seed_keras2.py) in one Keras 2 process, on ``clip``."""
+    np.save(folder / "clip.npy", clip)
     for job in jobs:  # paths below folder; the seed's logits go beside the file
         path = folder / job["path"]
         suffix = ".npy" if job["action"] == "write" else ".seed.npy"
@@ -159,6 +159,26 @@ def test_ours_load_in_the_seeds_code_with_the_same_logits(seed_files):
     folder = seed_files["folder"]
     seed_logits = np.load(folder / "ours_t.seed.npy")
     assert relative_difference(seed_logits, np.load(folder / "ours_t.npy")) < RTOL
+
+
+def test_a_converted_h5_gives_the_converters_logits_in_the_seeds_code(tmp_path):
+    # mmaction2 checkpoint -> vswin-convert (parity-checked) -> .h5 -> the seed's own model.
+    from test_convert import MINI, MINI_JSON, write_checkpoint
+
+    from convert.converter import convert
+
+    config = tmp_path / "mini.json"
+    config.write_text(json.dumps(MINI_JSON))
+    pth = write_checkpoint(tmp_path, MINI, "authors")
+    result = convert(pth, config=str(config), out=tmp_path / "mini.h5", log=lambda _: None)
+    assert result.report.passed
+    clip = CLIP[:, :16, :48, :48]  # 8x12x12 tokens: windows (4, 3, 3), shifted
+    model = TFSwinTransformer3D(**MINI.keras_kwargs())
+    model.load_weights(str(tmp_path / "mini.h5"))
+    sizes = {key: MINI_JSON[key] for key in ("embed_dim", "depths", "num_heads")}
+    job = {"action": "load", "arch": sizes, "num_classes": 11, "window_size": [4, 3, 3]}
+    run_seed(tmp_path, [job | {"path": "mini.h5"}], clip)
+    assert relative_difference(np.load(tmp_path / "mini.seed.npy"), model(clip)) < RTOL
 
 
 def test_our_h5_has_the_names_of_a_fresh_seed_process(seed_files):

@@ -392,3 +392,18 @@ def test_seed_snippet_on_the_seeds_base_ssv2_file(seed_files, monkeypatch):
     y_pred = model(tf.ones(shape=(1, 32, 224, 224, 3)))
     assert y_pred.shape == (1, 174)
     assert relative_difference(model(CLIP), np.load(f"{B_SSV2}.npy")) < RTOL
+
+
+def test_a_damaged_seed_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / "damaged.h5"
+    save_weights(TFSwinTransformer3D(**SMALL), path)
+    with h5py.File(path, "r+") as file:  # the seed's files record no config
+        del file.attrs["videoswin_tf_config"]
+        name = file["TFBasicLayer2"].attrs["weight_names"][0]
+        del file["TFBasicLayer2"][name]
+    with pytest.raises(WeightsMismatchError) as info:
+        TFSwinTransformer3D(**SMALL).load_weights(str(path))
+    assert str(info.value) == (
+        f"{path} does not fit this model: its group 'TFBasicLayer2' lists a weight "
+        f"'{name}' it does not hold; the file is damaged or incomplete: download or write it again"
+    )

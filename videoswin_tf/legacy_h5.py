@@ -39,6 +39,8 @@ class LayoutError(ValueError):
     """A file in one of the `LAYOUTS` whose shapes fit no model config."""
 
 
+BIAS_TABLE = "relative_position_bias_table"
+DAMAGED = "; the file is damaged or incomplete: download or write it again"
 # The seed's spatial window (its builders fix (8, 7, 7); its SSv2 file uses (16, 7, 7)).
 SEED_SPATIAL_WINDOW = (7, 7)
 
@@ -133,15 +135,18 @@ def assignments(model, file: h5py.File, layout: Layout) -> tuple[list, list[str]
         if group not in stored:
             problems.append(f"the file has no group {group!r}")
             continue
-        names = attribute_list(file[group], "weight_names")
-        if len(names) != len(variables):
+        try:
+            saved = _named_values(file, group)
+        except LayoutError as error:
+            problems.append(str(error).replace("its group", "group", 1))
+            continue
+        if len(saved) != len(variables):
             problems.append(
-                f"group {group!r} holds {len(names)} weights, the model's "
+                f"group {group!r} holds {len(saved)} weights, the model's "
                 f"{_owner(variables)} has {len(variables)}"
             )
             continue
-        for name, variable in zip(names, variables):
-            value = file[group][name]
+        for (name, value), variable in zip(saved, variables):
             if leaf(name) != variable.name or tuple(value.shape) != tuple(variable.shape):
                 problems.append(
                     f"{group}/{name} {tuple(value.shape)} is not {_relative(variable)} "
@@ -183,25 +188,20 @@ def seed_config(file: h5py.File, window_hint: Sequence[int] | None = None) -> di
     window of ``window_hint``, then the seed's 7x7; a `LayoutError` when neither gives them.
     """
     groups = {name: _named_values(file, name) for name in attribute_list(file, "layer_names")}
-    kernel = _first(groups["TFPatchEmbed3D"], "kernel")
-    depths, heads, rows = [], [], None
-    number = 1
-    while f"TFBasicLayer{number}" in groups:
-        tables = [
-            value
-            for name, value in groups[f"TFBasicLayer{number}"]
-            if leaf(name) == "relative_position_bias_table"
-        ]
-        depths.append(len(tables))
-        heads.append(int(tables[0].shape[1]))
-        rows = int(tables[0].shape[0])
-        number += 1
-    head = groups.get("head") and _first(groups["head"], "kernel")
+    kernel = _first(groups, "TFPatchEmbed3D", "kernel")
+    depths, heads, rows = [], [], 0
+    while f"TFBasicLayer{len(depths) + 1}" in groups:
+        group = f"TFBasicLayer{len(depths) + 1}"
+        table = _first(groups, group, BIAS_TABLE)
+        depths.append(sum(leaf(name) == BIAS_TABLE for name, _ in groups[group]))
+        heads.append(int(table.shape[1]))
+        rows = int(table.shape[0])
+    head = _first(groups, "head", "kernel") if groups.get("head") else None
     return {
         "embed_dim": int(kernel.shape[-1]),
         "depths": depths,
         "num_heads": heads,
-        "window_size": None if rows is None else _window(rows, window_hint),
+        "window_size": _window(rows, window_hint),
         "patch_size": [int(size) for size in kernel.shape[:3]],
         "include_top": head is not None,
         "num_classes": None if head is None else int(head.shape[1]),
@@ -306,11 +306,23 @@ def _groups(model, layout: Layout):
 
 
 def _named_values(file: h5py.File, group: str) -> list[tuple[str, h5py.Dataset]]:
-    return [(name, file[group][name]) for name in attribute_list(file[group], "weight_names")]
+    if group not in file:
+        raise LayoutError(f"it lists a group {group!r} that it does not hold{DAMAGED}")
+    names = attribute_list(file[group], "weight_names")
+    missing = [name for name in names if name not in file[group]]
+    if missing:
+        raise LayoutError(
+            f"its group {group!r} lists a weight {missing[0]!r} it does not hold{DAMAGED}"
+        )
+    return [(name, file[group][name]) for name in names]
 
 
-def _first(named: list[tuple[str, h5py.Dataset]], leaf_name: str) -> h5py.Dataset:
-    return next(value for name, value in named if leaf(name) == leaf_name)
+def _first(groups: dict, group: str, leaf_name: str) -> h5py.Dataset:
+    """The first weight called ``leaf_name`` of ``group``; a `LayoutError` if there is none."""
+    found = [value for name, value in groups.get(group, []) if leaf(name) == leaf_name]
+    if not found:
+        raise LayoutError(f"its group {group!r} holds no {leaf_name}{DAMAGED}")
+    return found[0]
 
 
 def _window(rows: int, hint: Sequence[int] | None) -> list[int]:

@@ -36,7 +36,7 @@ import numpy as np
 
 
 class LayoutError(ValueError):
-    """A file in one of the `LAYOUTS` whose shapes fit no model config."""
+    """A file in one of the `LAYOUTS` that is damaged, or whose shapes fit no model config."""
 
 
 BIAS_TABLE = "relative_position_bias_table"
@@ -138,7 +138,7 @@ def assignments(model, file: h5py.File, layout: Layout) -> tuple[list, list[str]
         try:
             saved = _named_values(file, group)
         except LayoutError as error:
-            problems.append(str(error).replace("its group", "group", 1))
+            problems.append(str(error))
             continue
         if len(saved) != len(variables):
             problems.append(

@@ -9,6 +9,7 @@ from keras import ops
 
 from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
+
 # Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
 CHUNK_BYTES = 8 * 2**20
 

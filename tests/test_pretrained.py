@@ -27,12 +27,12 @@ from videoswin_tf.convert.outputs.weights import write_checked
 from videoswin_tf import (
     TFSwinTransformer3D,
     downloads,
+    legacy_h5,
     load_labels,
     presets,
     tf_video_swin_base,
     tf_video_swin_small,
     tf_video_swin_tiny,
-    weights_file,
 )
 from videoswin_tf.weights_file import WeightsMismatchError, save_weights, variable_differences
 
@@ -104,17 +104,19 @@ def test_seed_snippet_verbatim(release, monkeypatch):
 
 
 def test_the_suffix_picks_the_format(release):
-    with h5py.File(release / f"{T_RELEASE}.h5", "r") as file:  # Keras 2 layout
-        assert [name.decode() for name in file.attrs["layer_names"]] == [
-            "patch_embed",
-            "layers_0",
-            "layers_1",
-            "layers_2",
-            "layers_3",
+    with h5py.File(release / f"{T_RELEASE}.h5", "r") as file:  # Keras 2 layout, the seed's
+        assert list(file.attrs["layer_names"]) == [
+            "TFPatchEmbed3D",
+            "pos_drop",
+            "TFBasicLayer1",
+            "TFBasicLayer2",
+            "TFBasicLayer3",
+            "TFBasicLayer4",
             "norm",
-            "cls_head",
+            "adt_avg_pool3d",
+            "head",
         ]
-        assert len(file["layers_2"].attrs["weight_names"]) == 6 * 13 + 3
+        assert len(file["TFBasicLayer3"].attrs["weight_names"]) == 6 * 13 + 3
         recorded = json.loads(file.attrs["videoswin_tf_config"])
     with h5py.File(release / f"{T_RELEASE}.weights.h5", "r") as file:  # Keras 3's
         assert "layer_names" not in file.attrs and "layers" in file
@@ -165,6 +167,18 @@ def test_backbone_of_a_classifier_preset(mirror):
     full = tf_video_swin_tiny(weights="swin_t_k400")
     backbone = tf_video_swin_tiny(weights="swin_t_k400", include_top=False)
     assert backbone.class_names is None and backbone.head is None
+    pooled = np.asarray(keras.ops.mean(full.stage_features(CLIP)[-1], axis=(1, 2, 3)))
+    np.testing.assert_array_equal(np.asarray(backbone(CLIP)), pooled)
+
+
+def test_the_keras3_rewrites_names_load_the_same_weights(mirror):
+    # innat/VideoSwin v2.0's names: `_classifier` the whole model, the bare name its backbone.
+    full = tf_video_swin_tiny(weights="swin_t_k400")
+    classifier = tf_video_swin_tiny(weights="videoswin_tiny_kinetics400_classifier")
+    assert variable_differences(full, classifier) == []
+    assert classifier.class_names == full.class_names
+    backbone = tf_video_swin_tiny(weights="videoswin_tiny_kinetics400")
+    assert backbone.head is None
     pooled = np.asarray(keras.ops.mean(full.stage_features(CLIP)[-1], axis=(1, 2, 3)))
     np.testing.assert_array_equal(np.asarray(backbone(CLIP)), pooled)
 
@@ -352,11 +366,14 @@ def test_writes_are_byte_identical(tmp_path):
 def test_a_file_that_does_not_load_back_exactly_is_refused(tmp_path, monkeypatch):
     # Keras' legacy loader matches by position: a writer that swaps two same-shape weights
     # gives a file that loads without complaint. The converter's exact check must catch it.
-    def swapped(layer):
-        weights = layer.trainable_weights + layer.non_trainable_weights
-        return weights[::-1] if layer.name == "norm" else weights  # beta before gamma
+    write_seed = legacy_h5.write_seed
 
-    monkeypatch.setattr(weights_file, "_legacy_weights", swapped)
+    def swapped(model, file):  # the final norm's beta written under gamma's name and back
+        write_seed(model, file)
+        gamma, beta = file["norm/norm/gamma:0"], file["norm/norm/beta:0"]
+        gamma[...], beta[...] = beta[()], gamma[()]
+
+    monkeypatch.setattr(legacy_h5, "write_seed", swapped)
     model = TFSwinTransformer3D(**SMALL)
     model.norm.gamma.assign(np.full(model.norm.gamma.shape, 2.0, "float32"))
     with pytest.raises(ConversionError, match=r"2 variables differ \(first: norm/gamma\)"):
@@ -403,7 +420,7 @@ def test_convert_out_suffix_picks_the_format(tmp_path):
     result = convert(pth, config=str(config), out=out, log=lambda _: None)
     assert result.report.passed and (tmp_path / "mini.parity.json").is_file()
     with h5py.File(out, "r") as file:
-        assert len(file.attrs["layer_names"]) == 7
+        assert len(file.attrs["layer_names"]) == 9  # the seed's groups, two without weights
     assert {path.name for path in tmp_path.iterdir()} == {
         "mini.json",
         "mini_authors.pth",

@@ -29,6 +29,7 @@ from typing import Any
 import h5py
 import keras
 
+from videoswin_tf import legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES
 from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.presets import Preset, presets
@@ -198,12 +199,13 @@ def head_classes(path: str | os.PathLike) -> int | None:
     if not Path(path).is_file() or not h5py.is_hdf5(path):
         return None
     with h5py.File(path, "r") as file:
-        if "layer_names" in file.attrs:  # the Keras 2 layout: one group per layer
-            if "cls_head" not in file:
+        layout = legacy_h5.detect(file)
+        if layout is not None:  # a Keras 2 layout: one group per layer
+            if layout.head_group not in file:
                 return None
-            group = file["cls_head"]
-            shapes = [group[name].shape for name in group.attrs["weight_names"]]
-            return next(shape[0] for shape in shapes if len(shape) == 1)
+            group = file[layout.head_group]
+            shapes = [group[name].shape for name in legacy_h5.attribute_list(group, "weight_names")]
+            return next((shape[0] for shape in shapes if len(shape) == 1), None)
         bias = file.get("head/fc_cls/vars/1")
         return None if bias is None else bias.shape[0]
 
@@ -214,7 +216,7 @@ def is_single_model_file(path: str | os.PathLike) -> bool:
         return False
     with h5py.File(path, "r") as file:
         if "layer_names" in file.attrs:
-            return b"patch_embed" in list(file.attrs["layer_names"])
+            return legacy_h5.detect(file) is not None
         return "layers/patch_embed3d" in file
 
 

@@ -7,16 +7,17 @@ same layers, with the same variables.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 
+from videoswin_tf import weights_file
 from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
 from videoswin_tf.backbone import INPUT_LAYOUT, VideoSwinBackbone, validate_clip
 from videoswin_tf.engine import PredictEngine
 from videoswin_tf.layers.head import I3DHead
-from videoswin_tf.weights_file import check_fits
 
 __all__ = ["INPUT_LAYOUT", "TFSwinTransformer3D", "validate_clip"]
 
@@ -146,6 +147,8 @@ class TFSwinTransformer3D(PredictEngine, VideoSwinBackbone):
         """Keras' ``load_weights``, after checking the config that files written by this
         package record (window, width, depth, heads, patch, head): a file for another model
         raises `videoswin_tf.weights_file.WeightsMismatchError` naming each difference and the
-        builder call that fits the file. ``*.weights.h5`` and the seed's ``*.h5`` both load."""
-        check_fits(self, filepath)
-        keras.Model.load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
+        builder call that fits the file. ``*.weights.h5``, the seed's own ``*.h5`` files and
+        this package's load (`videoswin_tf.weights_file.load_weights`)."""
+        # Keras' own loader, not the backbone's (which maps whole-model files onto a backbone)
+        keras_load = functools.partial(keras.Model.load_weights, self)
+        weights_file.load_weights(self, filepath, keras_load, skip_mismatch, **kwargs)

@@ -16,6 +16,18 @@ from videoswin_tf.named_configs import shipped_configs
 
 # Builder name of each architecture in the configs.
 BUILDERS = {name: arch.builder for name, arch in ARCHITECTURES.items()}
+# The names the seed's Keras 3 rewrite (innat/VideoSwin v2.0, its MODEL_ZOO.md) released each
+# preset's weights under: ``<name>.weights.h5`` the backbone, ``<name>_classifier.weights.h5``
+# the classifier. KerasCV 0.9's ``VideoSwinBackbone`` presets carry the same backbone names.
+KERAS3_NAMES = {
+    "swin_t_k400": "videoswin_tiny_kinetics400",
+    "swin_s_k400": "videoswin_small_kinetics400",
+    "swin_b_k400": "videoswin_base_kinetics400",
+    "swin_b_k400_in22k": "videoswin_base_kinetics400_imagenet22k",
+    "swin_b_k600_in22k": "videoswin_base_kinetics600_imagenet22k",
+    "swin_b_ssv2": "videoswin_base_something_something_v2",
+}
+CLASSIFIER_SUFFIX = "_classifier"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +70,11 @@ class Preset:
         patch_size: patch ``(Pd, Ph, Pw)``.
         num_classes: classes of the head.
         labels: the shipped label map of its classes (see `videoswin_tf.labels`).
-        release: stem of the published Keras weights, e.g.
+        release: stem of the published Keras weights, the seed's release name, e.g.
             ``"TFVideoSwinT_K400_IN1K_P244_W877_32x224"``.
         pipeline: the test-time pipeline its accuracy was measured with.
+        keras3_name: the Keras 3 rewrite's name of its backbone (`KERAS3_NAMES`), e.g.
+            ``"videoswin_tiny_kinetics400"``; ``None`` for a preset it did not release.
     """
 
     name: str
@@ -71,6 +85,16 @@ class Preset:
     labels: str
     release: str
     pipeline: TestPipeline
+    keras3_name: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name ``weights=`` takes for it: its own, the seed's release name, and the
+        Keras 3 rewrite's classifier and backbone names (the last loads the backbone alone)."""
+        keras3 = (
+            (self.keras3_name + CLASSIFIER_SUFFIX, self.keras3_name) if self.keras3_name else ()
+        )
+        return (self.name, self.release, *keras3)
 
     @property
     def builder(self) -> str:
@@ -100,6 +124,15 @@ def get_preset(name: str) -> Preset:
     return known[name]
 
 
+def lookup(name: str) -> tuple[Preset, bool] | None:
+    """The preset that ``name`` names (any of `Preset.names`), and whether the name means its
+    backbone alone (the Keras 3 rewrite's backbone name); ``None`` for no preset."""
+    for preset in presets().values():
+        if name in preset.names:
+            return preset, name == preset.keras3_name
+    return None
+
+
 def _from_config(data: dict[str, Any]) -> Preset:
     steps = data["test_pipeline"]
     return Preset(
@@ -119,4 +152,5 @@ def _from_config(data: dict[str, Any]) -> Preset:
             crop_size=data["clip_size"],
             num_crops=steps["num_crops"],
         ),
+        keras3_name=KERAS3_NAMES.get(data["name"]),
     )

@@ -11,7 +11,7 @@ from typing import Any
 from videoswin_tf.architectures import ARCHITECTURES, find_arch
 from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.labels import load_labels
-from videoswin_tf.presets import Preset, presets
+from videoswin_tf.presets import Preset, lookup, presets
 from videoswin_tf.weights_file import read_file_config, weights_format
 
 # Builder arguments that a source of weights fixes and a caller may only repeat.
@@ -31,6 +31,8 @@ class WeightsSource:
         labels: its label map name, or ``None``.
         preset: the preset to download, or ``None`` for a local file.
         path: the local file, or ``None`` for a preset.
+        backbone: the name means the backbone alone (the Keras 3 rewrite's backbone names),
+            so the model is built without a head.
     """
 
     described: str
@@ -39,15 +41,18 @@ class WeightsSource:
     labels: str | None
     preset: Preset | None = None
     path: Path | None = None
+    backbone: bool = False
 
 
 def resolve(weights: str | os.PathLike) -> WeightsSource:
-    """The source that ``weights`` names: a preset (``"swin_t_k400"``), a release name
-    (``"TFVideoSwinT_K400_IN1K_P244_W877_32x224"``) or a ``.h5`` / ``.weights.h5`` file."""
+    """The source that ``weights`` names: a preset (``"swin_t_k400"``), another name of it
+    (`Preset.names`: ``"TFVideoSwinT_K400_IN1K_P244_W877_32x224"``,
+    ``"videoswin_tiny_kinetics400_classifier"``, ``"videoswin_tiny_kinetics400"``) or a
+    ``.h5`` / ``.weights.h5`` file."""
     known = presets()
-    by_release = {preset.release: preset for preset in known.values()}
-    preset = known.get(str(weights)) or by_release.get(str(weights))
-    if preset is not None:
+    found = lookup(str(weights))
+    if found is not None:
+        preset, backbone = found
         return WeightsSource(
             f"weights={str(weights)!r}",
             preset.arch,
@@ -58,12 +63,15 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
             },
             preset.labels,
             preset=preset,
+            backbone=backbone,
         )
     path = Path(weights)
     if not path.is_file():
+        example = next(iter(known.values()))
         raise ValueError(
-            f"weights={str(weights)!r} is neither a preset ({', '.join(known)}), a release name "
-            f"(e.g. {next(iter(by_release))!r}), nor an existing .h5 or .weights.h5 file"
+            f"weights={str(weights)!r} is neither a preset ({', '.join(known)}), another name "
+            f"of one (e.g. {example.release!r} or {example.names[-2]!r}), nor an existing .h5 "
+            "or .weights.h5 file"
         )
     weights_format(path)
     config = read_file_config(path)
@@ -103,6 +111,13 @@ def model_arguments(source: WeightsSource, arch: str, overrides: dict[str, Any])
                 "without weights="
             )
     arguments = dict(overrides)
+    if source.backbone:
+        if overrides.get("include_top", False):
+            raise ValueError(
+                f"{source.described} names the backbone alone (the Keras 3 rewrite's name); "
+                f"leave include_top out, or use weights={source.preset.name!r} for the classifier"
+            )
+        arguments["include_top"] = False
     for key in SHAPE_ARGUMENTS:
         wanted = source.fixed[key]
         if key in overrides and tuple(overrides[key]) != tuple(wanted):

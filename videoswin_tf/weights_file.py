@@ -3,27 +3,33 @@ config of the model it fits.
 
 - ``*.weights.h5``: Keras 3's native format (``model.save_weights``).
 - any other ``*.h5`` (e.g. the seed's ``TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5``): the Keras 2
-  (legacy) HDF5 weights layout, which Keras 3 reads for such names: root attribute
-  ``layer_names``, one group per layer holding weights with attribute ``weight_names`` and one
-  dataset per weight. Its loader matches weights by position, so writers check the result by
-  loading it (see `variable_differences`).
+  (legacy) HDF5 weights layout, which Keras 3 reads for such names, written in the seed's order
+  of groups and weights so that the seed's own tf.keras 2 code loads it (`videoswin_tf.legacy_h5`).
+  `load_weights` reads that layout, this package's earlier one and the seed's own files by
+  structure, not by Keras' positional loader; writers still check the result by loading it (see
+  `variable_differences`).
 
 Both carry the model's config as the root attribute ``videoswin_tf_config`` (JSON; Keras
-ignores it), which `check_fits` compares with a model before Keras loads the file, so a wrong
-window, size or head is named instead of failing deep inside Keras.
+ignores it), which `check_fits` compares with a model before the file is loaded, so a wrong
+window, size or head is named instead of failing deep inside Keras. The seed's files record no
+config: theirs is read off their shapes (`legacy_h5.seed_config`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from videoswin_tf import legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES, builder_call, find_arch
+from videoswin_tf.presets import presets
 
 NATIVE_SUFFIX = ".weights.h5"
 LEGACY_SUFFIX = ".h5"
@@ -81,44 +87,51 @@ def save_weights(
     if weights_format(path) == "native":
         model.save_weights(str(path))
     else:
-        _write_legacy(model, path)
+        with h5py.File(path, "w", track_order=False) as file:
+            legacy_h5.write_seed(model, file)
     with h5py.File(path, "r+") as file:
         file.attrs[CONFIG_ATTRIBUTE] = json.dumps(
             model_file_config(model, preset, labels), sort_keys=True
         )
 
 
-def _write_legacy(model, path: Path) -> None:
-    # The loader pairs the i-th layer holding weights with the i-th name of `layer_names`, and
-    # the j-th of its weights (trainable first) with the j-th of `weight_names`.
-    layers = [layer for layer in model.layers if _legacy_weights(layer)]
-    with h5py.File(path, "w", track_order=False) as file:
-        file.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
-        for layer in layers:
-            group = file.create_group(layer.name)
-            weights = _legacy_weights(layer)
-            names = [weight.path for weight in weights]
-            if len(set(names)) != len(names):
-                raise ValueError(f"layer {layer.name} has two weights of the same path")
-            group.attrs["weight_names"] = np.array([name.encode("utf8") for name in names])
-            for name, weight in zip(names, weights, strict=False):
-                group.create_dataset(name, data=np.asarray(weight.numpy()), track_times=False)
+def read_file_config(
+    path: str | os.PathLike, window_hint: Sequence[int] | None = None
+) -> dict | None:
+    """The config a file of ours records or, for a file of the seed's (which records none), the
+    one its shapes give (`legacy_h5.seed_config`, with ``window_hint``), with the preset and
+    label map of the release name it carries when they fit; ``None`` for any other file.
 
-
-def _legacy_weights(layer) -> list:
-    return layer.trainable_weights + layer.non_trainable_weights
-
-
-def read_file_config(path: str | os.PathLike) -> dict | None:
-    """The config a file of ours records, or ``None`` for a file without one (or not HDF5)."""
+    Raises:
+        WeightsMismatchError: a seed-layout file whose shapes fit no model.
+    """
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):
         return None
     with h5py.File(path, "r") as file:
         text = file.attrs.get(CONFIG_ATTRIBUTE)
+        if text is None and legacy_h5.detect(file) is legacy_h5.SEED:
+            try:
+                return _named_by_release(legacy_h5.seed_config(file, window_hint), path)
+            except legacy_h5.LayoutError as error:
+                raise WeightsMismatchError(f"{path} does not fit this model: {error}") from None
     if text is None:
         return None
     return json.loads(text.decode("utf8") if isinstance(text, bytes) else text)
+
+
+def _named_by_release(config: dict, path: Path) -> dict:
+    """``config`` with the preset and labels of the release ``path`` is named after (the seed
+    published ``<release name>.h5``), if that preset's model is the one ``config`` describes."""
+    for preset in presets().values():
+        if path.name == f"{preset.release}{LEGACY_SUFFIX}" and (
+            find_arch(config["embed_dim"], config["depths"], config["num_heads"]),
+            tuple(config["window_size"]),
+            tuple(config["patch_size"]),
+            config["num_classes"],
+        ) == (preset.arch, preset.window_size, preset.patch_size, preset.num_classes):
+            return config | {"preset": preset.name, "labels": preset.labels}
+    return config
 
 
 def mismatches(file_config: dict, model) -> list[str]:
@@ -151,8 +164,9 @@ def mismatches(file_config: dict, model) -> list[str]:
 
 def check_fits(model, path: str | os.PathLike) -> None:
     """Raise `WeightsMismatchError` when ``path`` records a model config that differs from
-    ``model``'s; files without a recorded config are left to Keras."""
-    file_config = read_file_config(path)
+    ``model``'s (the seed's files: the config their shapes give); other files are left to
+    Keras."""
+    file_config = read_file_config(path, model.window_size)
     if file_config is None:
         return
     found = mismatches(file_config, model)
@@ -170,6 +184,51 @@ def check_fits(model, path: str | os.PathLike) -> None:
                 f"{builder}(weights={str(path)!r}, include_top=False)"
             )
     raise WeightsMismatchError(f"{path} does not fit this model: {'; '.join(found)}; {hint}")
+
+
+def load_weights(
+    model,
+    path: str | os.PathLike,
+    keras_load: Callable[..., None],
+    skip_mismatch: bool = False,
+    **kwargs,
+) -> None:
+    """Load ``path`` into ``model`` after `check_fits`: a Keras 2 layout file of this model
+    (the seed's, this package's, or its earlier one: `legacy_h5.LAYOUTS`) by structure, every
+    other file with ``keras_load`` (Keras' own ``load_weights``).
+
+    A structural read checks every weight's kind and shape before assigning any; a difference
+    raises `WeightsMismatchError` naming the first, or with ``skip_mismatch`` warns and leaves
+    those variables as they are.
+    """
+    check_fits(model, path)
+    layout = _legacy_layout(path)
+    if layout is None:
+        keras_load(str(path), skip_mismatch=skip_mismatch, **kwargs)
+        return
+    with h5py.File(path, "r") as file:
+        pairs, problems = legacy_h5.assignments(model, file, layout)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        message = f"{path} ({layout.name}) does not fit this model: {problems[0]}{more}"
+        if not skip_mismatch:
+            raise WeightsMismatchError(
+                f"{message}; load_weights(..., skip_mismatch=True) keeps the model's own values "
+                "for those"
+            )
+        warnings.warn(f"{message}; kept the model's own values for those", stacklevel=3)
+    for variable, value in pairs:
+        variable.assign(value)
+
+
+def _legacy_layout(path: str | os.PathLike) -> legacy_h5.Layout | None:
+    name = Path(path).name
+    if name.endswith(NATIVE_SUFFIX) or not name.endswith(LEGACY_SUFFIX):
+        return None
+    if not Path(path).is_file() or not h5py.is_hdf5(path):
+        return None
+    with h5py.File(path, "r") as file:
+        return legacy_h5.detect(file)
 
 
 def variable_values(model) -> list[tuple[str, np.ndarray]]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
     # and __all__ naming the same names
     from videoswin_tf.video.decode import (
         DecodedVideo,
+        FrameStream,
         SampledVideo,
         VideoError,
         iter_frames,
@@ -32,11 +33,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
         view_pipeline,
     )
     from videoswin_tf.video.sampling import clip_indices
+    from videoswin_tf.video.snippets import SnippetFeatures, SnippetSpec, snippet_features
 
 # Module -> the public names it defines, imported on first use.
 _LAZY = {
     "videoswin_tf.video.decode": (
         "DecodedVideo",
+        "FrameStream",
         "SampledVideo",
         "VideoError",
         "iter_frames",
@@ -53,11 +56,15 @@ _LAZY = {
         "view_pipeline",
     ),
     "videoswin_tf.video.sampling": ("clip_indices",),
+    "videoswin_tf.video.snippets": ("SnippetFeatures", "SnippetSpec", "snippet_features"),
 }
 
 __all__ = [
     "DecodedVideo",
+    "FrameStream",
     "SampledVideo",
+    "SnippetFeatures",
+    "SnippetSpec",
     "TopClass",
     "VideoError",
     "VideoOutput",
@@ -67,6 +74,7 @@ __all__ = [
     "predict_video",
     "read_frames",
     "read_video",
+    "snippet_features",
     "video_features",
     "video_views",
     "view_pipeline",

@@ -207,3 +207,36 @@ def test_cli_dataset_run_with_a_broken_list_exits_1(videos, tmp_path):
     rows = read_results(out).to_pylist()
     assert sorted(row["error"] is None for row in rows) == [False, False, False, True]
     assert [len(row["probabilities"] or []) for row in rows if row["error"] is None] == [400]
+
+
+def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monkeypatch):
+    """A local 2-CPU Ray, offline (no dashboard, no usage reporting): the same rows as the
+    local runner, features within 1e-6."""
+    import ray
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    tests = str(Path(__file__).parent)  # the actors import dataset_model from here
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    settings = DatasetSettings(**{**SETTINGS.__dict__, "snippets": SnippetSpec(4, 3)})
+    items = [*videos, tmp_path / "missing.mp4"]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = predict_dataset(
+            SmallWeights(str(weights)), items, tmp_path / "ray", settings, "ray", False
+        )
+    finally:
+        ray.shutdown()
+    local = predict_dataset(SmallWeights(str(weights)), items, tmp_path / "local", settings)
+    assert (on_ray.written, on_ray.failed) == (local.written, local.failed) == (6, 1)
+    ray_rows = {row["video"]: row for row in read_results(tmp_path / "ray").to_pylist()}
+    local_rows = {row["video"]: row for row in read_results(tmp_path / "local").to_pylist()}
+    assert ray_rows.keys() == local_rows.keys()
+    for video, expected in local_rows.items():
+        row = ray_rows[video]
+        for column in ("label", "frames", "fps", "views", "top_labels", "top_indices", "error"):
+            assert row[column] == expected[column], column
+        for column in ("probabilities", "feature", "snippet_features", "snippet_times"):
+            if expected[column] is None:
+                assert row[column] is None
+            else:
+                np.testing.assert_allclose(row[column], expected[column], atol=1e-6, rtol=0)

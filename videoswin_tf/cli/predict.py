@@ -165,6 +165,14 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     "--ray", is_flag=True, help="With --out: run on Ray Data (pip install videoswin-tf[ray])."
 )
 @click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="With --ray: model replicas (Ray actors, each loading the weights once).",
+)
+@click.option(
     "--ray-address",
     metavar="ADDRESS",
     help="With --ray: join this running cluster (ray start --head prints it); default a local Ray.",
@@ -189,6 +197,7 @@ def main(
     shard_size,
     quiet,
     ray,
+    replicas,
     ray_address,
 ) -> None:
     """Classify videos (and optionally save their features) as the checkpoints were scored:
@@ -222,6 +231,7 @@ def main(
                 batch_size=batch,
                 workers=workers,
                 shard_size=shard_size,
+                replicas=replicas,
             ),
             quiet,
             "ray" if ray or ray_address else "local",

@@ -14,6 +14,14 @@ from videoswin_tf.lazy import exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps it, _LAZY
     # and __all__ naming the same names
+    from videoswin_tf.video.dataset import (
+        DatasetItem,
+        DatasetSettings,
+        PresetWeights,
+        predict_dataset,
+        read_results,
+        read_video_list,
+    )
     from videoswin_tf.video.decode import (
         DecodedVideo,
         FrameStream,
@@ -37,6 +45,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
 
 # Module -> the public names it defines, imported on first use.
 _LAZY = {
+    "videoswin_tf.video.dataset": (
+        "DatasetItem",
+        "DatasetSettings",
+        "PresetWeights",
+        "predict_dataset",
+        "read_results",
+        "read_video_list",
+    ),
     "videoswin_tf.video.decode": (
         "DecodedVideo",
         "FrameStream",
@@ -60,8 +76,11 @@ _LAZY = {
 }
 
 __all__ = [
+    "DatasetItem",
+    "DatasetSettings",
     "DecodedVideo",
     "FrameStream",
+    "PresetWeights",
     "SampledVideo",
     "SnippetFeatures",
     "SnippetSpec",
@@ -71,9 +90,12 @@ __all__ = [
     "classify_video",
     "clip_indices",
     "iter_frames",
+    "predict_dataset",
     "predict_video",
     "read_frames",
+    "read_results",
     "read_video",
+    "read_video_list",
     "snippet_features",
     "video_features",
     "video_views",

@@ -112,6 +112,7 @@ class DatasetSettings:
         workers: decoding processes (0: decode in the model's process).
         ahead: videos decoded ahead per worker (the bounded queue).
         shard_size: rows per Parquet shard (a killed run loses at most this many videos).
+        replicas: with Ray, model replicas (actors, each loading the weights once).
     """
 
     config: str | TestPipeline = "swin_t_k400"
@@ -125,6 +126,7 @@ class DatasetSettings:
     workers: int = 1
     ahead: int = 2
     shard_size: int = 16
+    replicas: int = 1
 
     @property
     def pipeline(self) -> TestPipeline:

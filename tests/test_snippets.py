@@ -125,3 +125,35 @@ def test_bad_snippets_are_one_line_errors(text, message):
 def test_counts_follow_the_documented_rule():
     spec = SnippetSpec(32, 16)  # spans 63 frames at interval 2
     assert [spec.count(n, 2) for n in (1, 63, 64, 79, 80, 250)] == [1, 1, 2, 2, 3, 13]
+    wide = SnippetSpec(2, 8)  # spans 3 frames: gaps between snippets, none starts past the end
+    assert [wide.count(n, 2) for n in (3, 4, 11, 12, 19, 20)] == [1, 1, 2, 2, 3, 3]
+
+
+def test_cli_writes_snippets_to_the_features_file(tmp_path):
+    """--snippets 2:8 --snippet-views 3 with Swin-T weights (the builder's initialisation) on
+    a 20-frame video: starts 0, 8, 16 (16 spans 16-18; frame 19 is in none)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import h5py
+
+    import videoswin_tf
+    from videoswin_tf.presets import get_preset
+
+    preset = get_preset("swin_t_k400")
+    weights = tmp_path / "tiny.weights.h5"
+    getattr(videoswin_tf, preset.builder)(**preset.model_kwargs()).save_weights(str(weights))
+    video = encode(tmp_path / "clip.mp4", 20, 64, 48)
+    command = [str(Path(sys.executable).parent / "vswin-predict"), str(video)]
+    options = ["--weights", str(weights), "--config", "swin_t_k400", "--views", "1x1"]
+    more = ["--features", str(tmp_path / "feats"), "--snippets", "2:8", "--snippet-views", "3"]
+    done = subprocess.run([*command, *options, *more], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(tmp_path / "feats" / "clip.h5") as file:
+        assert file["snippet_features"].shape == (3, 768)
+        assert file["snippet_starts"][:].tolist() == [0, 8, 16]
+        np.testing.assert_allclose(
+            file["snippet_times"][:], [[0, 0.12], [0.32, 0.44], [0.64, 0.76]]
+        )
+        assert (file.attrs["snippets"], file.attrs["snippet_crops"]) == ("2:8", 3)

@@ -7,11 +7,13 @@ snippet starts every ``STRIDE`` source frames, from frame 0. Its feature is the 
 output averaged over ``D, H, W`` (what the I3D head averages), then over its crops (1 centre
 crop or 3 crops, as the test pipeline cuts them).
 
-The last partial window: snippets start at ``0, STRIDE, 2 * STRIDE, ...`` until one reaches the
-last frame; a video of ``N`` frames with snippets spanning ``L = (CLIP - 1) * interval + 1``
-frames has ``max(1, ceil((N - L) / STRIDE) + 1)`` snippets, so every frame lies in one, and
-only the last can run past the end: its missing frames repeat the last frame, as mmaction2's
-``SampleFrames(out_of_bound_opt="repeat_last")`` pads them.
+The last partial window: snippets start at ``0, STRIDE, 2 * STRIDE, ...`` (inside the video)
+until one reaches the last frame; a video of ``N`` frames with snippets spanning
+``L = (CLIP - 1) * interval + 1`` frames has
+``1 + min(max(0, ceil((N - L) / STRIDE)), (N - 1) // STRIDE)`` snippets. Only the last can run
+past the end: its missing frames repeat the last frame, as mmaction2's
+``SampleFrames(out_of_bound_opt="repeat_last")`` pads them. (With ``STRIDE`` above ``L`` the
+frames between snippets, and after the last one, are in none.)
 
 Times are in seconds from the frame rate: a snippet starting at frame ``s`` runs from ``s / fps``
 to ``min(s + L, N) / fps`` (the end of its last real frame); NaN when the container gives no
@@ -71,7 +73,8 @@ class SnippetSpec:
 
     def count(self, num_frames: int, interval: int) -> int:
         """Snippets in a video of ``num_frames`` frames (see the module docstring)."""
-        return max(1, math.ceil((num_frames - self.span(interval)) / self.stride) + 1)
+        reaching = max(0, math.ceil((num_frames - self.span(interval)) / self.stride))
+        return 1 + min(reaching, (num_frames - 1) // self.stride)
 
 
 @dataclasses.dataclass

@@ -5,10 +5,11 @@ Makes ``--videos`` H.264 videos (``--frames`` frames of 320x240 at 25 fps, movin
 and Swin-T weights with the builder's own initialisation (nothing is downloaded), then runs
 each runner in a fresh process writing Parquet shards to its own folder, with the config's
 test pipeline at ``--views`` (default 1x1). Wall time is `predict_dataset`'s own (it includes
-loading the model once per process or actor, and starting Ray); the model's share is the
-time spent in the model (and the head) over it. Peak memory is the largest sum of the resident
-memory of the run's process tree (its decoding workers; Ray's daemons and actors), sampled
-every 0.1 s. Other processes on the machine change the numbers: the load average is printed.
+loading the model once per process or actor, printed beside it, and starting Ray); the
+model's share is the time spent in the model (and the head) over it. Peak memory is the
+largest sum of the resident memory of the run's process tree (its decoding workers; Ray's
+daemons and actors), sampled every 0.1 s. Other processes on the machine change the numbers:
+the load average is printed.
 
     .venv/bin/python benchmarks/dataset_bench.py [--videos N] [--frames F] [--views CxK]
         [--config NAME] [--runners local,ray] [--workers N]
@@ -103,6 +104,7 @@ def run_one(args: argparse.Namespace) -> None:
                 "failed": summary.failed,
                 "seconds": summary.seconds,
                 "model_seconds": summary.model_seconds,
+                "load_seconds": summary.load_seconds,
             }
         )
     )
@@ -170,13 +172,17 @@ def main() -> None:
             f"{args.views} views, {os.cpu_count()} CPUs, load average "
             f"{os.getloadavg()[0]:.1f} at start"
         )
-        print(f"{'runner':<7} {'videos/s':>9} {'model share':>12} {'peak memory':>12}  wall")
+        print(
+            f"{'runner':<7} {'videos/s':>9} {'model share':>12} {'peak memory':>12}  "
+            "wall (of which loading the model)"
+        )
         for runner in args.runners.split(","):
             result, peak = measure(args, runner, tmp / "videos", weights, tmp / f"out-{runner}")
             share = result["model_seconds"] / result["seconds"]
             print(
                 f"{runner:<7} {result['videos'] / result['seconds']:>9.2f} {share:>11.0%} "
-                f"{peak / 2**20:>9.0f} MiB  {result['seconds']:.1f} s"
+                f"{peak / 2**20:>9.0f} MiB  {result['seconds']:.1f} s "
+                f"({result['load_seconds']:.1f} s)"
             )
 
 

@@ -161,14 +161,23 @@ class PresetWeights:
 
 @dataclasses.dataclass
 class DatasetSummary:
-    """What a run did: videos written, skipped (complete before), failed; wall and model time
-    (seconds)."""
+    """What a run did.
+
+    Attributes:
+        written: rows written (complete or with an error).
+        skipped: videos with a complete row before the run.
+        failed: rows written with an error.
+        seconds: wall time of the run.
+        model_seconds: time in the model and the head (summed over Ray replicas).
+        load_seconds: time loading the model (summed over Ray replicas).
+    """
 
     written: int
     skipped: int
     failed: int
     seconds: float
     model_seconds: float
+    load_seconds: float = 0.0
 
 
 def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
@@ -227,7 +236,7 @@ def predict_dataset(
     Args:
         load_model: builds the model with its weights (called once; once per Ray actor);
             picklable for ``runner="ray"``.
-        videos: the videos (`DatasetItem`, or paths).
+        videos: the videos (`DatasetItem`, or paths); a video listed twice runs once.
         out: the shards' folder (created).
         settings: what to compute (`DatasetSettings`).
         runner: ``"local"`` or ``"ray"``.
@@ -237,7 +246,8 @@ def predict_dataset(
     Returns:
         a `DatasetSummary`; ``failed`` counts the videos written with an error.
     """
-    items = [v if isinstance(v, DatasetItem) else DatasetItem(str(v)) for v in videos]
+    listed = [v if isinstance(v, DatasetItem) else DatasetItem(str(v)) for v in videos]
+    items = list({item.video: item for item in reversed(listed)}.values())[::-1]  # first of each
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for partial in out.glob(".*.parquet.partial"):  # left by a killed run
@@ -251,11 +261,13 @@ def predict_dataset(
         raise ValueError(f"unknown runner {runner!r}; expected one of {RUNNERS}")
     try:  # rows done before Ctrl-C or an error are kept
         if runner == "local":
-            model_seconds = _run_local(load_model, todo, settings, writer, bar)
+            model_seconds, load_seconds = _run_local(load_model, todo, settings, writer, bar)
         else:
             from videoswin_tf.video.ray_runner import run_ray
 
-            model_seconds = run_ray(load_model, todo, settings, writer, bar, ray_address)
+            model_seconds, load_seconds = run_ray(
+                load_model, todo, settings, writer, bar, ray_address
+            )
     finally:
         writer.flush()
         bar.close()
@@ -265,6 +277,7 @@ def predict_dataset(
         bar.failed,
         time.perf_counter() - started,
         model_seconds,
+        load_seconds,
     )
 
 
@@ -402,8 +415,11 @@ def failure_text(video: str, error: Exception) -> str:
     )
 
 
-def _run_local(load_model, todo, settings, writer, bar) -> float:
+def _run_local(load_model, todo, settings, writer, bar) -> tuple[float, float]:
+    """Rows of ``todo`` to ``writer``; the seconds in the model and loading it."""
+    started = time.perf_counter()
     model = load_model()
+    load_seconds = time.perf_counter() - started
     names = class_names(model, settings)
     model_seconds = 0.0
     for decoded in _decoded(todo, settings):
@@ -412,7 +428,7 @@ def _run_local(load_model, todo, settings, writer, bar) -> float:
         model_seconds += time.perf_counter() - started
         writer.add(row)
         bar.update(row)
-    return model_seconds
+    return model_seconds, load_seconds
 
 
 def _decoded(todo: list[DatasetItem], settings: DatasetSettings) -> Iterator[Decoded]:

@@ -11,6 +11,7 @@ others). Needs the ``ray`` extra (``pip install videoswin-tf[ray]``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pickle
 import time
 from collections.abc import Callable
@@ -35,15 +36,18 @@ def run_ray(
     writer,
     bar,
     address: str | None = None,
-) -> float:
+) -> tuple[float, float]:
     """Run ``todo`` on Ray Data, handing each row to ``writer`` and ``bar``; the seconds the
-    replicas spent in the model (summed over replicas)."""
+    replicas spent in the model and loading it (each summed over replicas)."""
     ray = import_extra("ray")
     if not todo:
-        return 0.0
+        return 0.0, 0.0
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    if bar.bar is None:  # quiet: Ray Data's own progress bars and logs off too
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         items = ray.data.from_items([{"item": pickle.dumps(item)} for item in todo])
         decoded = items.map(_Decode(settings))
@@ -54,13 +58,14 @@ def run_ray(
             batch_format="numpy",
             concurrency=settings.replicas,
         )
-        model_seconds = 0.0
+        model_seconds = load_seconds = 0.0
         for record in rows.iter_rows():
-            row, seconds = pickle.loads(record["row"])
+            row, seconds, loading = pickle.loads(record["row"])
             model_seconds += seconds
+            load_seconds += loading
             writer.add(row)
             bar.update(row)
-        return model_seconds
+        return model_seconds, load_seconds
     finally:
         if started_here:
             ray.shutdown()
@@ -80,7 +85,9 @@ class _ModelReplica:
     """An actor holding one model: loads it once, then turns decoded videos into rows."""
 
     def __init__(self, load_model: Callable[[], Any], settings: DatasetSettings):
+        started = time.perf_counter()
         self.model = load_model()
+        self.load_seconds = time.perf_counter() - started  # reported with the first row
         self.settings = settings
         self.names = class_names(self.model, settings)
 
@@ -89,5 +96,7 @@ class _ModelReplica:
         for payload in batch["decoded"]:
             started = time.perf_counter()
             row = model_row(self.model, pickle.loads(payload), self.settings, self.names)
-            rows.append(pickle.dumps((row, time.perf_counter() - started)))
+            seconds = time.perf_counter() - started
+            rows.append(pickle.dumps((row, seconds, self.load_seconds)))
+            self.load_seconds = 0.0
         return {"row": np.array(rows, dtype=object)}

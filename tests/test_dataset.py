@@ -240,3 +240,25 @@ def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monke
                 assert row[column] is None
             else:
                 np.testing.assert_allclose(row[column], expected[column], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--out", "o", "--json", "r.json"], "--out writes every result to its Parquet shards"),
+        (["--ray"], "--ray runs a dataset job: add --out DIR"),
+        (["--snippets", "32:16"], "--snippets needs --features DIR or --out DIR"),
+        (["--out", "o", "--snippets", "32"], "snippets '32' must read CLIP:STRIDE"),
+    ],
+)
+def test_cli_option_errors(videos, extra, message):
+    from click.testing import CliRunner
+
+    from videoswin_tf.cli.predict import main
+
+    weights = str(videos[0])  # any existing file: the options are checked before it is read
+    result = CliRunner().invoke(
+        main, [str(videos[0]), "--weights", weights, "--config", "swin_t_k400", *extra]
+    )
+    assert result.exit_code == 2
+    assert message in result.output

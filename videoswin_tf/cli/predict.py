@@ -42,6 +42,9 @@ Examples:
       --config swin_t_k400
   vswin-predict videos/ --weights W.weights.h5 --config swin_t_k400 --views 1x1 --json out.json
   vswin-predict 'clips/*.webm' --weights W.weights.h5 --config swin_b_ssv2 --features feats/
+  vswin-predict long.mp4 --weights W.weights.h5 --config swin_t_k400 --features feats/ \\
+      --snippets 32:16
+  vswin-predict val.csv --weights W.weights.h5 --config swin_t_k400 --views 1x1 --out results/
 
 \b
 Protocols: K400/K600 configs score 4 clips x 3 crops (4x3), SSv2 1x3, as the checkpoints
@@ -204,9 +207,11 @@ def main(
     count the frames, decode those the clips use, resize the short side, crop the views,
     softmax per view, average over views, and print the top classes.
 
-    VIDEO is a file, a folder (its video files) or a quoted glob. A video that cannot be read
-    or fails in any other way is reported on one line and the others still run; the exit
-    status is 1 if any failed, 2 for bad options.
+    VIDEO is a file, a folder (its video files), a quoted glob, or a list file (.txt of
+    paths; .csv or .jsonl with a video column and an optional label). A video that cannot be
+    read or fails in any other way is reported on one line and the others still run; the exit
+    status is 1 if any failed, 2 for bad options. With --out DIR the results go to Parquet
+    shards instead (a failed video is a row with its error), and a rerun resumes.
     """
     try:
         preset = get_preset(config)
@@ -215,6 +220,12 @@ def main(
         raise click.BadParameter(str(error)) from None
     if stage_map and features_dir is None:
         raise click.UsageError("--stage-map needs --features DIR")
+    if out_dir is not None and (json_path or features_dir):
+        raise click.UsageError(
+            "--out writes every result to its Parquet shards: drop --json and --features"
+        )
+    if (ray or ray_address) and out_dir is None:
+        raise click.UsageError("--ray runs a dataset job: add --out DIR")
     snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
     if out_dir is not None:
         _run_dataset(

@@ -262,3 +262,11 @@ def test_cli_option_errors(videos, extra, message):
     )
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_progress_bar_counts_videos_and_failures(model, tmp_path, capsys):
+    settings = DatasetSettings(**{**SETTINGS.__dict__, "workers": 0})
+    missing = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    predict_dataset(lambda: model, missing, tmp_path / "out", settings, progress=True)
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert bar.startswith("100%") and "2/2" in bar and "video/s" in bar and "failed=2" in bar

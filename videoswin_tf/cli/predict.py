@@ -18,10 +18,19 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset, presets
 from videoswin_tf.startup import start_tensorflow_quietly
+from videoswin_tf.video.dataset import (
+    LIST_SUFFIXES,
+    DatasetItem,
+    DatasetSettings,
+    PresetWeights,
+    predict_dataset,
+    read_video_list,
+)
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
 from videoswin_tf.video.predict import DEFAULT_BATCH, VideoOutput, predict_video, view_pipeline
 from videoswin_tf.video.sampling import PROTOCOLS, clip_indices
+from videoswin_tf.video.snippets import SnippetSpec, snippet_features
 
 # File endings a folder argument is searched for.
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -33,6 +42,9 @@ Examples:
       --config swin_t_k400
   vswin-predict videos/ --weights W.weights.h5 --config swin_t_k400 --views 1x1 --json out.json
   vswin-predict 'clips/*.webm' --weights W.weights.h5 --config swin_b_ssv2 --features feats/
+  vswin-predict long.mp4 --weights W.weights.h5 --config swin_t_k400 --features feats/ \\
+      --snippets 32:16
+  vswin-predict val.csv --weights W.weights.h5 --config swin_t_k400 --views 1x1 --out results/
 
 \b
 Protocols: K400/K600 configs score 4 clips x 3 crops (4x3), SSv2 1x3, as the checkpoints
@@ -111,6 +123,63 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     metavar="N",
     help="Views per forward pass (bounds memory).",
 )
+# Features along time (videoswin_tf/video/snippets.py).
+@click.option(
+    "--snippets",
+    metavar="CLIP:STRIDE",
+    help="Also write features along time: one pooled vector per snippet of CLIP frames (at the "
+    "config's frame interval: 32 spans 64 source frames for Kinetics) starting every STRIDE "
+    "source frames, with start/end times in seconds; the last snippet repeats the last frame. "
+    "Needs --features or --out. E.g. 32:16.",
+)
+@click.option(
+    "--snippet-views",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="Crops per snippet, averaged: 1 (centre) or 3 (ThreeCrop).",
+)
+# Dataset runs (videoswin_tf/video/dataset.py).
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset run: write one row per video to Parquet shards in this folder (schema in "
+    "the README). A rerun skips the videos already complete there.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="With --out: decoding processes ahead of the model (0: decode in the model's process).",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    metavar="N",
+    help="With --out: videos per Parquet shard (a killed run loses at most these).",
+)
+@click.option("--quiet", is_flag=True, help="With --out: no progress bar, only errors and totals.")
+@click.option(
+    "--ray", is_flag=True, help="With --out: run on Ray Data (pip install videoswin-tf[ray])."
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="With --ray: model replicas (Ray actors, each loading the weights once).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    help="With --ray: join this running cluster (ray start --head prints it); default a local Ray.",
+)
 def main(
     videos,
     weights,
@@ -124,14 +193,25 @@ def main(
     features_format,
     stage_map,
     batch,
+    snippets,
+    snippet_views,
+    out_dir,
+    workers,
+    shard_size,
+    quiet,
+    ray,
+    replicas,
+    ray_address,
 ) -> None:
     """Classify videos (and optionally save their features) as the checkpoints were scored:
     count the frames, decode those the clips use, resize the short side, crop the views,
     softmax per view, average over views, and print the top classes.
 
-    VIDEO is a file, a folder (its video files) or a quoted glob. A video that cannot be read
-    or fails in any other way is reported on one line and the others still run; the exit
-    status is 1 if any failed, 2 for bad options.
+    VIDEO is a file, a folder (its video files), a quoted glob, or a list file (.txt of
+    paths; .csv or .jsonl with a video column and an optional label). A video that cannot be
+    read or fails in any other way is reported on one line and the others still run; the exit
+    status is 1 if any failed, 2 for bad options. With --out DIR the results go to Parquet
+    shards instead (a failed video is a row with its error), and a rerun resumes.
     """
     try:
         preset = get_preset(config)
@@ -140,6 +220,35 @@ def main(
         raise click.BadParameter(str(error)) from None
     if stage_map and features_dir is None:
         raise click.UsageError("--stage-map needs --features DIR")
+    if out_dir is not None and (json_path or features_dir):
+        raise click.UsageError(
+            "--out writes every result to its Parquet shards: drop --json and --features"
+        )
+    if (ray or ray_address) and out_dir is None:
+        raise click.UsageError("--ray runs a dataset job: add --out DIR")
+    snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
+    if out_dir is not None:
+        _run_dataset(
+            videos,
+            weights,
+            out_dir,
+            DatasetSettings(
+                config=config,
+                views=views,
+                sampling=sampling,
+                top=top,
+                labels=None if labels is None else load_labels(labels, preset.num_classes),
+                snippets=snippet_spec,
+                batch_size=batch,
+                workers=workers,
+                shard_size=shard_size,
+                replicas=replicas,
+            ),
+            quiet,
+            "ray" if ray or ray_address else "local",
+            ray_address,
+        )
+        return
     paths = expand_videos(videos)
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
@@ -167,8 +276,12 @@ def main(
                 progress=status.views,
             )
             if features_dir is not None:
+                along_time = None
+                if snippet_spec is not None:
+                    along_time = snippet_features(model, path, snippet_spec, config, batch)
                 features_dir.mkdir(parents=True, exist_ok=True)
-                save_features(output, feature_paths[path], {"config": config, "sampling": sampling})
+                attributes = {"config": config, "sampling": sampling}
+                save_features(output, feature_paths[path], attributes, along_time)
         except Exception as error:  # one video's failure never stops the rest
             status.done()
             message = video_error(path, error)
@@ -187,8 +300,9 @@ def main(
 
 
 def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
-    """Files as given; folders as their video files (sorted); globs as their matches. A
-    missing file stays in the list (it is reported when its turn comes)."""
+    """Files as given; folders as their video files (sorted); globs as their matches; list
+    files (.txt, .csv, .jsonl) as the videos they list. A missing file stays in the list (it
+    is reported when its turn comes)."""
     paths: list[Path] = []
     for argument in arguments:
         path = Path(argument)
@@ -199,6 +313,8 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
                     f"folder {argument} holds no video files ({', '.join(VIDEO_SUFFIXES)})"
                 )
             paths.extend(found)
+        elif path.suffix in LIST_SUFFIXES and path.is_file():
+            paths.extend(Path(item.video) for item in _video_list(path))
         elif not path.exists() and glob.has_magic(argument):
             matches = sorted(glob.glob(argument))
             if not matches:
@@ -246,6 +362,58 @@ class Status:
     def _show(self, text: str) -> None:
         if self.live:
             click.echo(f"\r\033[K{text}", nl=False, err=True)
+
+
+def _snippet_spec(text: str | None, crops: str, folder: Path | None) -> SnippetSpec | None:
+    if text is None:
+        return None
+    if folder is None:
+        raise click.UsageError("--snippets needs --features DIR or --out DIR")
+    try:
+        return SnippetSpec.parse(text, int(crops))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--snippets") from None
+
+
+def _video_list(path: Path) -> list[DatasetItem]:
+    try:
+        return read_video_list(path)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _dataset_items(arguments: tuple[str, ...]) -> list[DatasetItem]:
+    """The videos of a dataset run, with the labels of list files."""
+    items: list[DatasetItem] = []
+    for argument in arguments:
+        if Path(argument).suffix in LIST_SUFFIXES and Path(argument).is_file():
+            items.extend(_video_list(Path(argument)))
+        else:
+            items.extend(DatasetItem(str(path)) for path in expand_videos((argument,)))
+    return items
+
+
+def _run_dataset(videos, weights, out_dir, settings, quiet, runner, ray_address) -> None:
+    """``--out``: the dataset runner writes the shards; failures are rows, counted here."""
+    items = _dataset_items(videos)
+    preset = get_preset(settings.config)
+    model = None if runner == "ray" else _load_model(preset, weights)  # Ray: once per actor
+    load_model = PresetWeights(preset.name, weights) if model is None else (lambda: model)
+    summary = predict_dataset(
+        load_model, items, out_dir, settings, runner, None if not quiet else False, ray_address
+    )
+    click.echo(
+        f"{summary.written} videos written to {out_dir} ({summary.skipped} already complete) "
+        f"in {summary.seconds:.1f} s",
+        err=True,
+    )
+    if summary.failed:
+        click.secho(
+            f"{summary.failed} of {summary.written} videos failed (their rows hold the error)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Path, Path]:

@@ -14,8 +14,17 @@ from videoswin_tf.lazy import exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps it, _LAZY
     # and __all__ naming the same names
+    from videoswin_tf.video.dataset import (
+        DatasetItem,
+        DatasetSettings,
+        PresetWeights,
+        predict_dataset,
+        read_results,
+        read_video_list,
+    )
     from videoswin_tf.video.decode import (
         DecodedVideo,
+        FrameStream,
         SampledVideo,
         VideoError,
         iter_frames,
@@ -32,11 +41,21 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
         view_pipeline,
     )
     from videoswin_tf.video.sampling import clip_indices
+    from videoswin_tf.video.snippets import SnippetFeatures, SnippetSpec, snippet_features
 
 # Module -> the public names it defines, imported on first use.
 _LAZY = {
+    "videoswin_tf.video.dataset": (
+        "DatasetItem",
+        "DatasetSettings",
+        "PresetWeights",
+        "predict_dataset",
+        "read_results",
+        "read_video_list",
+    ),
     "videoswin_tf.video.decode": (
         "DecodedVideo",
+        "FrameStream",
         "SampledVideo",
         "VideoError",
         "iter_frames",
@@ -53,20 +72,31 @@ _LAZY = {
         "view_pipeline",
     ),
     "videoswin_tf.video.sampling": ("clip_indices",),
+    "videoswin_tf.video.snippets": ("SnippetFeatures", "SnippetSpec", "snippet_features"),
 }
 
 __all__ = [
+    "DatasetItem",
+    "DatasetSettings",
     "DecodedVideo",
+    "FrameStream",
+    "PresetWeights",
     "SampledVideo",
+    "SnippetFeatures",
+    "SnippetSpec",
     "TopClass",
     "VideoError",
     "VideoOutput",
     "classify_video",
     "clip_indices",
     "iter_frames",
+    "predict_dataset",
     "predict_video",
     "read_frames",
+    "read_results",
     "read_video",
+    "read_video_list",
+    "snippet_features",
     "video_features",
     "video_views",
     "view_pipeline",

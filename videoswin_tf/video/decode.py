@@ -20,6 +20,7 @@ instead, keeping only the wanted frames (counting by decoding first when needed)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +107,34 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     with _VideoFile(Path(path)) as video:
         for _, frame in video.frames():
             yield video.rgb(frame)
+
+
+class FrameStream:
+    """Every frame of a video, decoded one at a time and converted to RGB only when asked:
+    for a streaming pass that keeps only the frames it needs (`snippet_features`).
+
+    Use as a context manager; iterating yields ``(index, rgb)`` with ``rgb()`` giving the
+    ``(H, W, 3)`` uint8 RGB frame as `iter_frames` does. ``fps``: the stream's average frame
+    rate, or ``None`` when the container does not say.
+
+    Raises:
+        VideoError: as `iter_frames`.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self._video = _VideoFile(Path(path))
+        self.path = self._video.path
+        self.fps = self._video.fps
+
+    def __enter__(self) -> FrameStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._video.__exit__(*exc)
+
+    def __iter__(self) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        for index, frame in self._video.frames():
+            yield index, functools.partial(self._video.rgb, frame)
 
 
 def read_video(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -9,32 +10,43 @@ from typing import Any
 import numpy as np
 
 from videoswin_tf.video.predict import VideoOutput
+from videoswin_tf.video.snippets import SnippetFeatures
 
 FORMATS = ("h5", "npy")
 
 
 def save_features(
-    output: VideoOutput, path: str | os.PathLike, attributes: dict[str, Any] | None = None
+    output: VideoOutput,
+    path: str | os.PathLike,
+    attributes: dict[str, Any] | None = None,
+    snippets: SnippetFeatures | None = None,
 ) -> list[Path]:
     """Write ``output``'s features to ``path`` (``.h5`` or ``.npy``); the files written.
 
     HDF5: datasets ``features`` ``(C,)`` (mean over views), ``view_features`` ``(V, C)`` and,
     when computed, ``stage_map`` ``(V, D, H, W, C)``; attributes ``video``, ``frames``,
-    ``views`` and ``attributes``. ``.npy``: the ``(C,)`` mean, and the stage map beside it as
-    ``<stem>.stage_map.npy`` when computed. Each file appears whole or not at all.
+    ``views`` and ``attributes``. With ``snippets``: datasets ``snippet_features`` ``(S, C)``
+    float32, ``snippet_times`` ``(S, 2)`` float64 (start, end in seconds) and
+    ``snippet_starts`` ``(S,)`` (first source frame), attributes ``snippets``
+    (``"CLIP:STRIDE"``) and ``snippet_crops``. ``.npy``: the ``(C,)`` mean, and beside it the
+    stage map as ``<stem>.stage_map.npy`` and the snippets as ``<stem>.snippets.npy`` and
+    ``<stem>.snippet_times.npy`` when computed. Each file appears whole or not at all.
     """
     path = Path(path)
     if output.features is None:
         raise ValueError(f"{output.path}: no features were computed")
     if path.suffix == ".h5":
-        return [_write_h5(output, path, attributes or {})]
+        return [_write_h5(output, path, attributes or {}, snippets)]
     if path.suffix != ".npy":
         raise ValueError(f"features file {path} must end in .h5 or .npy")
-    written = [_atomic(path, lambda tmp: _write_npy(tmp, output.features))]
-    if output.stage_map is not None:
-        map_path = path.with_name(f"{path.stem}.stage_map.npy")
-        written.append(_atomic(map_path, lambda tmp: _write_npy(tmp, output.stage_map)))
-    return written
+    arrays = {"": output.features, ".stage_map": output.stage_map}
+    if snippets is not None:
+        arrays.update({".snippets": snippets.features, ".snippet_times": snippets.times})
+    return [
+        _atomic(path.with_name(f"{path.stem}{tail}.npy"), functools.partial(_write_npy, array=a))
+        for tail, a in arrays.items()
+        if a is not None
+    ]
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
@@ -42,7 +54,12 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-def _write_h5(output: VideoOutput, path: Path, attributes: dict[str, Any]) -> Path:
+def _write_h5(
+    output: VideoOutput,
+    path: Path,
+    attributes: dict[str, Any],
+    snippets: SnippetFeatures | None,
+) -> Path:
     import h5py
 
     def write(tmp: Path) -> None:
@@ -51,6 +68,14 @@ def _write_h5(output: VideoOutput, path: Path, attributes: dict[str, Any]) -> Pa
             file.create_dataset("view_features", data=output.view_features)
             if output.stage_map is not None:
                 file.create_dataset("stage_map", data=output.stage_map)
+            if snippets is not None:
+                file.create_dataset("snippet_features", data=snippets.features)
+                file.create_dataset("snippet_times", data=snippets.times)
+                file.create_dataset("snippet_starts", data=snippets.starts)
+                spec = snippets.spec
+                file.attrs.update(
+                    {"snippets": f"{spec.clip}:{spec.stride}", "snippet_crops": spec.crops}
+                )
             file.attrs.update(
                 {"video": str(output.path), "frames": output.num_frames, "views": output.views}
             )

@@ -50,6 +50,7 @@ class VideoViews:
         indices: ``(clips, clip_len)`` frame indices of the clips.
         views: ``(crops * clips, clip_len, S, S, 3)`` uint8 RGB; view ``crop * clips + clip``.
         pipeline: the pipeline that cut them.
+        fps: the stream's average frame rate, or ``None`` when the container does not say.
     """
 
     path: Path
@@ -57,6 +58,7 @@ class VideoViews:
     indices: np.ndarray
     views: np.ndarray
     pipeline: TestPipeline
+    fps: float | None = None
 
 
 @dataclasses.dataclass
@@ -127,7 +129,7 @@ def video_views(
         functools.partial(resize_short_side, short_side=pipeline.short_side),
     )
     views = make_views(video.frames, video.indices, pipeline)  # indices (clips, clip_len)
-    return VideoViews(video.path, video.num_frames, video.indices, views, pipeline)
+    return VideoViews(video.path, video.num_frames, video.indices, views, pipeline, video.fps)
 
 
 def run_views(

@@ -1,0 +1,38 @@
+"""The small test model as a picklable loader, for dataset runs in other processes (a killed
+run's subprocess, Ray actors): built from `conftest.SMALL_SPEC`, weights from a file."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from videoswin_tf.presets import TestPipeline
+
+# The small model's clips: 1 clip of 4 frames 2 apart, short side 32, one 32x32 centre crop.
+PIPELINE = TestPipeline(
+    clip_len=4,
+    frame_interval=2,
+    num_clips=1,
+    frame_uniform=False,
+    short_side=32,
+    crop_size=32,
+    num_crops=1,
+)
+LABELS = [f"class {i}" for i in range(10)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SmallWeights:
+    """Builds the small model and loads ``weights`` (a ``.weights.h5``) into it."""
+
+    weights: str
+
+    def __call__(self):
+        sys.path.insert(0, str(Path(__file__).parent))  # conftest, in another process
+        from conftest import SMALL_SPEC
+        from videoswin_tf.convert.mapping.spec import build_keras_model
+
+        model = build_keras_model(SMALL_SPEC)
+        model.load_weights(self.weights)
+        return model

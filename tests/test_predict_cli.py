@@ -201,3 +201,23 @@ def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights
     records = json.loads(out_json.read_text())
     assert [sorted(record) for record in records][1] == ["error", "video"]
     assert records[0]["frames"] == 35 and records[2]["frames"] == 10
+
+
+def test_engines_this_machine_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch):
+    import videoswin_tf.inference as inference
+
+    monkeypatch.setattr(inference, "openvino_installed", lambda: False)
+    monkeypatch.setattr(inference, "has_native_bf16", lambda cpuinfo: False)
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    common = ["clip.mp4", "--weights", str(weights), "--config", "swin_t_k400"]
+    result = CliRunner().invoke(main, [*common, "--engine", "openvino"])
+    assert result.exit_code == 2
+    assert "the openvino engine needs OpenVINO: pip install 'videoswin-tf[openvino]'" in " ".join(
+        result.output.split()
+    )
+    result = CliRunner().invoke(main, [*common, "--precision", "bf16"])
+    assert result.exit_code == 2
+    assert "bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX)" in " ".join(
+        result.output.split()
+    )

@@ -2,6 +2,7 @@
 TensorFlow on real videos, bf16 against fp32 with stressed weights, compiled once per model."""
 
 import gc
+import time
 import weakref
 
 import numpy as np
@@ -112,7 +113,11 @@ def test_openvino_compiles_once_per_model_and_shape_and_forgets_the_model(monkey
     assert compiled == [(2, 4, 32, 32, 3), (1, 4, 32, 32, 3)]
     gone = weakref.ref(model)
     del model
-    gc.collect()
+    for _ in range(5):  # once, under heavy load, one collection was not enough (cause unknown)
+        gc.collect()
+        if gone() is None:
+            break
+        time.sleep(0.2)
     assert gone() is None
 
 

@@ -15,8 +15,9 @@ in a weak-keyed table, so it is built once per process and forgotten with the mo
   bf16. Each clip shape compiles once (the last, smaller batch of a video is a second shape).
   ``VSWIN_OPENVINO_CACHE`` names a folder for OpenVINO's own compiled-blob cache (``CACHE_DIR``).
 
-Measured speeds are in the README (Benchmarks); OpenVINO is the faster engine in fp32 and bf16
-on the CPUs measured, hence the default when it is installed.
+OpenVINO is the default when installed: on issue 17's quiet 2-core Zen 4 it ran Swin-T 1.33x
+faster than TensorFlow in fp32 and 2.49x in bf16 (README, Benchmarks, also has a loaded run
+where it was slower).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +42,7 @@ OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 CACHE_ENV = "VSWIN_OPENVINO_CACHE"
 
 # A runner: float clips (B, T, H, W, 3) -> the model's output (an array or a dict of arrays).
-Runner = Callable[[np.ndarray], "np.ndarray | dict[str, np.ndarray]"]
+Runner = Callable[[np.ndarray], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +138,8 @@ _BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def tensorflow_model(model, precision: str):
     """``model`` itself for fp32; for bf16 a copy of it under ``mixed_bfloat16`` with the
-    same weights, built once per model."""
+    same weights, built once per model. ``model`` is a `TFSwinTransformer3D` (or any model
+    whose config takes a top-level ``dtype`` policy)."""
     if precision == "fp32":
         return model
     built = _BUILT.setdefault(model, {})

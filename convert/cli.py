@@ -396,7 +396,7 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
           --out exports/swin_t_k400
       vswin-convert export --weights ... --config swin_t_k400 --format onnx --out swin_t.onnx \\
           --frames 16 --any-batch
-      vswin-convert export --weights ... --config swin_t_k400 --format openvino \
+      vswin-convert export --weights ... --config swin_t_k400 --format openvino \\
           --out exports/swin_t_k400_openvino
     """
     from videoswin_tf.convert.outputs.export import export

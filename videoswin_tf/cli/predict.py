@@ -115,8 +115,9 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
-    help="What runs the model: openvino (the faster, when installed: pip install "
-    "'videoswin-tf[openvino]') or tensorflow. Default: the fastest installed; stderr says which.",
+    help="What runs the model: openvino (needs pip install 'videoswin-tf[openvino]') or "
+    "tensorflow. Default: openvino when installed (the faster in quiet measurements, README "
+    "Benchmarks), else tensorflow; stderr says which.",
 )
 @click.option(
     "--precision",

@@ -28,7 +28,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test,video,export,hf,dataset,ray]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[convert,test,video,export,hf,dataset,ray,openvino]'
 	touch $(STAMP)
 
 test: venv

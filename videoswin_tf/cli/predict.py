@@ -15,6 +15,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f"vswin-predict needs click ({error}); install it with: pip install videoswin-tf[video]"
     ) from error
 
+from videoswin_tf.inference import ENGINES, PRECISIONS, choose
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import get_preset, presets
 from videoswin_tf.startup import start_tensorflow_quietly
@@ -180,6 +181,21 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     metavar="ADDRESS",
     help="With --ray: join this running cluster (ray start --head prints it); default a local Ray.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="What runs the model: openvino (needs pip install 'videoswin-tf[openvino]') or "
+    "tensorflow. Default: openvino when installed (the faster in quiet measurements, README "
+    "Benchmarks), else tensorflow; stderr says which.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="bf16 runs faster on CPUs with native bf16 (AVX512_BF16 or AMX) and is refused on "
+    "others; fp32 is what the checkpoints' accuracy figures were measured in.",
+)
 def main(
     videos,
     weights,
@@ -202,6 +218,8 @@ def main(
     ray,
     replicas,
     ray_address,
+    engine,
+    precision,
 ) -> None:
     """Classify videos (and optionally save their features) as the checkpoints were scored:
     count the frames, decode those the clips use, resize the short side, crop the views,
@@ -220,12 +238,21 @@ def main(
         raise click.BadParameter(str(error)) from None
     if stage_map and features_dir is None:
         raise click.UsageError("--stage-map needs --features DIR")
+    try:
+        choice = choose(engine, precision)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--engine/--precision") from None
     if out_dir is not None and (json_path or features_dir):
         raise click.UsageError(
             "--out writes every result to its Parquet shards: drop --json and --features"
         )
     if (ray or ray_address) and out_dir is None:
         raise click.UsageError("--ray runs a dataset job: add --out DIR")
+    if out_dir is not None and (engine is not None or precision != "fp32"):
+        raise click.UsageError(
+            "--engine and --precision apply to runs without --out; dataset runs (--out) use "
+            "the TensorFlow engine in fp32"
+        )
     snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
     if out_dir is not None:
         _run_dataset(
@@ -257,6 +284,7 @@ def main(
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--labels") from None
     model = _load_model(preset, weights)
+    click.echo(choice.describe(), err=True)
 
     records, failed = [], 0
     for number, path in enumerate(paths, 1):
@@ -274,6 +302,7 @@ def main(
                 stage_map=stage_map,
                 batch_size=batch,
                 progress=status.views,
+                engine=choice,
             )
             if features_dir is not None:
                 along_time = None

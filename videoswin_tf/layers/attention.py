@@ -113,7 +113,10 @@ class WindowAttention3D(keras.layers.Layer):
     def call(self, windows, attention_mask=None, training=None):
         num_tokens = windows.shape[1]
         qkv = ops.reshape(self.qkv(windows), (-1, num_tokens, 3, self.num_heads, self.head_dim))
-        if keras.backend.backend() == "tensorflow" or (training and self.attn_drop > 0):
+        # The backend's fused attention needs the number of windows, unknown while Keras'
+        # OpenVINO backend traces the model (batch None).
+        explicit = keras.backend.backend() == "tensorflow" or windows.shape[0] is None
+        if explicit or (training and self.attn_drop > 0):
             x = self.explicit_attention(qkv, attention_mask, training)
         else:
             x = self.backend_attention(qkv, attention_mask, windows.shape[0])

@@ -19,6 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from videoswin_tf.inference import (
+    TENSORFLOW_FP32,
+    EngineChoice,
+    choose,
+    openvino_runner,
+    tensorflow_model,
+)
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import TestPipeline, get_preset
 from videoswin_tf.video.decode import read_frames
@@ -75,6 +82,7 @@ class VideoOutput:
         view_features: ``(views, C)`` pooled backbone features per view, when asked for.
         features: ``(C,)`` their mean over views, when asked for.
         stage_map: ``(views, D, H, W, C)`` the backbone output per view, when asked for.
+        engine: the engine and precision that ran the views.
     """
 
     path: Path
@@ -85,6 +93,7 @@ class VideoOutput:
     view_features: np.ndarray | None = None
     features: np.ndarray | None = None
     stage_map: np.ndarray | None = None
+    engine: EngineChoice = TENSORFLOW_FP32
 
     def to_json(self) -> dict[str, Any]:
         """The JSON record of `vswin-predict --json`: video, frames, views, top, probabilities."""
@@ -139,12 +148,14 @@ def run_views(
     features: bool = False,
     stage_map: bool = False,
     progress: ViewProgress | None = None,
+    engine: EngineChoice = TENSORFLOW_FP32,
 ) -> dict[str, np.ndarray]:
     """Run the model on uint8 views ``(V, T, S, S, 3)``, ``batch_size`` views at a time.
 
-    Without ``features`` or ``stage_map`` this is ``model.predict_on_batch`` per batch. With
-    them, one backbone pass per batch gives the pooled features (and the stage map), and the
-    logits come from the head's classifier applied to the pooled features.
+    Without ``features`` or ``stage_map`` this is the model per batch (``predict_on_batch`` on
+    TensorFlow). With them, one backbone pass per batch gives the pooled features (and the
+    stage map), and the logits come from the head's classifier applied to the pooled features.
+    ``engine`` runs it (`videoswin_tf.inference`; default TensorFlow in fp32).
 
     Returns:
         ``"logits"`` ``(V, classes)`` (when the model has a head), ``"pooled"`` ``(V, C)`` and
@@ -153,21 +164,31 @@ def run_views(
     has_head = getattr(model, "head", None) is not None
     if not (features or stage_map) and not has_head:
         raise ValueError("the model has no head: ask for features (or the stage map)")
+    net = model if engine.engine == "openvino" else tensorflow_model(model, engine.precision)
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(views), batch_size):
         batch = normalize(views[start : start + batch_size])  # (B, T, S, S, 3) float32
         if features or stage_map:
-            extractor = _feature_extractor(model, batch.shape[1:], stage_map)
-            found = dict(extractor.predict_on_batch(batch))  # pooled (B, C) [, stage_map]
+            extractor = _feature_extractor(net, batch.shape[1:], stage_map)
+            what = "stage_map" if stage_map else "pooled"
+            found = dict(_run(model, extractor, engine, batch, what))  # pooled (B, C) [, map]
             if has_head:
                 found["logits"] = classify_pooled(model, found["pooled"])
         else:
-            found = {"logits": np.asarray(model.predict_on_batch(batch))}  # (B, classes)
+            found = {"logits": np.asarray(_run(model, net, engine, batch, "logits"))}  # (B, K)
         for key, value in found.items():
             outputs.setdefault(key, []).append(np.asarray(value, dtype=np.float32))
         if progress is not None:
             progress(min(start + batch_size, len(views)), len(views))
     return {key: np.concatenate(parts) for key, parts in outputs.items()}
+
+
+def _run(owner, net, engine: EngineChoice, batch: np.ndarray, what: str):
+    """``net`` on one batch with ``engine``; OpenVINO's compiled ``net`` is kept per
+    ``owner`` (the caller's model), ``what`` (its role) and batch shape."""
+    if engine.engine == "tensorflow":
+        return net.predict_on_batch(batch)
+    return openvino_runner(owner, net, engine.precision, batch.shape, what)(batch)
 
 
 def classify_pooled(model, pooled: np.ndarray) -> np.ndarray:
@@ -202,6 +223,8 @@ def predict_video(
     stage_map: bool = False,
     batch_size: int = DEFAULT_BATCH,
     progress: ViewProgress | None = None,
+    engine: str | EngineChoice | None = None,
+    precision: str = "fp32",
 ) -> VideoOutput:
     """Everything for one video: averaged probabilities and top-k names (with a head) and,
     when asked, the pooled features and the stage map.
@@ -220,18 +243,24 @@ def predict_video(
         stage_map: also return the backbone output per view.
         batch_size: views per forward pass.
         progress: called after each batch with (views done, views in all).
+        engine: ``"tensorflow"``, ``"openvino"``, an `EngineChoice`, or ``None`` for the
+            fastest installed (OpenVINO when installed); the result's ``engine`` names it.
+        precision: ``"fp32"`` or ``"bf16"`` (CPUs with AVX512_BF16 or AMX only).
 
     Raises:
         videoswin_tf.video.VideoError: the file cannot be read as a video.
-        ValueError: an unknown config, bad views, or labels that do not fit the model.
+        ValueError: an unknown config, bad views, labels that do not fit the model, or an
+            engine or precision this machine cannot run (`videoswin_tf.inference.choose`).
     """
+    if not isinstance(engine, EngineChoice):
+        engine = choose(engine, precision)
     pipeline = view_pipeline(config, views)
     names = None
     if getattr(model, "head", None) is not None:
         names = _class_names(model, config, labels)
     cut = video_views(path, pipeline, sampling)
-    out = run_views(model, cut.views, batch_size, features, stage_map, progress)
-    result = VideoOutput(cut.path, cut.num_frames, pipeline.views)
+    out = run_views(model, cut.views, batch_size, features, stage_map, progress, engine)
+    result = VideoOutput(cut.path, cut.num_frames, pipeline.views, engine=engine)
     if names is not None:
         result.probabilities = average_probabilities(out["logits"])
         result.top = top_classes(result.probabilities, names, top)

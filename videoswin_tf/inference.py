@@ -1,0 +1,211 @@
+"""Which engine and precision run a model on clips: TensorFlow or OpenVINO, fp32 or bf16.
+
+``choose`` turns a request (engine or ``None`` for the fastest installed one, and a precision)
+into an `EngineChoice`, refusing bf16 on CPUs without native bf16 and OpenVINO where it is not
+installed. ``runner`` gives the function that runs a Keras model on float clips with that
+choice; what it builds (a bf16 copy of the model, a compiled OpenVINO model) is kept per model
+in a weak-keyed table, so it is built once per process and forgotten with the model.
+
+- TensorFlow, fp32: the model's own ``predict_on_batch`` (`videoswin_tf.engine` picks graph
+  or XLA).
+- TensorFlow, bf16: a copy of the model under Keras' ``mixed_bfloat16`` policy (bf16 compute,
+  float32 variables; the I3D head stays float32), sharing nothing with the model.
+- OpenVINO: the model traced by ``tf.function`` for the clip shape, converted in memory by
+  ``openvino.convert_model`` and compiled for the CPU with ``INFERENCE_PRECISION_HINT`` f32 or
+  bf16. Each clip shape compiles once (the last, smaller batch of a video is a second shape).
+  ``VSWIN_OPENVINO_CACHE`` names a folder for OpenVINO's own compiled-blob cache (``CACHE_DIR``).
+
+OpenVINO is the default when installed: on issue 17's quiet 2-core Zen 4 it ran Swin-T 1.33x
+faster than TensorFlow in fp32 and 2.49x in bf16 (README, Benchmarks, also has a loaded run
+where it was slower).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENGINES = ("tensorflow", "openvino")
+PRECISIONS = ("fp32", "bf16")
+# /proc/cpuinfo flags of native bf16 arithmetic: AVX-512 BF16 (Cooper Lake, Zen 4 and later)
+# and AMX (Sapphire Rapids and later).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# OpenVINO's name of each precision (its INFERENCE_PRECISION_HINT).
+OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+CACHE_ENV = "VSWIN_OPENVINO_CACHE"
+
+# A runner: float clips (B, T, H, W, 3) -> the model's output (an array or a dict of arrays).
+Runner = Callable[[np.ndarray], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineChoice:
+    """An engine and the precision it computes in.
+
+    Attributes:
+        engine: one of `ENGINES`.
+        precision: one of `PRECISIONS`.
+        chosen: whether the engine was picked here (``True``) or asked for by name.
+    """
+
+    engine: str = "tensorflow"
+    precision: str = "fp32"
+    chosen: bool = False
+
+    def describe(self) -> str:
+        """The line ``vswin-predict`` prints on stderr, e.g. ``engine: openvino, bf16 (the
+        fastest installed; --engine tensorflow|openvino to choose)``."""
+        how = "the fastest installed" if self.chosen else "as asked"
+        return f"engine: {self.engine}, {self.precision} ({how}; --engine to choose)"
+
+
+# TensorFlow in fp32: what `predict_on_batch` has always run.
+TENSORFLOW_FP32 = EngineChoice()
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU feature flags the kernel reports (the first ``flags`` line), or an empty set
+    where ``cpuinfo`` cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def has_native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 natively (AVX512_BF16 or AMX, see `BF16_FLAGS`)."""
+    return not cpu_flags(cpuinfo).isdisjoint(BF16_FLAGS)
+
+
+def openvino_installed() -> bool:
+    """Whether ``import openvino`` would find the package (without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def choose(
+    engine: str | None = None,
+    precision: str = "fp32",
+    cpuinfo: str | os.PathLike = "/proc/cpuinfo",
+) -> EngineChoice:
+    """The engine and precision to run with.
+
+    Args:
+        engine: ``"tensorflow"``, ``"openvino"``, or ``None`` for the fastest installed:
+            OpenVINO when it is installed, else TensorFlow.
+        precision: ``"fp32"`` (default; the checkpoints' accuracy figures are fp32) or
+            ``"bf16"``.
+        cpuinfo: where the CPU's feature flags are read for bf16.
+
+    Raises:
+        ValueError: an unknown engine or precision, bf16 on a CPU without native bf16, or
+            OpenVINO asked for and not installed (one line saying what to do).
+    """
+    if engine is not None and engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and not has_native_bf16(cpuinfo):
+        raise ValueError(
+            "bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX) and this one has neither; "
+            "use precision fp32"
+        )
+    if engine == "openvino" and not openvino_installed():
+        raise ValueError(
+            "the openvino engine needs OpenVINO: pip install 'videoswin-tf[openvino]', or use "
+            "engine tensorflow"
+        )
+    if engine is None:
+        return EngineChoice("openvino" if openvino_installed() else "tensorflow", precision, True)
+    return EngineChoice(engine, precision)
+
+
+# model -> {(engine, precision, what, clip shape): what runs it}. Weak keys: an entry lives as
+# long as its model does; nothing stored holds a reference to the model.
+_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def tensorflow_model(model, precision: str):
+    """``model`` itself for fp32; for bf16 a copy of it under ``mixed_bfloat16`` with the
+    same weights, built once per model. ``model`` is a `TFSwinTransformer3D` (or any model
+    whose config takes a top-level ``dtype`` policy)."""
+    if precision == "fp32":
+        return model
+    built = _BUILT.setdefault(model, {})
+    key = ("tensorflow", precision)
+    if key not in built:
+        built[key] = _mixed_copy(model, "mixed_bfloat16")
+    return built[key]
+
+
+def _mixed_copy(model, policy: str):
+    config = {**model.get_config(), "dtype": policy}
+    copy = type(model).from_config(config)
+    if not copy.built:
+        copy.build((None, None, None, None, 3))  # (B, T, H, W, 3)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def openvino_runner(owner, net, precision: str, clip_shape: tuple[int, ...], what: str = "model"):
+    """``net`` (a Keras model or function of float clips) compiled by OpenVINO for clips of
+    ``clip_shape``, built once per ``owner`` (the model the caller holds), precision, ``what``
+    (a name of ``net``'s role) and shape. The runner returns what ``net`` returns, as numpy."""
+    built = _BUILT.setdefault(owner, {})
+    key = ("openvino", precision, what, tuple(clip_shape))
+    if key not in built:
+        built[key] = _compile_openvino(net, tuple(clip_shape), precision)
+    return built[key]
+
+
+def openvino_model(net, clip_shape: tuple[int | None, ...]):
+    """``net`` (a Keras model or function of float clips) as an ``openvino.Model`` for clips
+    of ``clip_shape`` (``None`` for a dimension of any size): traced by ``tf.function`` and
+    converted in memory by ``openvino.convert_model``. Its input is ``clip``; its outputs are
+    ``net``'s dict keys, or ``output`` for a single tensor."""
+    import openvino
+    import tensorflow as tf
+
+    def forward(clip):
+        out = net(clip, training=False)
+        return dict(out) if isinstance(out, dict) else {"output": out}
+
+    function = tf.function(forward).get_concrete_function(
+        tf.TensorSpec(clip_shape, tf.float32, name="clip")
+    )
+    return openvino.convert_model(function)
+
+
+def compile_openvino(converted, precision: str = "fp32"):
+    """An ``openvino.Model`` (or IR file) compiled for the CPU in ``precision``, with
+    OpenVINO's on-disk cache in ``$VSWIN_OPENVINO_CACHE`` when that is set."""
+    import openvino
+
+    config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[precision]}
+    if os.environ.get(CACHE_ENV):
+        config["CACHE_DIR"] = os.environ[CACHE_ENV]
+    return openvino.Core().compile_model(converted, "CPU", config)
+
+
+def _compile_openvino(net, clip_shape: tuple[int, ...], precision: str) -> Runner:
+    compiled = compile_openvino(openvino_model(net, clip_shape), precision)
+    names = [output.get_any_name() for output in compiled.outputs]
+    request = compiled.create_infer_request()
+
+    def run(clip: np.ndarray):
+        results = request.infer({0: np.ascontiguousarray(clip, np.float32)})
+        found = {name: np.array(results[i]) for i, name in enumerate(names)}
+        return found["output"] if list(found) == ["output"] else found
+
+    return run

@@ -401,3 +401,49 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
     clip = ParitySettings(frames=frames, size=size, batch=batch)
     with exit_on_error():
         export(weights, config, fmt, out, clip, any_batch=any_batch, force=force, log=click.echo)
+
+
+@main.command(name="to-torch")
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="The weights file to write back: a .weights.h5 the converter wrote (or the seed's "
+    ".h5). The model is the one the file records.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["mmaction2", "torchvision"]),
+    help="mmaction2: keys of mmaction2's Recognizer3D under 'state_dict' (backbone.*, "
+    "cls_head.*). torchvision: a bare state dict for torchvision's swin3d_t/s/b "
+    "(SwinTransformer3d); needs a head.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=str), help="The .pth to write.")
+@click.option("--no-parity", is_flag=True, help="Skip the upstream model's parity run.")
+@parity_clip_options
+@click.option("--force", is_flag=True, help="Overwrite an existing --out.")
+def to_torch_command(weights, fmt, out, no_parity, parity_frames, parity_size, force) -> None:
+    """Write converted weights back as a PyTorch checkpoint (plain tensors: it loads with
+    torch.load(..., weights_only=True)). The file is read back by the converter's own reader,
+    which must give every tensor bit for bit, and the upstream model (mmaction2's or
+    torchvision's) loaded with it must match the Keras model's logits on the seeded parity
+    clip; otherwise nothing is written. Exit status: 0 done, 1 parity failed, 2 bad input.
+
+    \b
+    Examples:
+      vswin-convert to-torch --format mmaction2 \\
+          --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
+          --out swin_t_k400.pth
+      vswin-convert to-torch --format torchvision --weights mine.weights.h5 --out mine.pth \\
+          --parity-frames 16 --parity-size 112
+    """
+    start_tensorflow_quietly()
+    from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
+
+    parity = ParitySettings(frames=parity_frames, size=parity_size)
+    with exit_on_error():
+        to_torch(
+            weights, fmt, out, force=force, parity=None if no_parity else parity, log=click.echo
+        )

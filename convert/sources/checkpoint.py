@@ -19,7 +19,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+from videoswin_tf.convert.errors import CheckpointError
 from videoswin_tf.convert.sources.detection import detect_source
+from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
 from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
 from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
 
@@ -41,11 +43,6 @@ REFUSAL_DETAIL = re.compile(
 # BUILD set the state of an object only when its type is allowed, and a dtype is built that way.
 NUMPY_CONSTRUCTORS = ("scalar", "_reconstruct")
 NUMPY_MODULES = ("numpy._core.multiarray", "numpy.core.multiarray")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be read; the message names the file, what is wrong and what
-    to do."""
 
 
 @dataclasses.dataclass
@@ -88,6 +85,13 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
             ``cls_head.*``.
     """
     path = Path(path)
+    kind = identify(path)
+    if kind is Kind.HDF5:
+        from videoswin_tf.convert.sources.keras_h5 import read_h5
+
+        return read_h5(path)
+    if kind is not Kind.TORCH:
+        raise CheckpointError(NOT_READ[kind].format(path=path))
     raw = _read(path)
     if not isinstance(raw, dict):
         raise CheckpointError(
@@ -153,10 +157,6 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
 
 def _read(path: Path) -> object:
     """``torch.load`` with ``weights_only=True``, every failure turned into a CheckpointError."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: file not found; check the path of the .pth checkpoint")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory; pass the .pth checkpoint file itself")
     try:
         import torch
     except ImportError as error:

@@ -7,14 +7,17 @@ import zipfile
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
 from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.mapping.rules import extract
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
 from videoswin_tf.convert.sources.file_kind import Kind, identify
+from videoswin_tf.convert.sources.keras_h5 import SEED_H5
 
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 
@@ -56,8 +59,10 @@ def test_an_unknown_hdf5_file_is_named_by_what_it_holds(tmp_path, torch_never_re
     )
 
 
-def test_keras_weights_files_are_told_to_load_as_they_are(tmp_path, torch_never_reads):
-    model = build_keras_model(SMALL_SPEC)
+def test_our_weights_files_are_told_to_load_as_they_are_the_seeds_are_read(
+    tmp_path, torch_never_reads
+):
+    model = build_keras_model(SMALL_SPEC.replace(window_size=(2, 7, 7)))  # the seed's 7x7
     ours, seed = tmp_path / "mine.weights.h5", tmp_path / "TFVideoSwinT_K400.h5"
     save_weights(model, ours)
     save_weights(model, seed)
@@ -68,12 +73,11 @@ def test_keras_weights_files_are_told_to_load_as_they_are(tmp_path, torch_never_
         f"model.load_weights('{ours}') reads it; to write a PyTorch checkpoint from it: "
         f"vswin-convert to-torch --weights {ours} --format mmaction2 --out mine.pth"
     )
-    assert error_of(seed) == (
-        f"{seed}: is a Keras 2 weights file in the seed's layout, innat/VideoSwin v1, which needs "
-        f"no conversion: model.load_weights('{seed}') reads it; to write a PyTorch checkpoint "
-        f"from it: vswin-convert to-torch --weights {seed} --format mmaction2 --out "
-        "TFVideoSwinT_K400.pth"
-    )
+    loaded = load_checkpoint(seed)  # the seed's own files convert (test_seed_convert.py)
+    assert loaded.source is SEED_H5 and loaded.file == seed and loaded.has_head
+    expected = extract(model)
+    assert sorted(loaded.state) == sorted(expected)
+    assert all(np.array_equal(loaded.state[key], expected[key]) for key in expected)
 
 
 def test_keras_archives_saved_models_and_other_zips_are_named(tmp_path, torch_never_reads):

@@ -172,15 +172,7 @@ def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object]:
                 "vswin-convert or the seed's .h5); convert the PyTorch file with vswin-convert "
                 "--pth first"
             )
-        spec = ModelSpec(
-            name=config.get("preset") or path.name.split(".")[0],
-            embed_dim=int(config["embed_dim"]),
-            depths=tuple(config["depths"]),
-            num_heads=tuple(config["num_heads"]),
-            window_size=tuple(config["window_size"]),
-            patch_size=tuple(config["patch_size"]),
-            num_classes=config["num_classes"] if config["include_top"] else None,
-        )
+        spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
         model = build_keras_model(spec)
         model.load_weights(str(path))
     return spec, model

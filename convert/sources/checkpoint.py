@@ -60,6 +60,8 @@ class LoadedCheckpoint:
             ImageNet Swin), or None for mmaction2's own layouts.
         original: for a recognised source, its tensors under the file's own key names (what
             its upstream model loads for parity); None otherwise.
+        file: the file read, for a reference that loads it itself (the seed's Keras 2 model);
+            None otherwise.
     """
 
     state: dict[str, np.ndarray]
@@ -68,10 +70,15 @@ class LoadedCheckpoint:
     has_head: bool
     source: Source | None = None
     original: dict[str, np.ndarray] | None = None
+    file: Path | None = None
 
 
 def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
+
+    What ``path`` is decides the reader (`sources.file_kind.identify`): the seed's ``.h5`` files
+    go to `sources.keras_h5`, torch's files to torch's ``weights_only`` loader, and every other
+    kind is refused before any reader sees it.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
     prefixes, renames the keys of the layouts in `sources.detection.SOURCES` (torchvision, 2D

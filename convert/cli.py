@@ -24,6 +24,8 @@ Examples:
   vswin-convert --config path/to/mmaction2/swin-tiny-...-kinetics400-rgb.py --pth ckpt.pth
   vswin-convert --pth swin_tiny_patch4_window7_224.pth --config swin_t_k400   # 2D, inflated
   vswin-convert --pth swin3d_t-7615ae03.pth                                # torchvision
+  VIDEOSWIN_SEED_REFERENCE=VideoSwin vswin-convert --pth TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5
+  vswin-convert to-torch --weights mine.weights.h5 --format mmaction2 --out mine.pth
 
 \b
 Named configs: swin_t_k400, swin_s_k400, swin_b_k400, swin_b_k400_in22k,
@@ -76,7 +78,10 @@ def parity_clip_options(command: Callable) -> Callable:
     "torchvision's swin3d_t/s/b files (parity against torchvision's model); 2D ImageNet Swin "
     "files (Microsoft's or timm's), inflated to a 3D backbone as mmaction2 does, to the "
     "--config's window and patch (default 8x7x7, 2x4x4), with parity against mmaction2 "
-    "inflating the file itself. Loaded with torch's safe weights_only loader.",
+    "inflating the file itself. Loaded with torch's safe weights_only loader. Also the seed's own "
+    "Keras 2 .h5 files (TFVideoSwin*.h5), read by structure, with parity against the seed's "
+    "model loading the file (set VIDEOSWIN_SEED_REFERENCE to the folder holding its videoswin "
+    "package). The file's kind is checked first: torch never sees anything but its own files.",
 )
 @click.option(
     "--config",

@@ -74,6 +74,15 @@ def test_the_seeds_h5_converts_with_parity_against_the_seeds_model(
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
 
 
+def test_the_default_output_is_named_after_the_seeds_file(seed_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = convert_cli("--pth", str(seed_file), "--no-parity")
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.splitlines()[-1] == "wrote checkpoints/TFVideoSwinSmall_P244_W877.weights.h5"
+    )
+
+
 def test_without_the_seeds_code_parity_is_a_one_line_error(seed_file, tmp_path, monkeypatch):
     monkeypatch.delenv(SEED_CODE_VARIABLE, raising=False)
     out = tmp_path / "small.weights.h5"

@@ -94,3 +94,19 @@ def test_without_the_seeds_code_parity_is_a_one_line_error(seed_file, tmp_path, 
         "--no-parity"
     )
     assert not out.exists()
+
+
+def test_the_seeds_h5_goes_straight_to_mmaction2(seed_file, tmp_path):
+    from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
+    from videoswin_tf.convert.parity import ParitySettings
+
+    result = to_torch(
+        seed_file,
+        "mmaction2",
+        tmp_path / "small.pth",
+        parity=ParitySettings(frames=8, size=64),
+        log=lambda _: None,
+    )
+    assert result.spec.window_size == (8, 7, 7) and result.spec.num_classes == 7
+    assert result.tensors == 87 and result.report.passed
+    assert result.report.logits.max_abs < 1e-4 and result.report.logits.reference_scale > 0.1

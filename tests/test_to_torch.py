@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 from click.testing import CliRunner
@@ -20,11 +21,14 @@ from upstream_checkpoints import save_torchvision, torchvision_swin3d
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.converter import convert
 from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
 from videoswin_tf.convert.parity import ParitySettings
 from videoswin_tf.convert.references.mmaction2 import build_reference
 from videoswin_tf.convert.references.torchvision import build_torchvision
 from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR
+
+from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 
 CLIP = ParitySettings(frames=8, size=48)
 QUIET = {"log": lambda _: None}
@@ -119,13 +123,19 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(tmp_path, mmaction2_
     with pytest.raises(ConversionError, match=r"^--out must end in \.pth, got .*bb\.pt$"):
         to_torch(weights.weights_path, "mmaction2", tmp_path / "bb.pt", **QUIET)
     plain = tmp_path / "plain.h5"
-    import h5py
-
     with h5py.File(plain, "w") as file:
         file.create_dataset("x", data=[1.0])
     with pytest.raises(ConversionError, match=r"plain\.h5: records no Video Swin model"):
         to_torch(plain, "mmaction2", tmp_path / "plain.pth", **QUIET)
-    assert not (tmp_path / "bb.pth").exists() and not (tmp_path / "plain.pth").exists()
+    odd = tmp_path / "odd.h5"  # a seed-layout file of a window no 7x7 seed file has
+    save_weights(build_keras_model(MINI), odd)
+    with h5py.File(odd, "r+") as file:
+        del file.attrs[CONFIG_ATTRIBUTE]
+    with pytest.raises(
+        ConversionError, match=r"odd\.h5 does not fit this model: its relative position bias"
+    ):
+        to_torch(odd, "mmaction2", tmp_path / "odd.pth", **QUIET)
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["mini_backbone_only.pth"]
 
 
 def test_help_names_both_formats():

@@ -160,21 +160,24 @@ def to_torch(
 
 def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object]:
     """The model ``path`` records, built and holding the file's values."""
-    from videoswin_tf.weights_file import read_file_config
+    from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
 
     with progress.phase("load", str(path)):
         if not path.is_file():
             raise ConversionError(f"{path}: file not found; pass the .weights.h5 file to convert")
-        config = read_file_config(path)
-        if config is None:
-            raise ConversionError(
-                f"{path}: records no Video Swin model (not a weights file written by "
-                "vswin-convert or the seed's .h5); convert the PyTorch file with vswin-convert "
-                "--pth first"
-            )
-        spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
-        model = build_keras_model(spec)
-        model.load_weights(str(path))
+        try:
+            config = read_file_config(path)
+            if config is None:
+                raise ConversionError(
+                    f"{path}: records no Video Swin model (not a weights file written by "
+                    "vswin-convert or the seed's .h5); convert the PyTorch file with "
+                    "vswin-convert --pth first"
+                )
+            spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
+            model = build_keras_model(spec)
+            model.load_weights(str(path))
+        except WeightsMismatchError as error:
+            raise ConversionError(str(error)) from None
     return spec, model
 
 

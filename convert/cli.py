@@ -24,6 +24,8 @@ Examples:
   vswin-convert --config path/to/mmaction2/swin-tiny-...-kinetics400-rgb.py --pth ckpt.pth
   vswin-convert --pth swin_tiny_patch4_window7_224.pth --config swin_t_k400   # 2D, inflated
   vswin-convert --pth swin3d_t-7615ae03.pth                                # torchvision
+  VIDEOSWIN_SEED_REFERENCE=VideoSwin vswin-convert --pth TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5
+  vswin-convert to-torch --weights mine.weights.h5 --format mmaction2 --out mine.pth
 
 \b
 Named configs: swin_t_k400, swin_s_k400, swin_b_k400, swin_b_k400_in22k,
@@ -76,7 +78,10 @@ def parity_clip_options(command: Callable) -> Callable:
     "torchvision's swin3d_t/s/b files (parity against torchvision's model); 2D ImageNet Swin "
     "files (Microsoft's or timm's), inflated to a 3D backbone as mmaction2 does, to the "
     "--config's window and patch (default 8x7x7, 2x4x4), with parity against mmaction2 "
-    "inflating the file itself. Loaded with torch's safe weights_only loader.",
+    "inflating the file itself. Loaded with torch's safe weights_only loader. Also the seed's own "
+    "Keras 2 .h5 files (TFVideoSwin*.h5), read by structure, with parity against the seed's "
+    "model loading the file (set VIDEOSWIN_SEED_REFERENCE to the folder holding its videoswin "
+    "package). The file's kind is checked first: torch never sees anything but its own files.",
 )
 @click.option(
     "--config",
@@ -404,3 +409,49 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
     clip = ParitySettings(frames=frames, size=size, batch=batch)
     with exit_on_error():
         export(weights, config, fmt, out, clip, any_batch=any_batch, force=force, log=click.echo)
+
+
+@main.command(name="to-torch")
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="The weights file to write back: a .weights.h5 the converter wrote (or the seed's "
+    ".h5). The model is the one the file records.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["mmaction2", "torchvision"]),
+    help="mmaction2: keys of mmaction2's Recognizer3D under 'state_dict' (backbone.*, "
+    "cls_head.*). torchvision: a bare state dict for torchvision's swin3d_t/s/b "
+    "(SwinTransformer3d); needs a head.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=str), help="The .pth to write.")
+@click.option("--no-parity", is_flag=True, help="Skip the upstream model's parity run.")
+@parity_clip_options
+@click.option("--force", is_flag=True, help="Overwrite an existing --out.")
+def to_torch_command(weights, fmt, out, no_parity, parity_frames, parity_size, force) -> None:
+    """Write converted weights back as a PyTorch checkpoint (plain tensors: it loads with
+    torch.load(..., weights_only=True)). The file is read back by the converter's own reader,
+    which must give every tensor bit for bit, and the upstream model (mmaction2's or
+    torchvision's) loaded with it must match the Keras model's logits on the seeded parity
+    clip; otherwise nothing is written. Exit status: 0 done, 1 parity failed, 2 bad input.
+
+    \b
+    Examples:
+      vswin-convert to-torch --format mmaction2 \\
+          --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
+          --out swin_t_k400.pth
+      vswin-convert to-torch --format torchvision --weights mine.weights.h5 --out mine.pth \\
+          --parity-frames 16 --parity-size 112
+    """
+    start_tensorflow_quietly()
+    from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
+
+    parity = ParitySettings(frames=parity_frames, size=parity_size)
+    with exit_on_error():
+        to_torch(
+            weights, fmt, out, force=force, parity=None if no_parity else parity, log=click.echo
+        )

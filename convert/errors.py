@@ -1,7 +1,13 @@
 """The converter's own errors; `videoswin_tf.convert.cli` turns them into exit statuses.
 
-Reading errors live beside their readers (`CheckpointError`, `ConfigError`, `OutputError`).
+Reading errors live beside their readers (`ConfigError`, `OutputError`), but for
+`CheckpointError`, which every checkpoint reader and `sources.file_kind` raise.
 """
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read; the message names the file, what is wrong and what
+    to do."""
 
 
 class ConversionError(Exception):

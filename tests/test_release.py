@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from videoswin_tf.convert.configs.resolve import resolve_config
-from videoswin_tf.convert.outputs.release import sha256, verify
+from videoswin_tf.convert.outputs.release import model_zoo, sha256, verify
 from videoswin_tf.convert.parity import ParitySettings
 from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
@@ -76,7 +76,9 @@ def test_release_writes_asset_manifest_and_zoo(released, sources):
     assert (
         f"| Swin-T | IN-1K | 224 | 78.8 | 93.6 | 28M | 87.9G | `configs/swin_t_k400.json` "
         f"| `{legacy.name}` (`{legacy_entry['sha256'][:12]}`)<br>"
-        f"`{asset.name}` (`{entry['sha256'][:12]}`) |"
+        f"`{asset.name}` (`{entry['sha256'][:12]}`) | `swin_t_k400`<br>"
+        "`TFVideoSwinT_K400_IN1K_P244_W877_32x224`<br>`videoswin_tiny_kinetics400_classifier`<br>"
+        "`videoswin_tiny_kinetics400` |"
     ) in zoo
     assert zoo.count("not released") == 5
     for heading in ("## Kinetics 400", "## Kinetics 600", "## Something-Something V2"):
@@ -136,3 +138,14 @@ def test_release_without_any_source_is_an_error(tmp_path):
     assert result.returncode == 2
     assert "no official source file in" in result.stderr and T.source in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_model_zoo_lists_every_name_weights_takes():
+    zoo = model_zoo({"assets": []})
+    assert zoo.count("not released") == 6
+    assert (
+        "| Swin-B | K400 | 224 | 69.6 | 92.7 | 89M | 320.6G | `configs/swin_b_ssv2.json` "
+        "| not released | `swin_b_ssv2`<br>`TFVideoSwinB_SSV2_K400_P244_W1677_32x224`<br>"
+        "`videoswin_base_something_something_v2_classifier`<br>"
+        "`videoswin_base_something_something_v2` |"
+    ) in zoo

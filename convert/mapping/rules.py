@@ -8,7 +8,8 @@ numbers indexing lists: ``stages.1.blocks.0.attn.qkv.kernel`` is
 
 `assign` maps a whole state dict: every Keras variable must be assigned exactly once and
 every checkpoint key must be consumed or be one of the `DERIVED` buffers; otherwise it raises
-`MappingError` listing every problem and assigns nothing.
+`MappingError` listing every problem and assigns nothing. `extract` runs the same table
+backwards (each layout change's inverse is in `INVERSES`): a model's canonical state dict.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ def conv3d(tensor: np.ndarray) -> np.ndarray:
     """PyTorch Conv3d ``[O, I, D, H, W]`` to Keras Conv3D ``[D, H, W, I, O]``."""
     return tensor.transpose(2, 3, 4, 1, 0)
 
+
+def conv3d_back(tensor: np.ndarray) -> np.ndarray:
+    """Keras Conv3D ``[D, H, W, I, O]`` to PyTorch Conv3d ``[O, I, D, H, W]``."""
+    return tensor.transpose(4, 3, 0, 1, 2)
+
+
+# The inverse of each layout change of `RULES` (a transpose is its own inverse).
+INVERSES: dict[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]] = {
+    same: same,
+    linear: linear,
+    conv3d: conv3d_back,
+}
 
 PATCH_KEY = "backbone.patch_embed.proj.weight"  # the key the architecture is first read from
 HEAD_KEY = "cls_head.fc_cls.weight"
@@ -175,6 +188,28 @@ def assign(model, state: dict[str, np.ndarray]) -> list[Assignment]:
     for item in assignments:
         item.variable.assign(item.value.astype(item.variable.dtype))
     return assignments
+
+
+def extract(model) -> dict[str, np.ndarray]:
+    """``model``'s weights as the canonical state dict that `assign` reads back into it.
+
+    Every variable goes through its `RULES` row backwards (`INVERSES`); the `DERIVED` buffers
+    (``relative_position_index``) are regenerated for each attention layer's window. Float
+    tensors keep the variables' dtype (float32); the index buffers are int64, as PyTorch's.
+    """
+    state = {
+        key: np.ascontiguousarray(INVERSES[transform](np.asarray(resolve(model, path).numpy())))
+        for key, (path, transform) in expected_keys(model).items()
+    }
+    for stage_index, stage in enumerate(model.stages):
+        for block_index in range(len(stage.blocks)):
+            for pattern, path in DERIVED:
+                names = {"i": stage_index, "j": block_index}
+                attention = resolve(model, path.format(**names))
+                if attention is not None:
+                    index = relative_position_index(attention.window_size).astype(np.int64)
+                    state[pattern.format(**names)] = index
+    return state
 
 
 def _derived_rule(key: str) -> str | None:

@@ -89,6 +89,20 @@ class ModelSpec:
             "drop_path_rate": self.drop_path_rate,
         }
 
+    @classmethod
+    def from_file_config(cls, config: dict[str, Any], name: str) -> ModelSpec:
+        """The model a weights file records (`videoswin_tf.weights_file.read_file_config`),
+        named after its preset when it has one, else ``name``."""
+        return cls(
+            name=config.get("preset") or name,
+            embed_dim=int(config["embed_dim"]),
+            depths=tuple(config["depths"]),
+            num_heads=tuple(config["num_heads"]),
+            window_size=tuple(config["window_size"]),
+            patch_size=tuple(config["patch_size"]),
+            num_classes=config["num_classes"] if config["include_top"] else None,
+        )
+
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
 

@@ -146,7 +146,11 @@ def _entry(spec: ModelSpec, source: Path, result, weights: Path) -> dict[str, An
 
 
 def model_zoo(manifest: dict[str, Any]) -> str:
-    """The seed README's tables, with the config and model columns filled from the manifest."""
+    """The seed README's tables, with the config and model columns filled from the manifest and
+    the names ``weights=`` takes for each model (`videoswin_tf.presets.Preset.names`: the
+    config's, the seed's release name, the Keras 3 rewrite's)."""
+    from videoswin_tf.presets import presets
+
     lines = [
         "# Model zoo",
         "",
@@ -168,8 +172,8 @@ def model_zoo(manifest: dict[str, Any]) -> str:
             f"## {heading}",
             "",
             "| Backbone | Pretrain | spatial crop | acc@1 | acc@5 | #params | FLOPs | config "
-            "| model |",
-            "| :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: |",
+            "| model | `weights=` names |",
+            "| :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: |",
         ]
         for name in rows:
             spec, meta, entries = configs[name], describe(name), by_config.get(name, [])
@@ -177,10 +181,12 @@ def model_zoo(manifest: dict[str, Any]) -> str:
                 "<br>".join(f"`{entry['file']}` (`{entry['sha256'][:12]}`)" for entry in entries)
                 or "not released"
             )
+            preset = presets().get(name)
+            names = "<br>".join(f"`{known}`" for known in preset.names) if preset else "none"
             lines.append(
                 f"| {BACKBONE_NAMES[spec.arch]} | {meta['pretrain']} | {spec.clip_size} "
                 f"| {meta['acc1']} | {meta['acc5']} | {round(meta['params'] / 1e6)}M "
-                f"| {meta['flops']} | `configs/{name}.json` | {model} |"
+                f"| {meta['flops']} | `configs/{name}.json` | {model} | {names} |"
             )
         lines.append("")
     return "\n".join(lines)

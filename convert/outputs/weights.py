@@ -34,9 +34,10 @@ def check_weights_name(out: str | os.PathLike) -> None:
 
 
 def default_output(spec: ModelSpec, pth: Path, out_dir: Path = Path("checkpoints")) -> Path:
-    """``<out_dir>/<release name>.weights.h5``, or the source file's stem when the config has
-    no release name; backbone-only files end in ``_backbone``."""
-    stem = spec.release or pth.name.removesuffix(".pth")
+    """``<out_dir>/<release name>.weights.h5``, or the source file's name less ``.pth`` or
+    ``.h5`` (the seed's files) when the config has no release name; backbone-only files end
+    in ``_backbone``."""
+    stem = spec.release or pth.name.removesuffix(".pth").removesuffix(LEGACY_SUFFIX)
     if spec.num_classes is None:
         stem += "_backbone"
     return out_dir / (stem + NATIVE_SUFFIX)

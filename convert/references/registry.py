@@ -11,6 +11,7 @@ import numpy as np
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.mmaction2 import mmaction2_forward
 from videoswin_tf.convert.references.mmaction2_inflation import mmaction2_inflation_forward
+from videoswin_tf.convert.references.seed_keras2 import seed_forward
 from videoswin_tf.convert.references.torchvision import torchvision_forward
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
 
@@ -37,6 +38,10 @@ REFERENCES: dict[str, Reference] = {
         mmaction2_inflation_forward,
     ),
     "torchvision": Reference("torchvision SwinTransformer3d", torchvision_forward),
+    "seed-keras2": Reference(
+        "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) loading the file itself",
+        seed_forward,
+    ),
 }
 
 

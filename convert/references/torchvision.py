@@ -6,9 +6,33 @@ from typing import Any
 
 import numpy as np
 import torch
+from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.torchvision_shim import import_torchvision
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
+
+
+def build_torchvision(spec: ModelSpec) -> torch.nn.Module:
+    """torchvision's ``SwinTransformer3d`` for ``spec``, with its own random initialisation.
+
+    Raises:
+        ConversionError: ``spec`` has no head; torchvision's model always has one.
+    """
+    if spec.num_classes is None:
+        raise ConversionError(
+            f"{spec.name}: torchvision's SwinTransformer3d always has a classifier head and "
+            "this model has none; use --format mmaction2 for a backbone"
+        )
+    video = import_torchvision().models.video
+    return video.swin_transformer.SwinTransformer3d(
+        patch_size=list(spec.patch_size),
+        embed_dim=spec.embed_dim,
+        depths=list(spec.depths),
+        num_heads=list(spec.num_heads),
+        window_size=list(spec.window_size),
+        stochastic_depth_prob=spec.drop_path_rate,
+        num_classes=spec.num_classes,
+    )
 
 
 def torchvision_forward(
@@ -20,16 +44,7 @@ def torchvision_forward(
     Stage maps are the outputs of ``features[0]``, ``features[2]``, ``features[4]`` (before
     their patch merging) and of the final ``norm``, all channels last.
     """
-    video = import_torchvision().models.video
-    model = video.swin_transformer.SwinTransformer3d(
-        patch_size=list(spec.patch_size),
-        embed_dim=spec.embed_dim,
-        depths=list(spec.depths),
-        num_heads=list(spec.num_heads),
-        window_size=list(spec.window_size),
-        stochastic_depth_prob=spec.drop_path_rate,
-        num_classes=spec.num_classes,
-    )
+    model = build_torchvision(spec)
     model.load_state_dict(
         {key: torch.from_numpy(value) for key, value in checkpoint.original.items()}, strict=True
     )

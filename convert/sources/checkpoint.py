@@ -19,7 +19,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+from videoswin_tf.convert.errors import CheckpointError
 from videoswin_tf.convert.sources.detection import detect_source
+from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
 from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
 from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
 
@@ -43,11 +45,6 @@ NUMPY_CONSTRUCTORS = ("scalar", "_reconstruct")
 NUMPY_MODULES = ("numpy._core.multiarray", "numpy.core.multiarray")
 
 
-class CheckpointError(Exception):
-    """A checkpoint that cannot be read; the message names the file, what is wrong and what
-    to do."""
-
-
 @dataclasses.dataclass
 class LoadedCheckpoint:
     """A checkpoint in canonical form.
@@ -63,6 +60,8 @@ class LoadedCheckpoint:
             ImageNet Swin), or None for mmaction2's own layouts.
         original: for a recognised source, its tensors under the file's own key names (what
             its upstream model loads for parity); None otherwise.
+        file: the file read, for a reference that loads it itself (the seed's Keras 2 model);
+            None otherwise.
     """
 
     state: dict[str, np.ndarray]
@@ -71,10 +70,15 @@ class LoadedCheckpoint:
     has_head: bool
     source: Source | None = None
     original: dict[str, np.ndarray] | None = None
+    file: Path | None = None
 
 
 def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
+
+    What ``path`` is decides the reader (`sources.file_kind.identify`): the seed's ``.h5`` files
+    go to `sources.keras_h5`, torch's files to torch's ``weights_only`` loader, and every other
+    kind is refused before any reader sees it.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
     prefixes, renames the keys of the layouts in `sources.detection.SOURCES` (torchvision, 2D
@@ -88,6 +92,13 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
             ``cls_head.*``.
     """
     path = Path(path)
+    kind = identify(path)
+    if kind is Kind.HDF5:
+        from videoswin_tf.convert.sources.keras_h5 import read_h5
+
+        return read_h5(path)
+    if kind is not Kind.TORCH:
+        raise CheckpointError(NOT_READ[kind].format(path=path))
     raw = _read(path)
     if not isinstance(raw, dict):
         raise CheckpointError(
@@ -153,10 +164,6 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
 
 def _read(path: Path) -> object:
     """``torch.load`` with ``weights_only=True``, every failure turned into a CheckpointError."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: file not found; check the path of the .pth checkpoint")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory; pass the .pth checkpoint file itself")
     try:
         import torch
     except ImportError as error:

@@ -1,0 +1,205 @@
+"""Converted Keras weights back to a PyTorch checkpoint, in mmaction2's or torchvision's layout.
+
+Nothing here is a second key table. `mapping.rules.extract` runs the converter's `RULES` backwards
+into the canonical mmaction2 1.x state dict (derived ``relative_position_index`` buffers
+regenerated); torchvision's names are those of its own model's state dict, renamed onto
+canonical keys by the reader's table (`sources.torchvision.TORCHVISION`). The file holds plain
+tensors only (``torch.save``; it loads with ``weights_only=True``). Before it is moved into place
+it is read back by the converter's own reader, which must give every tensor bit for bit, and the
+upstream model runs it against the Keras model on the parity clip (`converter.gate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from videoswin_tf.convert.converter import Progress, gate
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.mapping.rules import extract
+from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
+from videoswin_tf.convert.outputs.atomic import atomic_write, check_destination
+from videoswin_tf.convert.parity import DEFAULT_PARITY, ParityReport, ParitySettings
+from videoswin_tf.convert.sources.checkpoint import load_checkpoint
+from videoswin_tf.convert.sources.layout import SourceError, rename
+from videoswin_tf.convert.sources.torchvision import TORCHVISION
+
+TORCH_SUFFIX = ".pth"
+
+
+def _mmaction2_layout(spec: ModelSpec, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return state
+
+
+def _torchvision_layout(spec: ModelSpec, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``state`` under the keys and shapes of torchvision's ``SwinTransformer3d`` for ``spec``
+    (which stores ``relative_position_index`` flattened)."""
+    from videoswin_tf.convert.references.torchvision import build_torchvision
+
+    template = {
+        key: tuple(value.shape) for key, value in build_torchvision(spec).state_dict().items()
+    }
+    try:
+        canonical_to_torchvision, _ = rename(TORCHVISION, {key: key for key in template})
+    except SourceError as error:
+        raise ConversionError(
+            f"torchvision's model does not fit its rename table: {error}"
+        ) from None
+    homeless = sorted(state.keys() - canonical_to_torchvision.keys())
+    unfilled = sorted(canonical_to_torchvision.keys() - state.keys())
+    if homeless or unfilled:
+        raise ConversionError(
+            f"{spec.name}: torchvision's SwinTransformer3d does not fit this model "
+            f"(no place for {homeless[:3]}, nothing for {unfilled[:3]}); use --format mmaction2"
+        )
+    return {
+        key: state[canonical].reshape(template[key])
+        for canonical, key in canonical_to_torchvision.items()
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchFormat:
+    """One PyTorch checkpoint layout `to_torch` writes.
+
+    Attributes:
+        description: what loads the file, for ``--help`` and progress lines.
+        container: the top-level key the tensors sit under, or None for a bare state dict.
+        layout: ``(spec, canonical state) -> {key: array}`` in this layout.
+    """
+
+    description: str
+    container: str | None
+    layout: Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+FORMATS: dict[str, TorchFormat] = {
+    "mmaction2": TorchFormat(
+        "mmaction2's Recognizer3D (SwinTransformer3D backbone, I3DHead), under 'state_dict'",
+        "state_dict",
+        _mmaction2_layout,
+    ),
+    "torchvision": TorchFormat(
+        "torchvision's swin3d_t/s/b (SwinTransformer3d), a bare state dict",
+        None,
+        _torchvision_layout,
+    ),
+}
+
+
+@dataclasses.dataclass
+class TorchExport:
+    """What `to_torch` wrote.
+
+    Attributes:
+        spec: the model the weights file holds.
+        path: the written ``.pth``.
+        tensors: number of tensors in it.
+        report: the parity report, or None with parity off.
+        report_path: where the report was saved, or None.
+    """
+
+    spec: ModelSpec
+    path: Path
+    tensors: int
+    report: ParityReport | None
+    report_path: Path | None
+
+
+def to_torch(
+    weights: str | os.PathLike,
+    fmt: str,
+    out: str | os.PathLike,
+    force: bool = False,
+    parity: ParitySettings | None = DEFAULT_PARITY,
+    log: Callable[[str], None] = print,
+) -> TorchExport:
+    """Write the Keras weights file ``weights`` as a PyTorch checkpoint at ``out``.
+
+    Args:
+        weights: a weights file written by this package (``*.weights.h5`` or the seed's
+            ``*.h5`` layout); the model is the one the file records.
+        fmt: a key of `FORMATS`.
+        out: the ``.pth`` to write.
+        force: overwrite an existing ``out``.
+        parity: the clip and gate of the upstream model against the Keras model; None: no
+            parity (the read-back check still runs).
+        log: where progress lines go.
+
+    Raises:
+        ConversionError: ``out`` does not end in ``.pth``, ``weights`` records no model, the
+            file read back differs from what was written, or (`ParityFailure`) parity fails.
+            Nothing is left at ``out`` then.
+        OutputError: ``out`` exists without ``force``, or its folder is missing or read-only.
+    """
+    if fmt not in FORMATS:
+        raise ConversionError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not str(out).endswith(TORCH_SUFFIX):
+        raise ConversionError(f"--out must end in {TORCH_SUFFIX}, got {out}")
+    out_path = check_destination(out, force)
+    progress = Progress(log)
+    spec, model = _read_weights(Path(weights), progress)
+    torch_format = FORMATS[fmt]
+    with progress.phase("map", f"Keras variables to {fmt} keys"):
+        state = torch_format.layout(spec, extract(model))
+        progress.log(f"        {len(state)} tensors for {torch_format.description}")
+    report = report_path = None
+    with atomic_write(out_path) as tmp_path:
+        with progress.phase("write", str(out_path)):
+            _save(state, torch_format.container, tmp_path)
+            checkpoint = load_checkpoint(tmp_path)
+            _check_read_back(state, checkpoint.original or checkpoint.state, out_path)
+        if parity is not None:
+            report, report_path = gate(model, spec, checkpoint, parity, out_path, progress)
+    log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
+    return TorchExport(spec, out_path, len(state), report, report_path)
+
+
+def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object]:
+    """The model ``path`` records, built and holding the file's values."""
+    from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
+
+    with progress.phase("load", str(path)):
+        if not path.is_file():
+            raise ConversionError(f"{path}: file not found; pass the .weights.h5 file to convert")
+        try:
+            config = read_file_config(path)
+            if config is None:
+                raise ConversionError(
+                    f"{path}: records no Video Swin model (not a weights file written by "
+                    "vswin-convert or the seed's .h5); convert the PyTorch file with "
+                    "vswin-convert --pth first"
+                )
+            spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
+            model = build_keras_model(spec)
+            model.load_weights(str(path))
+        except WeightsMismatchError as error:
+            raise ConversionError(str(error)) from None
+    return spec, model
+
+
+def _save(state: dict[str, np.ndarray], container: str | None, path: Path) -> None:
+    import torch
+
+    tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
+    torch.save(tensors if container is None else {container: tensors}, path)
+
+
+def _check_read_back(written: dict[str, np.ndarray], read: dict[str, np.ndarray], out: Path):
+    """Require the reader to give back every written tensor bit for bit."""
+    differing = sorted(
+        key
+        for key in written.keys() | read.keys()
+        if key not in written
+        or key not in read
+        or written[key].dtype != read[key].dtype
+        or written[key].tobytes() != read[key].tobytes()
+    )
+    if differing:
+        raise ConversionError(
+            f"{out} does not read back as written: {len(differing)} tensors differ "
+            f"(first: {differing[0]}); nothing written"
+        )

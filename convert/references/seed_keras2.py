@@ -1,0 +1,109 @@
+"""Parity for the seed's own ``.h5`` files: the seed's tf.keras model (innat/VideoSwin v1) loads
+the file with its own ``load_weights`` under Keras 2 (``tf-keras``), in a process of its own.
+
+The parent writes the clip and a job to ``.npy``/``.json`` in a temporary folder and runs this
+module (``python -m videoswin_tf.convert.references.seed_keras2 <seed code> <job.json>``) with
+``TF_USE_LEGACY_KERAS=1``; the child imports the seed's ``videoswin`` package from the folder
+``VIDEOSWIN_SEED_REFERENCE`` names and writes the logits back. Only logits come back: the seed's
+model gives no stage features.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEED_CODE_VARIABLE = "VIDEOSWIN_SEED_REFERENCE"
+OUTPUT_CHARS = 2000  # of the child's stderr quoted when it fails
+
+
+def seed_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
+    """The seed's model for ``spec``, with ``checkpoint.file`` loaded by the seed's own
+    ``load_weights``, on ``clip``: ``{"stages": [], "pooled": None, "logits": (B, classes)}``.
+
+    Raises:
+        ConversionError: the seed's code is not named by ``VIDEOSWIN_SEED_REFERENCE``, the model
+            has no head, or the seed's process fails (its last lines quoted).
+    """
+    from videoswin_tf.convert.errors import ConversionError
+
+    folder = os.environ.get(SEED_CODE_VARIABLE)
+    if not folder or not (Path(folder) / "videoswin").is_dir():
+        raise ConversionError(
+            f"parity for the seed's .h5 runs the seed's own model: set {SEED_CODE_VARIABLE} to "
+            "the folder that holds its videoswin package (a checkout of innat/VideoSwin), or "
+            "pass --no-parity"
+        )
+    if spec.num_classes is None:
+        raise ConversionError(
+            f"{checkpoint.file}: the seed's model is compared on logits and this file has no "
+            "head; pass --no-parity"
+        )
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        np.save(work / "clip.npy", np.ascontiguousarray(clip, dtype=np.float32))
+        job = {
+            "clip": str(work / "clip.npy"),
+            "weights": str(checkpoint.file),
+            "logits": str(work / "logits.npy"),
+            "patch_size": list(spec.patch_size),
+            "embed_dim": spec.embed_dim,
+            "depths": list(spec.depths),
+            "num_heads": list(spec.num_heads),
+            "window_size": list(spec.window_size),
+            "num_classes": spec.num_classes,
+        }
+        (work / "job.json").write_text(json.dumps(job))
+        env = os.environ | {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run(
+            [sys.executable, "-m", __name__, folder, str(work / "job.json")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if result.returncode != 0:
+            tail = " | ".join(result.stderr.strip().splitlines()[-3:])[-OUTPUT_CHARS:]
+            raise ConversionError(f"the seed's model failed to run on the file: {tail}")
+        logits = np.load(work / "logits.npy")
+    return {"stages": [], "pooled": None, "logits": logits.astype(np.float32)}
+
+
+def _run_seed(folder: str, job_path: str) -> None:
+    """The child: build the seed's model as its builders do (LayerNorm epsilon 1e-5, patch
+    norm, drop path 0.2), call it on the clip (the seed fixes padding and masks at the first
+    call), load the file with the seed's ``load_weights``, save its logits."""
+    import functools
+
+    import tensorflow as tf
+
+    sys.path.insert(0, folder)
+    from videoswin import model as seed
+
+    job = json.loads(Path(job_path).read_text())
+    clip = np.load(job["clip"])
+    model = seed.TFSwinTransformer3D(
+        patch_size=tuple(job["patch_size"]),
+        embed_dim=job["embed_dim"],
+        depths=job["depths"],
+        num_heads=job["num_heads"],
+        window_size=tuple(job["window_size"]),
+        drop_path_rate=0.2,
+        norm_layer=functools.partial(tf.keras.layers.LayerNormalization, epsilon=1e-05),
+        patch_norm=True,
+        in_channels=job["embed_dim"] * 2 ** (len(job["depths"]) - 1),
+        num_classes=job["num_classes"],
+    )
+    model(clip)
+    model.load_weights(job["weights"])
+    np.save(job["logits"], model(clip, training=False).numpy())
+
+
+if __name__ == "__main__":
+    _run_seed(sys.argv[1], sys.argv[2])

@@ -1,0 +1,92 @@
+"""What a file given as ``--pth`` is, judged by its first bytes and members before any reader
+touches it: torch is only ever handed a zip archive holding ``data.pkl`` or a pickle stream.
+
+`identify` returns the `Kind`; every file no reader takes is a one-line `CheckpointError` saying
+what was found (an HDF5 file's root attributes and top-level groups, a zip's members, a file's
+first bytes) and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import zipfile
+from pathlib import Path
+
+from videoswin_tf.convert.errors import CheckpointError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
+PICKLE_PROTOCOL = b"\x80"  # protocol 2 and later, which every torch.save writes
+SHOWN = 6  # names listed in a message before "..."
+
+
+class Kind(enum.Enum):
+    """What a file is: the reader it goes to, or the reason none does."""
+
+    TORCH = "PyTorch checkpoint (zip archive with data.pkl, or a pickle stream)"
+    HDF5 = "HDF5 file"
+    KERAS_ARCHIVE = "Keras model archive (.keras: a zip holding config.json)"
+    SAVED_MODEL = "TensorFlow SavedModel folder (saved_model.pb and variables/)"
+
+
+# What is said about the kinds no reader takes yet.
+NOT_READ = {
+    Kind.KERAS_ARCHIVE: "{path}: is a Keras model archive (.keras: a zip holding config.json), "
+    "which vswin-convert does not read; pass the PyTorch checkpoint it was made from",
+    Kind.SAVED_MODEL: "{path}: is a TensorFlow SavedModel folder (saved_model.pb, variables/), "
+    "which vswin-convert does not read; pass the PyTorch checkpoint it was made from",
+}
+
+
+def identify(path: Path) -> Kind:
+    """The `Kind` of ``path``, from its signature (and a zip's member names).
+
+    Raises:
+        CheckpointError: ``path`` is missing, a folder that is no SavedModel, a zip that is
+            neither torch's nor Keras', or a file of none of the kinds.
+    """
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found; check the path of the .pth checkpoint")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file() and (path / "variables").is_dir():
+            return Kind.SAVED_MODEL
+        raise CheckpointError(f"{path}: is a directory; pass the .pth checkpoint file itself")
+    import h5py
+
+    if h5py.is_hdf5(path):  # also finds the signature after a user block
+        return Kind.HDF5
+    with open(path, "rb") as file:
+        head = file.read(len(HDF5_SIGNATURE))
+    if head.startswith(ZIP_SIGNATURE):
+        return _zip_kind(path)
+    if head.startswith(PICKLE_PROTOCOL):
+        return Kind.TORCH
+    found = "it is empty" if not head else f"it starts with {head!r}"
+    raise CheckpointError(
+        f"{path}: could not be read as a PyTorch checkpoint ({found}: not a zip archive, a "
+        "pickle stream, an HDF5 file or a SavedModel folder); pass a file written by torch.save"
+    )
+
+
+def _zip_kind(path: Path) -> Kind:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return Kind.TORCH  # a damaged torch file: torch's own reader says what is wrong
+    if "config.json" in names:
+        return Kind.KERAS_ARCHIVE
+    if any(name.rpartition("/")[2] == "data.pkl" for name in names):
+        return Kind.TORCH
+    raise CheckpointError(
+        f"{path}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a .keras "
+        f"archive (no config.json); it holds {shown(names)}"
+    )
+
+
+def shown(names: list[str]) -> str:
+    """The first `SHOWN` names, comma-separated, then how many more."""
+    if not names:
+        return "nothing"
+    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return ", ".join(names[:SHOWN]) + more

@@ -1,0 +1,137 @@
+"""vswin-convert --pth looks at what the file is before reading it: torch only ever gets a zip
+with data.pkl or a pickle stream; Keras files, SavedModels and unknown HDF5 files are named."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import SMALL_SPEC
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.mapping.rules import extract
+from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
+from videoswin_tf.convert.sources.file_kind import Kind, identify
+from videoswin_tf.convert.sources.keras_h5 import SEED_H5
+
+from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
+
+
+@pytest.fixture
+def torch_never_reads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load was handed a file that is not a checkpoint")
+
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_torch_files_of_both_formats_are_torch(tmp_path):
+    torch.save({"a": torch.ones(1)}, tmp_path / "zip.pth")
+    torch.save({"a": torch.ones(1)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    assert identify(tmp_path / "zip.pth") is Kind.TORCH
+    assert identify(tmp_path / "old.pth") is Kind.TORCH
+
+
+def test_an_unknown_hdf5_file_is_named_by_what_it_holds(tmp_path, torch_never_reads):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as file:
+        file.attrs["backend"] = "tensorflow"
+        file.attrs["keras_version"] = "2.15.0"
+        file.create_group("model_weights")
+        file.create_group("optimizer_weights")
+    assert error_of(path) == (
+        f"{path}: is an HDF5 file of no known Video Swin layout (root attributes: backend, "
+        "keras_version; top-level groups: model_weights, optimizer_weights); pass a PyTorch "
+        "checkpoint (.pth) or a weights file written by vswin-convert or the seed"
+    )
+
+
+def test_our_weights_files_are_told_to_load_as_they_are_the_seeds_are_read(
+    tmp_path, torch_never_reads
+):
+    model = build_keras_model(SMALL_SPEC.replace(window_size=(2, 7, 7)))  # the seed's 7x7
+    ours, seed = tmp_path / "mine.weights.h5", tmp_path / "TFVideoSwinT_K400.h5"
+    save_weights(model, ours)
+    save_weights(model, seed)
+    with h5py.File(seed, "r+") as file:  # the seed's files record no config
+        del file.attrs[CONFIG_ATTRIBUTE]
+    assert error_of(ours) == (
+        f"{ours}: is a Keras weights file written by videoswin-tf, which needs no conversion: "
+        f"model.load_weights('{ours}') reads it; to write a PyTorch checkpoint from it: "
+        f"vswin-convert to-torch --weights {ours} --format mmaction2 --out mine.pth"
+    )
+    loaded = load_checkpoint(seed)  # the seed's own files convert (test_seed_convert.py)
+    assert loaded.source is SEED_H5 and loaded.file == seed and loaded.has_head
+    expected = extract(model)
+    assert sorted(loaded.state) == sorted(expected)
+    assert all(np.array_equal(loaded.state[key], expected[key]) for key in expected)
+
+
+def test_keras_archives_saved_models_and_other_zips_are_named(tmp_path, torch_never_reads):
+    archive = tmp_path / "model.keras"
+    with zipfile.ZipFile(archive, "w") as file:
+        file.writestr("config.json", "{}")
+        file.writestr("model.weights.h5", b"")
+    assert error_of(archive) == (
+        f"{archive}: is a Keras model archive (.keras: a zip holding config.json), which "
+        "vswin-convert does not read; pass the PyTorch checkpoint it was made from"
+    )
+    saved = tmp_path / "saved"
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"")
+    assert error_of(saved) == (
+        f"{saved}: is a TensorFlow SavedModel folder (saved_model.pb, variables/), which "
+        "vswin-convert does not read; pass the PyTorch checkpoint it was made from"
+    )
+    other = tmp_path / "photos.pth"
+    with zipfile.ZipFile(other, "w") as file:
+        for index in range(8):
+            file.writestr(f"img{index}.jpg", b"")
+    assert error_of(other) == (
+        f"{other}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a .keras "
+        "archive (no config.json); it holds img0.jpg, img1.jpg, img2.jpg, img3.jpg, img4.jpg, "
+        "img5.jpg and 2 more"
+    )
+
+
+def test_neither_zip_nor_pickle_never_reaches_torch(tmp_path, torch_never_reads):
+    text, empty = tmp_path / "notes.pth", tmp_path / "empty.pth"
+    text.write_text("hello world")
+    empty.write_bytes(b"")
+    tail = (
+        ": not a zip archive, a pickle stream, an HDF5 file or a SavedModel folder); pass a "
+        "file written by torch.save"
+    )
+    assert error_of(text) == (
+        f"{text}: could not be read as a PyTorch checkpoint (it starts with b'hello wo'{tail}"
+    )
+    assert (
+        error_of(empty) == f"{empty}: could not be read as a PyTorch checkpoint (it is empty{tail}"
+    )
+
+
+def test_cli_names_an_hdf5_file_in_one_line(tmp_path):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as file:
+        file.create_group("layers")
+    result = CliRunner().invoke(main, ["--pth", str(path), "--out", str(tmp_path / "y.weights.h5")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {path}: is an HDF5 file of no known Video Swin layout (root attributes: nothing; "
+        "top-level groups: layers); pass a PyTorch checkpoint (.pth) or a weights file written by "
+        "vswin-convert or the seed"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]

@@ -1,0 +1,145 @@
+"""vswin-convert to-torch: converted weights back to mmaction2's and torchvision's checkpoints.
+
+A checkpoint made by the upstream model (mmaction2's reference with `synthetic`'s values,
+torchvision's own ``SwinTransformer3d`` stressed) goes .pth -> .weights.h5 -> .pth; the result
+must hold every original tensor bit for bit, load into the upstream model with ``strict=True``
+through ``torch.load(..., weights_only=True)``, and pass parity.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+from click.testing import CliRunner
+from test_convert import MINI, write_checkpoint
+from test_sources import SMALL_3D
+from upstream_checkpoints import save_torchvision, torchvision_swin3d
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.converter import convert
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
+from videoswin_tf.convert.parity import ParitySettings
+from videoswin_tf.convert.references.mmaction2 import build_reference
+from videoswin_tf.convert.references.torchvision import build_torchvision
+from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR
+
+from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
+
+CLIP = ParitySettings(frames=8, size=48)
+QUIET = {"log": lambda _: None}
+
+
+def assert_bit_identical(written: dict, original: dict) -> None:
+    assert sorted(written) == sorted(original)
+    for key, tensor in original.items():
+        assert written[key].dtype == tensor.dtype, key
+        assert written[key].shape == tensor.shape, key
+        assert torch.equal(written[key], tensor), key
+
+
+@pytest.fixture(scope="module")
+def mmaction2_pth(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("mm"), MINI, "mmaction")
+
+
+@pytest.fixture(scope="module")
+def torchvision_pth(tmp_path_factory) -> Path:
+    model = torchvision_swin3d(**SMALL_3D, num_classes=7)
+    return save_torchvision(tmp_path_factory.mktemp("tv") / "swin3d_small.pth", model)
+
+
+def test_mmaction2_round_trip_is_bit_identical_and_loads_strictly(tmp_path, mmaction2_pth):
+    weights = convert(mmaction2_pth, out=tmp_path / "mini.weights.h5", parity=CLIP, **QUIET)
+    result = to_torch(
+        weights.weights_path, "mmaction2", tmp_path / "back.pth", parity=CLIP, **QUIET
+    )
+    written = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert list(written) == ["state_dict"]
+    original = torch.load(mmaction2_pth, weights_only=True)["state_dict"]
+    # the input-normalisation buffers are not weights: the weights file does not carry them
+    assert sorted(key for key in original if key.startswith(PREPROCESSOR)) == [
+        "data_preprocessor.mean",
+        "data_preprocessor.std",
+    ]
+    weights_only = {k: v for k, v in original.items() if not k.startswith(PREPROCESSOR)}
+    assert_bit_identical(written["state_dict"], weights_only)
+    assert result.tensors == len(weights_only) == 129
+    build_reference(weights.spec).load_state_dict(written["state_dict"], strict=True)
+    assert result.report.passed and result.report.logits.shape == (1, 11)
+    assert result.report.logits.max_abs < 1e-4 and result.report.logits.reference_scale > 1.0
+    saved = json.loads((tmp_path / "back.pth.parity.json").read_text())
+    assert saved["passed"] is True
+
+
+def test_torchvision_round_trip_is_bit_identical_and_loads_strictly(tmp_path, torchvision_pth):
+    weights = convert(torchvision_pth, out=tmp_path / "tv.weights.h5", parity=CLIP, **QUIET)
+    result = to_torch(
+        weights.weights_path, "torchvision", tmp_path / "back.pth", parity=CLIP, **QUIET
+    )
+    written = torch.load(tmp_path / "back.pth", weights_only=True)
+    original = torch.load(torchvision_pth, weights_only=True)
+    assert_bit_identical(written, original)
+    assert written["features.0.0.attn.relative_position_index"].dtype == torch.int64
+    build_torchvision(weights.spec).load_state_dict(written, strict=True)
+    assert result.report.passed and result.report.logits.shape == (1, 7)
+    assert result.report.logits.max_abs < 1e-5 and result.report.logits.reference_scale > 0.5
+
+
+def test_cli_writes_a_checkpoint_that_converts_again(tmp_path, mmaction2_pth):
+    weights = convert(mmaction2_pth, out=tmp_path / "mini.weights.h5", parity=None, **QUIET)
+    out = tmp_path / "back.pth"
+    result = CliRunner().invoke(
+        main,
+        [
+            *("to-torch", "--weights", str(weights.weights_path), "--format", "mmaction2"),
+            *("--out", str(out), "--parity-frames", "8", "--parity-size", "48"),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "[map] Keras variables to mmaction2 keys" in result.output
+    assert "129 tensors for mmaction2's Recognizer3D" in result.output
+    assert "[parity] upstream mmaction2 SwinTransformer3D vs Keras model" in result.output
+    assert f"wrote {out} and {tmp_path / 'back.pth.parity.json'}" in result.output
+    again = convert(out, out=tmp_path / "again.weights.h5", parity=None, **QUIET)
+    assert again.spec == weights.spec
+    assert (tmp_path / "again.weights.h5").read_bytes() == weights.weights_path.read_bytes()
+
+
+def test_bad_requests_are_one_line_errors_and_write_nothing(tmp_path, mmaction2_pth):
+    backbone = write_checkpoint(tmp_path, MINI, "backbone_only")
+    weights = convert(backbone, out=tmp_path / "bb.weights.h5", parity=None, **QUIET)
+    with pytest.raises(
+        ConversionError,
+        match=r"^bb: torchvision's SwinTransformer3d always has a classifier head and this "
+        r"model has none; use --format mmaction2 for a backbone$",
+    ):
+        to_torch(weights.weights_path, "torchvision", tmp_path / "bb.pth", **QUIET)
+    with pytest.raises(ConversionError, match=r"^--out must end in \.pth, got .*bb\.pt$"):
+        to_torch(weights.weights_path, "mmaction2", tmp_path / "bb.pt", **QUIET)
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as file:
+        file.create_dataset("x", data=[1.0])
+    with pytest.raises(ConversionError, match=r"plain\.h5: records no Video Swin model"):
+        to_torch(plain, "mmaction2", tmp_path / "plain.pth", **QUIET)
+    odd = tmp_path / "odd.h5"  # a seed-layout file of a window no 7x7 seed file has
+    save_weights(build_keras_model(MINI), odd)
+    with h5py.File(odd, "r+") as file:
+        del file.attrs[CONFIG_ATTRIBUTE]
+    with pytest.raises(
+        ConversionError, match=r"odd\.h5 does not fit this model: its relative position bias"
+    ):
+        to_torch(odd, "mmaction2", tmp_path / "odd.pth", **QUIET)
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["mini_backbone_only.pth"]
+
+
+def test_help_names_both_formats():
+    result = CliRunner().invoke(main, ["to-torch", "--help"])
+    assert result.exit_code == 0
+    assert "mmaction2: keys of mmaction2's Recognizer3D" in result.output
+    assert "weights_only=True" in result.output

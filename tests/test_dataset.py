@@ -67,7 +67,10 @@ def test_rows_equal_the_one_video_api(model, videos, tmp_path):
     rows = {row["video"]: row for row in table.to_pylist()}
     for path in videos:
         row = rows[str(path)]
-        one = predict_video(model, path, PIPELINE, labels=LABELS, top=3, features=True)
+        # the engine dataset runs use (the default would be OpenVINO where it is installed)
+        one = predict_video(
+            model, path, PIPELINE, labels=LABELS, top=3, features=True, engine="tensorflow"
+        )
         along = snippet_features(model, path, SnippetSpec(4, 3), PIPELINE, batch_size=4)
         assert row["error"] is None and row["frames"] == one.num_frames
         assert row["fps"] == 25.0 and row["duration"] == one.num_frames / 25

@@ -16,10 +16,11 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from videoswin_tf.labels import load_labels
-from videoswin_tf.presets import get_preset, presets
+from videoswin_tf.presets import presets
 from videoswin_tf.startup import start_tensorflow_quietly
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
+from videoswin_tf.video.model_setup import PredictSetup, predict_setup
 from videoswin_tf.video.predict import DEFAULT_BATCH, VideoOutput, predict_video, view_pipeline
 from videoswin_tf.video.sampling import PROTOCOLS, clip_indices
 
@@ -33,6 +34,11 @@ Examples:
       --config swin_t_k400
   vswin-predict videos/ --weights W.weights.h5 --config swin_t_k400 --views 1x1 --json out.json
   vswin-predict 'clips/*.webm' --weights W.weights.h5 --config swin_b_ssv2 --features feats/
+  vswin-predict clip.mp4 --weights ucf101.weights.h5 --labels ucf101.txt
+
+\b
+Models with their own classes: the weights file records the model vswin-convert converted
+(architecture, window, head), so --config may be left out; give --labels for class names.
 
 \b
 Protocols: K400/K600 configs score 4 clips x 3 crops (4x3), SSv2 1x3, as the checkpoints
@@ -49,14 +55,15 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     "--weights",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Keras weights (.weights.h5) converted by vswin-convert for --config.",
+    help="Keras weights (.weights.h5) converted by vswin-convert; the model they record is built.",
 )
 @click.option(
     "--config",
-    required=True,
-    metavar="NAME",
-    help="Named config the weights belong to: its architecture, label map and test protocol "
-    f"({', '.join(presets())}).",
+    metavar="NAME|FILE",
+    help="The config the weights were converted with: a preset (its label map and test "
+    f"protocol; {', '.join(presets())}), or a config file vswin-convert takes (.json, mmaction2 "
+    ".py; the convert extra). It must describe the model the file records. Default: the file's "
+    "recorded config, scored with its preset's protocol or the Kinetics 4x3 one.",
 )
 @click.option(
     "--views",
@@ -134,8 +141,8 @@ def main(
     status is 1 if any failed, 2 for bad options.
     """
     try:
-        preset = get_preset(config)
-        clip_indices(preset.pipeline.clip_len, view_pipeline(config, views), sampling)
+        setup = predict_setup(weights, config)
+        clip_indices(setup.pipeline.clip_len, view_pipeline(setup.pipeline, views), sampling)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     if stage_map and features_dir is None:
@@ -144,10 +151,10 @@ def main(
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
     try:
-        names = load_labels(labels if labels is not None else preset.labels, preset.num_classes)
+        names = _class_names(setup, labels)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--labels") from None
-    model = _load_model(preset, weights)
+    model = _load_model(setup, weights)
 
     records, failed = [], 0
     for number, path in enumerate(paths, 1):
@@ -156,7 +163,7 @@ def main(
             output = predict_video(
                 model,
                 path,
-                config,
+                setup.pipeline,
                 views=views,
                 sampling=sampling,
                 top=top,
@@ -168,7 +175,8 @@ def main(
             )
             if features_dir is not None:
                 features_dir.mkdir(parents=True, exist_ok=True)
-                save_features(output, feature_paths[path], {"config": config, "sampling": sampling})
+                metadata = {"config": config or setup.source, "sampling": sampling}
+                save_features(output, feature_paths[path], metadata)
         except Exception as error:  # one video's failure never stops the rest
             status.done()
             message = video_error(path, error)
@@ -262,18 +270,29 @@ def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Pat
     return targets
 
 
-def _load_model(preset, weights: Path):
-    start_tensorflow_quietly()  # before Keras imports TensorFlow (videoswin_tf/startup.py)
-    import videoswin_tf
+def _class_names(setup: PredictSetup, labels: Path | None) -> list[str] | None:
+    """``--labels``, else the label map the config or the file names, else the class numbers
+    (a model with its own classes and no label file)."""
+    if setup.num_classes is None:
+        return None
+    source = labels if labels is not None else setup.labels
+    if source is None:
+        return [str(index) for index in range(setup.num_classes)]
+    return load_labels(source, setup.num_classes)
 
-    model = getattr(videoswin_tf, preset.builder)(**preset.model_kwargs())
+
+def _load_model(setup: PredictSetup, weights: Path):
+    start_tensorflow_quietly()  # before Keras imports TensorFlow (videoswin_tf/startup.py)
+    from videoswin_tf.model import TFSwinTransformer3D
+
+    model = TFSwinTransformer3D(**setup.model)
     try:
         model.load_weights(str(weights))
     except (ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise click.BadParameter(
-            f"{weights} does not load into {preset.name} ({message}); pass the weights "
-            "vswin-convert wrote for this config",
+            f"{weights} does not load into {setup.source} ({message}); pass the weights "
+            "vswin-convert wrote, with the config they were converted with",
             param_hint="--weights",
         ) from None
     return model

@@ -167,7 +167,7 @@ def test_an_ema_buffer_matching_no_weight_is_refused(tmp_path):
     path = tmp_path / "stray.pth"
     save_checkpoint(checkpoint, path)
     assert error_of(path) == (
-        f"{path}: 1 EMA buffer match no weight: ema_backbone_layers_9_weight; an mmcv EMAHook "
+        f"{path}: 1 EMA buffer matches no weight: ema_backbone_layers_9_weight; an mmcv EMAHook "
         f"buffer is ema_ + a parameter's name with its dots as underscores. Remove the stray "
         f"buffers and re-save"
     )

@@ -305,7 +305,8 @@ def _mmcv_ema(path: Path, tensors: dict, buffers: list[str], ema: bool, notes: l
     ambiguous = [key for key in buffers if len(flattened.get(key, ())) > 1]
     if unmatched or ambiguous:
         problem = (
-            f"{len(unmatched)} EMA buffer{'s' if len(unmatched) != 1 else ''} match no weight: "
+            f"{len(unmatched)} EMA buffer{'s match' if len(unmatched) != 1 else ' matches'} "
+            f"no weight: "
             f"{listing(unmatched)}"
             if unmatched
             else f"EMA buffers match two weights each: {listing(ambiguous)}"

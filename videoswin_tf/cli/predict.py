@@ -82,7 +82,8 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
 @click.option(
     "--labels",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Class names, one per line, line i for class i. Default: the config's label map.",
+    help="Class names, one per line, line i for class i. Default: the label map of the config "
+    "or the one the weights file records, else the class numbers.",
 )
 @click.option(
     "--json",

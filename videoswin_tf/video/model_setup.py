@@ -167,9 +167,13 @@ def _json_fields(path: Path) -> dict[str, Any]:
     fields = {"test_pipeline", "labels"}
     found = {key: data[key] for key in fields if data.get(key) is not None}
     steps = found.get("test_pipeline")
-    if steps is not None:
-        keys = ("frame_interval", "num_clips", "frame_uniform", "num_crops")
-        found["test_pipeline"] = {key: steps[key] for key in keys if key in steps}
+    if isinstance(steps, dict):
+        kinds = {"frame_interval": int, "num_clips": int, "frame_uniform": bool, "num_crops": int}
+        found["test_pipeline"] = {
+            key: steps[key] for key, kind in kinds.items() if isinstance(steps.get(key), kind)
+        }
+    else:
+        found.pop("test_pipeline", None)
     return found
 
 

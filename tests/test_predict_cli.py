@@ -322,3 +322,15 @@ def test_weights_without_a_recorded_config_need_one(tiny_weights):
         f"{tiny_weights} records no model config (it was not written by vswin-convert); pass "
         "--config: a preset (" in " ".join(result.output.split())
     )
+
+
+def test_a_config_file_without_the_convert_extra_names_it(ucf101, monkeypatch):
+    from videoswin_tf.video.model_setup import SetupError, predict_setup
+
+    monkeypatch.setitem(sys.modules, "videoswin_tf.convert.configs.resolve", None)
+    with pytest.raises(SetupError) as error:
+        predict_setup(ucf101["weights"], str(ucf101["config"]))
+    assert str(error.value).startswith(
+        f"reading the config file {ucf101['config']} needs the converter's config reader ("
+    )
+    assert str(error.value).endswith("install it with: pip install videoswin-tf[convert]")

@@ -423,3 +423,25 @@ def load_checkpoint_of(weights: dict) -> dict[str, np.ndarray]:
         key.replace("backbone.norm.", "backbone.norm3."): value.float().numpy()
         for key, value in weights.items()
     }
+
+
+def test_getattr_answers_only_for_stand_ins_and_never_looks_up(tmp_path):
+    """``getattr`` is allowed for a HistoryBuffer's pickled methods only: on anything else
+    (here ``OrderedDict.fromkeys``, a global torch allows) it refuses."""
+    import collections
+
+    class Lookup:
+        def __reduce__(self):
+            return (getattr, (collections.OrderedDict, "fromkeys"))
+
+    path = tmp_path / "lookup.pth"
+    torch.save(
+        {"state_dict": make_checkpoint(SMALL_SPEC, "authors")["state_dict"]} | {"meta": Lookup()},
+        path,
+    )
+    message = error_of(path)
+    assert message.startswith(
+        f"{path}: holds Python objects that torch's safe loader (weights_only=True) refuses "
+        f"(getattr(type, 'fromkeys') refused: only attributes of allow-listed training-run "
+        f"objects are read, as None)"
+    )

@@ -34,6 +34,8 @@ CASES_PER_WORKER = 250  # a fresh worker now and then keeps TensorFlow's caches 
 WORKERS = 2
 PARITY_ARGS = ("--parity-frames", "4", "--parity-size", "32")
 LISTED = "  - "  # an error that lists several keys puts one per line under it
+# Options a mutation's cases are converted with, beside the output and parity ones.
+OPTIONS = {"ema_buffers_averaged": ("--ema",)}
 
 
 @dataclasses.dataclass
@@ -326,7 +328,9 @@ def _ema_buffers(rng: random.Random, checkpoint: dict) -> None:
         state[rng.choice(["ema_backbone_stray", "ema_", "ema_cls_head_fc_cls"])] = torch.ones(2)
     elif damage == 2:
         state["ema_" + chosen[0].replace(".", "_")] = rng.choice([None, 1.0, "x", torch.ones(0)])
-    elif damage == 3:
+    elif damage == 3:  # mmengine's layout instead of mmcv's
+        for key in [key for key in state if key.startswith("ema_")]:
+            del state[key]
         checkpoint["ema_state_dict"] = rng.choice(
             [
                 {"steps": torch.tensor(7), **{f"module.{k}": v for k, v in state.items()}},
@@ -386,6 +390,7 @@ MUTATIONS: dict[str, Callable[[random.Random], bytes]] = {
     "extreme_values": _edited(_extreme_values),
     "numpy_meta": _edited(_numpy_meta),
     "ema_buffers": _edited(_ema_buffers),
+    "ema_buffers_averaged": _edited(_ema_buffers),  # converted with --ema (`OPTIONS`)
     "argument_objects": _edited(_argument_objects),
 }
 
@@ -433,9 +438,8 @@ def _run_case(seed: int, index: int, folder: Path) -> tuple[str, int | None, str
     pth.write_bytes(data)
     out_dir = folder / f"out{index}"
     out_dir.mkdir()
-    result = CliRunner().invoke(
-        main, ["--pth", str(pth), "--out", str(out_dir / "out.weights.h5"), *PARITY_ARGS]
-    )
+    arguments = ["--pth", str(pth), "--out", str(out_dir / "out.weights.h5"), *PARITY_ARGS]
+    result = CliRunner().invoke(main, [*arguments, *OPTIONS.get(name, ())])
     files = {path.name for path in out_dir.iterdir()}
     problem = judge(result.exit_code, result.output, result.exception, files)
     lines = result.output.strip().splitlines()

@@ -32,7 +32,8 @@ class InertObject:
 class InertDict:
     """Stand-in for an allow-listed ``dict`` subclass (yacs ``CfgNode``): ``InertDict.__new__``
     gives a plain ``OrderedDict``, the one dict type torch's loader both fills with items and
-    lets ``BUILD`` set attributes on, so the result is the items and nothing else."""
+    lets ``BUILD`` set attributes on: the result is the items, and the node's attributes
+    (``__immutable__``...) in the dict's unused ``__dict__``."""
 
     def __new__(cls, *args: object) -> collections.OrderedDict:
         return collections.OrderedDict()

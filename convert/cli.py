@@ -109,6 +109,13 @@ def parity_clip_options(command: Callable) -> Callable:
     "dict(), names, _base_ files) and one that needs running (imports, other calls) is refused.",
 )
 @click.option(
+    "--ema",
+    is_flag=True,
+    help="Convert the averaged (EMA) weights a training run kept beside the regular ones: "
+    "mmcv 1.x EMAHook's ema_* buffers or mmengine's ema_state_dict. Without it the regular "
+    "weights are converted and the load phase notes that averaged ones exist.",
+)
+@click.option(
     "--no-parity",
     is_flag=True,
     help="Skip the parity check (the upstream reference and the Keras model on one clip).",
@@ -147,6 +154,7 @@ def main(
     out,
     force,
     trust_config,
+    ema,
     no_parity,
     parity_frames,
     parity_size,
@@ -183,6 +191,7 @@ def main(
             parity=None if no_parity else parity,
             log=click.echo,
             trust_config=trust_config,
+            ema=ema,
         )
 
 

@@ -91,6 +91,7 @@ def convert(
     parity: ParitySettings | None = DEFAULT_PARITY,
     log: Callable[[str], None] = print,
     trust_config: bool = False,
+    ema: bool = False,
 ) -> ConversionResult:
     """Convert an mmaction2 checkpoint into a Keras weights file, then prove parity.
 
@@ -105,6 +106,7 @@ def convert(
             model on the same clip).
         log: where progress lines go.
         trust_config: let mmengine run a ``.py`` config instead of reading it as data.
+        ema: convert the averaged (EMA) weights the file keeps beside the regular ones.
 
     Raises:
         ConversionError: bad input, a config that disagrees with the checkpoint, or keys
@@ -120,7 +122,7 @@ def convert(
         check_weights_name(out)
         out = check_destination(out, force)
 
-    checkpoint = load(pth, progress)
+    checkpoint = load(pth, progress, ema)
     checkpoint, spec = resolve(checkpoint, config, trust_config, progress)
     if out is None:
         out = default_output(spec, pth)
@@ -140,10 +142,11 @@ def convert(
     )
 
 
-def load(pth: Path, progress: Progress) -> LoadedCheckpoint:
-    """Phase ``load``: the checkpoint in canonical form, its layout and notes printed."""
+def load(pth: Path, progress: Progress, ema: bool = False) -> LoadedCheckpoint:
+    """Phase ``load``: the checkpoint in canonical form (its regular or, with ``ema``, its
+    averaged weights), its layout and notes printed."""
     with progress.phase("load", str(pth)):
-        checkpoint = load_checkpoint(pth)
+        checkpoint = load_checkpoint(pth, ema=ema)
         progress.log(f"        {checkpoint.source_layout}, {len(checkpoint.state)} tensors")
         for note in checkpoint.notes:
             progress.log(f"        note: {note}")

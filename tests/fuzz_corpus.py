@@ -34,6 +34,8 @@ CASES_PER_WORKER = 250  # a fresh worker now and then keeps TensorFlow's caches 
 WORKERS = 2
 PARITY_ARGS = ("--parity-frames", "4", "--parity-size", "32")
 LISTED = "  - "  # an error that lists several keys puts one per line under it
+# Options a mutation's cases are converted with, beside the output and parity ones.
+OPTIONS = {"ema_buffers_averaged": ("--ema",)}
 
 
 @dataclasses.dataclass
@@ -310,6 +312,64 @@ def _numpy_meta(rng: random.Random, checkpoint: dict) -> None:
     checkpoint["meta"]["array"] = np.arange(rng.randint(0, 6)).reshape(-1, 1)
 
 
+def _ema_buffers(rng: random.Random, checkpoint: dict) -> None:
+    """Averaged weights as training runs leave them, sometimes damaged: mmcv 1.x EMAHook
+    buffers (``ema_`` + the key with ``.`` as ``_``) for some or all weights, a stray or
+    non-tensor buffer, or an mmengine ``ema_state_dict`` of any shape."""
+    import torch
+
+    state = checkpoint["state_dict"]
+    keys = sorted(key for key in state if state[key].is_floating_point())
+    chosen = rng.sample(keys, rng.randint(1, len(keys)))
+    for key in chosen:
+        state["ema_" + key.replace(".", "_")] = state[key] * rng.choice([1.0, 0.5])
+    damage = rng.randrange(5)
+    if damage == 1:
+        state[rng.choice(["ema_backbone_stray", "ema_", "ema_cls_head_fc_cls"])] = torch.ones(2)
+    elif damage == 2:
+        state["ema_" + chosen[0].replace(".", "_")] = rng.choice([None, 1.0, "x", torch.ones(0)])
+    elif damage == 3:  # mmengine's layout instead of mmcv's
+        for key in [key for key in state if key.startswith("ema_")]:
+            del state[key]
+        checkpoint["ema_state_dict"] = rng.choice(
+            [
+                {"steps": torch.tensor(7), **{f"module.{k}": v for k, v in state.items()}},
+                {},
+                {"module.backbone.x": torch.ones(1)},
+                [1, 2],
+                None,
+            ]
+        )
+
+
+def _argument_objects(rng: random.Random, checkpoint: dict) -> object:
+    """The run's own objects beside the weights: torchvision's ``args`` Namespace, a yacs
+    ``CfgNode``, an mmengine ``message_hub`` of HistoryBuffers, or a class the loader refuses;
+    the weights under ``state_dict`` or ``model``."""
+    import argparse
+    import fractions
+
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    from yacs.config import CfgNode
+
+    buffer = HistoryBuffer()
+    for _ in range(rng.randint(0, 3)):
+        buffer.update(rng.random(), count=rng.randint(1, 4))
+    node = CfgNode({"MODEL": {"TYPE": "swin", "DEPTHS": [2, 2, 6, 2]}, "LR": rng.random()})
+    extras = {
+        "args": argparse.Namespace(lr=rng.random(), model="swin3d_t", sizes=(128, 171), amp=True),
+        "config": node,
+        "message_hub": {"log_scalars": {"train/loss": buffer}, "runtime_info": {"epoch": 1}},
+        "odd": fractions.Fraction(rng.randint(1, 9), 7),
+        "numpy": np.arange(rng.randint(0, 4)),
+    }
+    chosen = rng.sample(sorted(extras), rng.randint(1, len(extras)))
+    container = rng.choice(["state_dict", "model"])
+    result = {container: checkpoint["state_dict"], "epoch": rng.randrange(100)}
+    return result | {key: extras[key] for key in chosen}
+
+
 MUTATIONS: dict[str, Callable[[random.Random], bytes]] = {
     "flip_bytes": _flip_bytes,
     "truncate": _truncate,
@@ -329,6 +389,9 @@ MUTATIONS: dict[str, Callable[[random.Random], bytes]] = {
     "odd_values": _edited(_odd_values),
     "extreme_values": _edited(_extreme_values),
     "numpy_meta": _edited(_numpy_meta),
+    "ema_buffers": _edited(_ema_buffers),
+    "ema_buffers_averaged": _edited(_ema_buffers),  # converted with --ema (`OPTIONS`)
+    "argument_objects": _edited(_argument_objects),
 }
 
 
@@ -375,9 +438,8 @@ def _run_case(seed: int, index: int, folder: Path) -> tuple[str, int | None, str
     pth.write_bytes(data)
     out_dir = folder / f"out{index}"
     out_dir.mkdir()
-    result = CliRunner().invoke(
-        main, ["--pth", str(pth), "--out", str(out_dir / "out.weights.h5"), *PARITY_ARGS]
-    )
+    arguments = ["--pth", str(pth), "--out", str(out_dir / "out.weights.h5"), *PARITY_ARGS]
+    result = CliRunner().invoke(main, [*arguments, *OPTIONS.get(name, ())])
     files = {path.name for path in out_dir.iterdir()}
     problem = judge(result.exit_code, result.output, result.exception, files)
     lines = result.output.strip().splitlines()

@@ -99,6 +99,32 @@ VIDEO_SWIN_TREE = {
         resume_from = None
         workflow = [('train', 1)]
         """,
+    "configs/_base_/models/swin/swin_base.py": """
+        _base_ = "swin_tiny.py"
+        model = dict(backbone=dict(depths=[2, 2, 18, 2],
+                                   embed_dim=128,
+                                   num_heads=[4, 8, 16, 32]),
+                     cls_head=dict(in_channels=1024))
+        """,
+    "configs/recognition/swin/swin_tiny_patch244_window877_kinetics400_1k.py": """
+        _base_ = [
+            '../../_base_/models/swin/swin_tiny.py', '../../_base_/default_runtime.py'
+        ]
+        model=dict(backbone=dict(patch_size=(2,4,4), drop_path_rate=0.1),
+                   test_cfg=dict(max_testing_views=4))
+        total_epochs = 30
+        work_dir = work_dir = './work_dirs/k400_swin_tiny_patch244_window877.py'
+        find_unused_parameters = False
+        fp16 = None
+        """,
+    "configs/recognition/swin/swin_base_patch244_window877_kinetics600_22k.py": """
+        _base_ = [
+            '../../_base_/models/swin/swin_base.py', '../../_base_/default_runtime.py'
+        ]
+        model=dict(backbone=dict(patch_size=(2,4,4), drop_path_rate=0.4),
+                   cls_head=dict(num_classes=600),
+                   test_cfg=dict(max_testing_views=2))
+        """,
     "configs/recognition/swin/swin_base_patch244_window877_kinetics400_22k.py": """
         _base_ = [
             '../../_base_/models/swin/swin_tiny.py', '../../_base_/default_runtime.py'
@@ -124,6 +150,78 @@ def test_video_swin_style_configs_read_as_mmengine_runs_them(tmp_path):
     assert mine["model"]["backbone"]["embed_dim"] == 128
     assert mine["model"]["backbone"]["qkv_bias"] is True  # merged from the base
     assert mine["model"]["test_cfg"] == {"average_clips": "prob", "max_testing_views": 4}
+
+
+@pytest.mark.parametrize(
+    ("name", "embed_dim", "depths", "num_heads", "classes", "drop_path"),
+    [
+        ("swin_tiny_patch244_window877_kinetics400_1k", 96, (2, 2, 6, 2), (3, 6, 12, 24), 400, 0.1),
+        (
+            "swin_base_patch244_window877_kinetics600_22k",
+            128,
+            (2, 2, 18, 2),
+            (4, 8, 16, 32),
+            600,
+            0.4,
+        ),
+    ],
+)
+def test_the_authors_configs_give_the_architecture_by_explicit_fields(
+    tmp_path, name, embed_dim, depths, num_heads, classes, drop_path
+):
+    """No arch: embed_dim/depths/num_heads in the base (swin_base.py inherits swin_tiny.py),
+    patch_size overridden in the child, a runtime base beside it; read as mmengine runs it."""
+    write_tree(tmp_path, VIDEO_SWIN_TREE)
+    path = tmp_path / f"configs/recognition/swin/{name}.py"
+    spec = resolve_config(str(path))
+    assert (spec.embed_dim, spec.depths, spec.num_heads) == (embed_dim, depths, num_heads)
+    assert (spec.window_size, spec.patch_size) == ((8, 7, 7), (2, 4, 4))
+    assert (spec.num_classes, spec.drop_path_rate) == (classes, drop_path)
+    assert spec == resolve_config(str(path), trust_config=True)
+
+
+def test_an_authors_backbone_takes_their_defaults_for_fields_it_leaves_out(tmp_path):
+    """Their SwinTransformer3D defaults to patch (4, 4, 4) and window (2, 7, 7), unlike
+    mmaction2 1.x's (2, 4, 4) and (8, 7, 7)."""
+    write_tree(
+        tmp_path,
+        {
+            "c.py": """
+            model = dict(backbone=dict(type='SwinTransformer3D', embed_dim=96),
+                         cls_head=dict(type='I3DHead', num_classes=7))
+            """
+        },
+    )
+    spec = resolve_config(str(tmp_path / "c.py"))
+    assert (spec.depths, spec.num_heads) == ((2, 2, 6, 2), (3, 6, 12, 24))
+    assert (spec.patch_size, spec.window_size, spec.drop_path_rate) == ((4, 4, 4), (2, 7, 7), 0.2)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "message"),
+    [
+        (
+            "type='SwinTransformer3D'",
+            "model.backbone names no architecture; give arch (mmaction2 1.x, e.g. "
+            "arch='tiny') or embed_dim, depths and num_heads (the authors' configs)",
+        ),
+        (
+            "type='SwinTransformer3D', arch='tiny', embed_dim=96",
+            "model.backbone has both arch and embed_dim; mmaction2 1.x configs use arch, the "
+            "authors' configs the explicit fields: keep one form",
+        ),
+        (
+            "type='SwinTransformer3D', embed_dim=96, depths=[2, 2], num_heads=[3]",
+            "embed_dim must be a positive integer, depths and num_heads lists of positive "
+            "integers of the same length; got 96, [2, 2], [3]",
+        ),
+    ],
+)
+def test_a_backbone_without_one_clear_architecture_is_refused(tmp_path, backbone, message):
+    write_tree(tmp_path, {"c.py": f"model = dict(backbone=dict({backbone}))\n"})
+    with pytest.raises(ConfigError) as error:
+        resolve_config(str(tmp_path / "c.py"))
+    assert str(error.value) == f"{tmp_path / 'c.py'}: {message}"
 
 
 # Every feature the reader evaluates, in a base, a second base and a child; compared with

@@ -222,6 +222,22 @@ def test_mmaction2_config_file_from_the_installed_package(tmp_path, swin_t_pth):
     assert out.is_file() and "PASS" in result.output
 
 
+def test_the_authors_own_config_file_converts_their_checkpoint(tmp_path, swin_t_pth):
+    """The authors' config tree (no arch: explicit embed_dim/depths/num_heads in the base,
+    patch_size in the child, a runtime base) with the authors' Swin-T checkpoint."""
+    from test_config_reader import VIDEO_SWIN_TREE, write_tree
+
+    write_tree(tmp_path, VIDEO_SWIN_TREE)
+    config = tmp_path / "configs/recognition/swin/swin_tiny_patch244_window877_kinetics400_1k.py"
+    out = tmp_path / "t.weights.h5"
+    result = run_cli(
+        *("--config", str(config), "--pth", str(swin_t_pth), "--out", str(out)),
+        *("--parity-frames", "4", "--parity-size", "64"),
+    )
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "PASS" in result.output
+
+
 # ---- error cases: a clear message, a non-zero exit, nothing written ------------------------
 
 

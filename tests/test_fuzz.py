@@ -10,8 +10,8 @@ import pytest
 from fuzz_corpus import MUTATIONS, case, judge, run_corpus
 
 SEED = 0
-CORPUS = range(60 * len(MUTATIONS))  # 1080 cases, 60 of each mutation
-SAMPLE = CORPUS[::11]  # 99 cases; 11 is coprime with 18, so every mutation 5 or 6 times
+CORPUS = range(60 * len(MUTATIONS))  # 1260 cases, 60 of each mutation
+SAMPLE = CORPUS[::11]  # 115 cases; 11 is coprime with 21, so every mutation 5 or 6 times
 
 
 def check(outcomes) -> collections.Counter:
@@ -21,10 +21,10 @@ def check(outcomes) -> collections.Counter:
 
 
 def test_the_corpus_is_seeded_and_the_sample_covers_every_mutation():
-    assert len(MUTATIONS) == 18
+    assert len(MUTATIONS) == 21
     assert case(SEED, 7) == case(SEED, 7) and case(SEED, 7) != case(SEED + 1, 7)
     counts = collections.Counter(list(MUTATIONS)[i % len(MUTATIONS)] for i in SAMPLE)
-    assert set(counts) == set(MUTATIONS) and min(counts.values()) == 5 and len(SAMPLE) == 99
+    assert set(counts) == set(MUTATIONS) and min(counts.values()) == 5 and len(SAMPLE) == 115
 
 
 @pytest.mark.parametrize(

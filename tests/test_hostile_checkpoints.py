@@ -255,11 +255,14 @@ def test_finite_weights_that_overflow_are_refused_not_failed(tmp_path, key, inde
 
 
 def test_a_reader_error_quoting_the_file_is_cut_to_one_short_line(tmp_path):
-    """Fuzz case 690 (members swapped): torch's error quoted kilobytes of tensor bytes."""
-    from fuzz_corpus import case
+    """Fuzz case 690 of the 18-mutation corpus (members swapped): torch's error quoted
+    kilobytes of tensor bytes. The same bytes: the mutation with that case's generator."""
+    import random
+
+    from fuzz_corpus import MUTATIONS
 
     path = tmp_path / "swapped.pth"
-    path.write_bytes(case(0, 690)[1])
+    path.write_bytes(MUTATIONS["swap_members"](random.Random("0:690")))
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(path)
     message = str(caught.value)

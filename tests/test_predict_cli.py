@@ -221,3 +221,140 @@ def test_engines_this_machine_cannot_run_are_refused_before_any_work(tmp_path, m
     assert "bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX)" in " ".join(
         result.output.split()
     )
+
+
+# --- a model fine-tuned to its own classes (issue 16, item 2) ------------------------------------
+
+UCF101_JSON = {
+    "name": "swin_t_ucf101",
+    "arch": "tiny",
+    "window_size": [8, 7, 7],
+    "patch_size": [2, 4, 4],
+    "drop_path_rate": 0.1,
+    "num_classes": 101,
+    "clip_frames": 8,
+    "clip_size": 64,
+    "release": None,
+    "source": None,
+}
+
+
+@pytest.fixture(scope="module")
+def ucf101(tmp_path_factory):
+    """A Swin-T with a 101-class head, converted by vswin-convert without a config (it infers
+    the model from the tensors), with its label file, its JSON config and a short video."""
+    from videoswin_tf.convert.cli import main as convert_main
+    from videoswin_tf.convert.configs.resolve import resolve_config
+    from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("ucf101")
+    spec = resolve_config("swin_t_k400").replace(num_classes=101, release=None, source=None)
+    pth = folder / "swin_t_ucf101.pth"
+    save_checkpoint(make_checkpoint(spec, "authors"), pth)
+    weights = folder / "ucf101.weights.h5"
+    result = CliRunner().invoke(
+        convert_main,
+        ["--pth", str(pth), "--out", str(weights), "--parity-frames", "8", "--parity-size", "64"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "101 classes" in result.output
+    labels = folder / "ucf101.txt"
+    labels.write_text("".join(f"action_{index:03d}\n" for index in range(101)))
+    config = folder / "ucf101.json"
+    config.write_text(json.dumps(UCF101_JSON))
+    video = encode(folder / "clip.mp4", 12, 80, 64)
+    return {"weights": weights, "labels": labels, "config": config, "video": video}
+
+
+def predict_json(ucf101, tmp_path, *options: str) -> list[dict]:
+    out = tmp_path / "out.json"
+    video, weights = str(ucf101["video"]), str(ucf101["weights"])
+    arguments = [video, "--weights", weights, "--views", "1x1", *options, "--json", str(out)]
+    result = CliRunner().invoke(main, [*arguments, "--top", "3"])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_own_classes_without_a_config_use_the_model_the_file_records(ucf101, tmp_path):
+    record = predict_json(ucf101, tmp_path)[0]
+    assert len(record["probabilities"]) == 101
+    assert record["views"] == "1x1"
+    assert [entry["label"] for entry in record["top"]] == [
+        str(entry["index"]) for entry in record["top"]
+    ]  # no label map recorded: class numbers
+
+
+def test_own_classes_with_their_label_file(ucf101, tmp_path):
+    plain = predict_json(ucf101, tmp_path)[0]
+    named = predict_json(ucf101, tmp_path, "--labels", str(ucf101["labels"]))[0]
+    assert named["probabilities"] == plain["probabilities"]
+    assert [entry["label"] for entry in named["top"]] == [
+        f"action_{entry['index']:03d}" for entry in named["top"]
+    ]
+
+
+def test_own_classes_with_the_json_config_vswin_convert_takes(ucf101, tmp_path):
+    record = predict_json(ucf101, tmp_path, "--config", str(ucf101["config"]))[0]
+    assert len(record["probabilities"]) == 101 and record["frames"] == 12
+
+
+def test_own_classes_with_the_mmaction2_config_of_the_run(ucf101, tmp_path):
+    config = tmp_path / "swin_tiny_ucf101.py"
+    config.write_text(
+        "model = dict(type='Recognizer3D',\n"
+        "    backbone=dict(type='SwinTransformer3D', arch='tiny', patch_size=(2, 4, 4),\n"
+        "                  window_size=(8, 7, 7)),\n"
+        "    cls_head=dict(type='I3DHead', num_classes=101, in_channels=768))\n"
+    )
+    record = predict_json(ucf101, tmp_path, "--config", str(config))[0]
+    assert len(record["probabilities"]) == 101
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--config", "swin_t_k400"],
+            "holds another model than --config swin_t_k400 describes: classes: the file's head "
+            "has 101, the config's 400; leave --config out to build the model the file records, "
+            "or pass the config it was converted with",
+        ),
+        (
+            ["--labels", "K400"],
+            "k400.txt has 400 class names but the model has 101 classes; pass the label file "
+            "the checkpoint was trained with",
+        ),
+        (["--config", "ucf.yaml"], "unknown preset 'ucf.yaml' and no config file of that name"),
+    ],
+)
+def test_own_classes_errors_name_the_real_cause(ucf101, tmp_path, options, message):
+    kinetics = tmp_path / "k400.txt"
+    kinetics.write_text("\n".join(load_labels("k400")) + "\n")
+    options = [str(kinetics) if option == "K400" else option for option in options]
+    result = CliRunner().invoke(
+        main, [str(ucf101["video"]), "--weights", str(ucf101["weights"]), *options]
+    )
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_weights_without_a_recorded_config_need_one(tiny_weights):
+    result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(tiny_weights)])
+    assert result.exit_code == 2
+    assert (
+        f"{tiny_weights} records no model config (it was not written by vswin-convert); pass "
+        "--config: a preset (" in " ".join(result.output.split())
+    )
+
+
+def test_a_config_file_without_the_convert_extra_names_it(ucf101, monkeypatch):
+    from videoswin_tf.video.model_setup import SetupError, predict_setup
+
+    monkeypatch.setitem(sys.modules, "videoswin_tf.convert.configs.resolve", None)
+    with pytest.raises(SetupError) as error:
+        predict_setup(ucf101["weights"], str(ucf101["config"]))
+    assert str(error.value).startswith(
+        f"reading the config file {ucf101['config']} needs the converter's config reader ("
+    )
+    assert str(error.value).endswith("install it with: pip install videoswin-tf[convert]")

@@ -47,6 +47,18 @@ UPSTREAM_DEFAULTS = {
     "patch_size": DEFAULT_PATCH,
     "drop_path_rate": 0.1,
 }
+# The authors' configs (Video-Swin-Transformer, configs/_base_/models/swin/swin_tiny.py and the
+# children of configs/recognition/swin/) give the architecture as explicit fields, no ``arch``;
+# a field they leave out takes the default of their SwinTransformer3D
+# (mmaction/models/backbones/swin_transformer.py), which differs from mmaction2 1.x's.
+AUTHORS_DEFAULTS = {
+    "embed_dim": 96,
+    "depths": [2, 2, 6, 2],
+    "num_heads": [3, 6, 12, 24],
+    "window_size": (2, 7, 7),
+    "patch_size": (4, 4, 4),
+    "drop_path_rate": 0.2,
+}
 
 
 class ConfigError(ValueError):
@@ -160,19 +172,7 @@ def _json_architecture(data: dict[str, Any], path: Path) -> dict[str, Any]:
             raise ConfigError(
                 f'{path}: "arch": null needs {", ".join(missing)} for a custom architecture'
             )
-        embed_dim, depths, num_heads = given["embed_dim"], given["depths"], given["num_heads"]
-        if not (
-            _positive_int(embed_dim)
-            and _int_list(depths)
-            and _int_list(num_heads)
-            and len(depths) == len(num_heads)
-        ):
-            raise ConfigError(
-                f"{path}: embed_dim must be a positive integer, depths and num_heads lists of "
-                f"positive integers of the same length; got {embed_dim!r}, {depths!r}, "
-                f"{num_heads!r}"
-            )
-        return {"embed_dim": embed_dim, "depths": tuple(depths), "num_heads": tuple(num_heads)}
+        return _explicit_architecture(given, path)
     architecture = _architecture(data["arch"], path)
     for field, value in given.items():
         expected = architecture[field]
@@ -184,8 +184,25 @@ def _json_architecture(data: dict[str, Any], path: Path) -> dict[str, Any]:
     return architecture
 
 
+def _explicit_architecture(given: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``embed_dim``, ``depths``, ``num_heads`` given as fields, checked (lists or tuples)."""
+    embed_dim, depths, num_heads = given["embed_dim"], given["depths"], given["num_heads"]
+    if not (
+        _positive_int(embed_dim)
+        and _int_list(depths)
+        and _int_list(num_heads)
+        and len(depths) == len(num_heads)
+    ):
+        raise ConfigError(
+            f"{path}: embed_dim must be a positive integer, depths and num_heads lists of "
+            f"positive integers of the same length; got {embed_dim!r}, {depths!r}, "
+            f"{num_heads!r}"
+        )
+    return {"embed_dim": embed_dim, "depths": tuple(depths), "num_heads": tuple(num_heads)}
+
+
 def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(_positive_int(v) for v in value)
+    return isinstance(value, (list, tuple)) and bool(value) and all(_positive_int(v) for v in value)
 
 
 def _spec_from_mmaction(path: Path, trust_config: bool = False) -> ModelSpec:
@@ -198,22 +215,45 @@ def _spec_from_mmaction(path: Path, trust_config: bool = False) -> ModelSpec:
             f"{path}: model.backbone.type is {backbone.get('type')!r}; only SwinTransformer3D "
             f"configs describe a Video Swin model"
         )
-    if "arch" not in backbone:
-        raise ConfigError(f"{path}: model.backbone has no arch")
+    architecture, defaults = _backbone_architecture(backbone, path)
     head = model.get("cls_head")
     if head is not None and not str(head.get("type", "")).endswith("I3DHead"):
         raise ConfigError(
             f"{path}: model.cls_head.type is {head.get('type')!r}; only the I3D head "
             f"(cls_head.fc_cls) is supported"
         )
-    settings = {key: backbone.get(key, default) for key, default in UPSTREAM_DEFAULTS.items()}
+    settings = {key: backbone.get(key, default) for key, default in defaults.items()}
     return ModelSpec(
         name=path.stem,
-        **_architecture(backbone["arch"], path),
+        **architecture,
         window_size=_triple(settings["window_size"], "model.backbone.window_size", path),
         patch_size=_triple(settings["patch_size"], "model.backbone.patch_size", path),
         num_classes=None if head is None else head["num_classes"],
         drop_path_rate=float(settings["drop_path_rate"]),
+    )
+
+
+def _backbone_architecture(
+    backbone: dict[str, Any], path: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The architecture of a ``model.backbone`` in either codebase's form, with the defaults of
+    that codebase's SwinTransformer3D for the settings it leaves out: mmaction2 1.x's ``arch``
+    (a name or a dict of ``embed_dims``/``depths``/``num_heads``), or the authors' explicit
+    ``embed_dim``/``depths``/``num_heads``."""
+    explicit = [field for field in ARCH_FIELDS if field in backbone]
+    if "arch" in backbone and explicit:
+        raise ConfigError(
+            f"{path}: model.backbone has both arch and {', '.join(explicit)}; mmaction2 1.x "
+            f"configs use arch, the authors' configs the explicit fields: keep one form"
+        )
+    if "arch" in backbone:
+        return _architecture(backbone["arch"], path), UPSTREAM_DEFAULTS
+    if explicit:
+        given = {field: backbone.get(field, AUTHORS_DEFAULTS[field]) for field in ARCH_FIELDS}
+        return _explicit_architecture(given, path), AUTHORS_DEFAULTS
+    raise ConfigError(
+        f"{path}: model.backbone names no architecture; give arch (mmaction2 1.x, e.g. "
+        f"arch='tiny') or embed_dim, depths and num_heads (the authors' configs)"
     )
 
 

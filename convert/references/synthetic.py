@@ -118,7 +118,9 @@ def make_checkpoint(spec: ModelSpec, layout: str = "authors", seed: int = 0) -> 
 
     Returns:
         A dict for `save_checkpoint`; everything outside the tensors is plain dicts, strings,
-        numbers and booleans, so ``torch.load(..., weights_only=True)`` reads it back.
+        numbers and booleans, except the ``"mmaction"`` layout's ``message_hub``, which holds
+        mmengine ``HistoryBuffer`` objects as a real run's does (the converter's loader reads
+        them through `sources.training_objects`; torch's ``weights_only`` alone refuses them).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -169,12 +171,18 @@ def _meta(spec: ModelSpec, layout: str, seed: int) -> dict[str, Any]:
 
 
 def _message_hub() -> dict[str, Any]:
-    """An mmengine ``MessageHub`` state of plain values, as a training run leaves it."""
-    return {
-        "log_scalars": {},
-        "runtime_info": {"epoch": 0, "iter": 0, "max_epochs": 0, "max_iters": 0},
-        "resumed_keys": {"epoch": False, "iter": False},
-    }
+    """mmengine's own ``MessageHub`` state after three logged iterations, as a Runner saves
+    it: ``log_scalars`` holds ``HistoryBuffer`` objects (numpy arrays inside),
+    ``runtime_info`` the epoch and iteration."""
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub("videoswin-tf-synthetic")
+    for step in range(1, 4):
+        hub.update_scalar("train/loss", 1.0 / step)
+        hub.update_scalar("train/lr", 1e-3, count=8)
+    hub.update_info("epoch", 0)
+    hub.update_info("iter", 3)
+    return hub.state_dict()
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:

@@ -3,8 +3,16 @@
 Canonical means mmaction2 1.x keys (``backbone.*`` with the final norm ``backbone.norm3.*``,
 ``cls_head.*``), numpy arrays, float32 (integer buffers int64). Files are read only with
 torch's safe ``weights_only`` loader: a checkpoint is never allowed to run code. The only
-globals allowed beyond torch's own are numpy's data constructors (`NUMPY_GLOBALS`), which
-training runs leave in ``meta`` (``numpy.int64`` epochs, ``numpy.float64`` scores).
+globals allowed beyond torch's own are numpy's data constructors (`numpy_globals`), which
+training runs leave in ``meta`` (``numpy.int64`` epochs, ``numpy.float64`` scores), and inert
+stand-ins for the argument, config and log objects training scripts save beside the weights
+(`sources.training_objects`).
+
+Averaged (EMA) weights: mmcv 1.x's ``EMAHook`` registers one buffer per parameter on the model,
+named ``ema_`` + the parameter's name with ``.`` replaced by ``_``, so they sit in the state dict
+beside the regular weights; mmengine's ``EMAHook`` saves its averaged model apart, as
+``ema_state_dict`` (keys ``module.`` + the model's, and a ``steps`` counter). The regular weights
+are converted unless ``ema=True`` asks for the averaged ones.
 Which keys the Keras model needs is not decided here (that is `mapping.rules`'s job), so
 derived buffers such as ``relative_position_index`` stay in the state.
 """
@@ -13,9 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import pickle
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +34,17 @@ from videoswin_tf.convert.sources.detection import detect_source
 from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
 from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
 from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
+from videoswin_tf.convert.sources.training_objects import training_object_globals
 
 CONTAINERS = ("state_dict", "model")
 PREFIXES = ("backbone.", "cls_head.")
 DDP_PREFIX = "module."
 PREPROCESSOR = "data_preprocessor."
 DETAIL_CHARS = 200  # of a reader's own error message quoted in ours
+EMA_BUFFER = "ema_"  # mmcv 1.x EMAHook: ema_ + parameter name with "." -> "_"
+EMA_STATE = "ema_state_dict"  # mmengine EMAHook: the averaged model's state dict
+EMA_MODULE = "module."  # mmengine's averaged model wraps the model as .module
+EMA_STEPS = "steps"  # mmengine's averaged model's update counter, not a weight
 
 # The line of torch's refusal that says which global or operation it refused.
 REFUSAL_DETAIL = re.compile(
@@ -73,7 +88,7 @@ class LoadedCheckpoint:
     file: Path | None = None
 
 
-def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
+def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
 
     What ``path`` is decides the reader (`sources.file_kind.identify`): the seed's ``.h5`` files
@@ -81,15 +96,18 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     kind is refused before any reader sees it.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
-    prefixes, renames the keys of the layouts in `sources.detection.SOURCES` (torchvision, 2D
-    ImageNet Swin) by their tables, renames ``backbone.norm.*`` to ``backbone.norm3.*``, drops the
-    ``data_preprocessor.*`` input-normalisation buffers and casts float tensors to float32.
+    prefixes, keeps the regular or (``ema=True``) the averaged weights of a run with EMA (mmcv
+    1.x ``ema_*`` buffers or mmengine's ``ema_state_dict``), renames the keys of the layouts in
+    `sources.detection.SOURCES` (torchvision, 2D ImageNet Swin) by their tables, renames
+    ``backbone.norm.*`` to ``backbone.norm3.*``, drops the ``data_preprocessor.*``
+    input-normalisation buffers and casts float tensors to float32.
 
     Raises:
         CheckpointError: the file is missing, a directory, unreadable, holds objects the safe
             loader refuses, is not a dict, holds no tensors, has both ``backbone.norm.*`` and
-            ``backbone.norm3.*``, or has keys that are neither ``backbone.*`` nor
-            ``cls_head.*``.
+            ``backbone.norm3.*``, has keys that are neither ``backbone.*`` nor
+            ``cls_head.*``, has EMA buffers that match no weight, or holds no EMA weights
+            with ``ema=True``.
     """
     path = Path(path)
     kind = identify(path)
@@ -119,6 +137,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
             )
         tensors = stripped
         notes.append(f"stripped the {DDP_PREFIX} prefix (DDP) from {len(prefixed)} keys")
+    tensors = _select_ema(path, raw, tensors, ema, notes)
 
     source = detect_source(tensors)
     original = None
@@ -172,7 +191,7 @@ def _read(path: Path) -> object:
             f"install it with: pip install videoswin-tf[convert]"
         ) from error
     try:
-        with torch.serialization.safe_globals(numpy_globals()):
+        with torch.serialization.safe_globals(numpy_globals() + training_object_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         detail = re.search(REFUSAL_DETAIL, str(error))
@@ -181,14 +200,27 @@ def _read(path: Path) -> object:
             f"{f' ({detail.group(1) or detail.group(2)})' if detail else ''}; this converter "
             "never lets a "
             f"checkpoint run code. If you trust the file, re-save its weights as a plain state "
-            f"dict and convert that: python -c \"import torch; c = torch.load('{path}', "
-            f"weights_only=False); torch.save(c.get('state_dict', c), 'plain.pth')\""
+            f"dict and convert that: {resave_command(path)}"
         ) from error
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
         raise CheckpointError(
             f"{path}: could not be read as a PyTorch checkpoint ({type(error).__name__}: "
             f"{_one_line(str(error)) or 'no detail'}); pass a file written by torch.save"
         ) from error
+
+
+def resave_command(path: Path) -> str:
+    """The shell command that re-saves a trusted checkpoint's tensors as ``plain.pth``: those of
+    its ``state_dict`` or ``model`` entry, of a pickled module's ``state_dict()``, or of the file
+    itself when it is a bare state dict. Only tensors are kept, so the safe loader reads the
+    result."""
+    program = (
+        f"import torch; c = torch.load({json.dumps(str(path))}, weights_only=False); "
+        'w = next((c[k] for k in ("state_dict", "model") if isinstance(c, dict) and k in c), c); '
+        'w = w.state_dict() if hasattr(w, "state_dict") else w; '
+        'torch.save({k: v for k, v in w.items() if torch.is_tensor(v)}, "plain.pth")'
+    )
+    return f"python -c {shlex.quote(program)}"
 
 
 def numpy_globals() -> list:
@@ -244,6 +276,87 @@ def _unwrap(path: Path, raw: dict, notes: list[str]) -> tuple[str, dict]:
     elif others:
         notes.append(f"ignored {container} entries that are not tensors: {listing(others)}")
     return container, tensors
+
+
+def _select_ema(path: Path, raw: dict, tensors: dict, ema: bool, notes: list[str]) -> dict:
+    """The regular weights, or with ``ema`` the averaged ones, of a run that kept both; the
+    EMA copies are dropped either way (each choice is noted)."""
+    buffers = [key for key in tensors if key.startswith(EMA_BUFFER)]
+    if buffers:
+        return _mmcv_ema(path, tensors, buffers, ema, notes)
+    averaged = raw.get(EMA_STATE)
+    if isinstance(averaged, dict) and averaged:
+        if not ema:
+            notes.append(
+                f"converted the regular weights; the file also holds averaged (EMA) weights "
+                f"in {EMA_STATE} (mmengine EMAHook): pass --ema to convert those"
+            )
+            return tensors
+        return _mmengine_ema(path, averaged, tensors, notes)
+    if ema:
+        raise CheckpointError(
+            f"{path}: --ema asks for averaged weights, but the file holds none (neither "
+            f"mmcv's {EMA_BUFFER}* buffers nor mmengine's {EMA_STATE}); leave --ema out"
+        )
+    return tensors
+
+
+def _mmcv_ema(path: Path, tensors: dict, buffers: list[str], ema: bool, notes: list[str]) -> dict:
+    """mmcv 1.x ``EMAHook`` buffers matched to their parameters by flattening each regular
+    key the way the hook does (never by guessing where the underscores were dots)."""
+    regular = {key: value for key, value in tensors.items() if key not in buffers}
+    flattened: dict[str, list[str]] = {}
+    for key in regular:
+        flattened.setdefault(EMA_BUFFER + key.replace(".", "_"), []).append(key)
+    unmatched = [key for key in buffers if key not in flattened]
+    ambiguous = [key for key in buffers if len(flattened.get(key, ())) > 1]
+    if unmatched or ambiguous:
+        problem = (
+            f"{len(unmatched)} EMA buffer{'s match' if len(unmatched) != 1 else ' matches'} "
+            f"no weight: "
+            f"{listing(unmatched)}"
+            if unmatched
+            else f"EMA buffers match two weights each: {listing(ambiguous)}"
+        )
+        raise CheckpointError(
+            f"{path}: {problem}; an mmcv EMAHook buffer is ema_ + a parameter's name with its "
+            f"dots as underscores. Remove the stray buffers and re-save"
+        )
+    hook = f"{len(buffers)} {EMA_BUFFER}* buffers (mmcv EMAHook)"
+    if not ema:
+        notes.append(
+            f"converted the regular weights and dropped {hook}: pass --ema to convert the "
+            f"averaged weights instead"
+        )
+        return regular
+    for buffer in buffers:
+        regular[flattened[buffer][0]] = tensors[buffer]
+    notes.append(f"converted the averaged (EMA) weights of {hook}; buffers as saved")
+    return regular
+
+
+def _mmengine_ema(path: Path, averaged: dict, tensors: dict, notes: list[str]) -> dict:
+    """mmengine's averaged model: ``module.`` + the model's keys, and its ``steps`` counter;
+    it must hold exactly the keys of the regular weights."""
+    import torch
+
+    weights = {
+        key.removeprefix(EMA_MODULE): value
+        for key, value in averaged.items()
+        if key != EMA_STEPS and isinstance(value, torch.Tensor)
+    }
+    missing = sorted(set(tensors) - set(weights))
+    extra = sorted(set(weights) - set(tensors))
+    if missing or extra:
+        parts = ([f"lacks {listing(missing)}"] if missing else []) + (
+            [f"has {listing(extra)} beyond them"] if extra else []
+        )
+        raise CheckpointError(
+            f"{path}: {EMA_STATE} does not hold the same weights as the regular state dict "
+            f"({'; '.join(parts)}); convert without --ema"
+        )
+    notes.append(f"converted the averaged (EMA) weights of {EMA_STATE} (mmengine EMAHook)")
+    return weights
 
 
 def _rename_source(path: Path, source: Source, tensors: dict, notes: list[str]) -> dict:

@@ -17,7 +17,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from videoswin_tf.inference import ENGINES, PRECISIONS, choose
 from videoswin_tf.labels import load_labels
-from videoswin_tf.presets import get_preset, presets
+from videoswin_tf.presets import presets
 from videoswin_tf.startup import start_tensorflow_quietly
 from videoswin_tf.video.dataset import (
     LIST_SUFFIXES,
@@ -29,6 +29,7 @@ from videoswin_tf.video.dataset import (
 )
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
+from videoswin_tf.video.model_setup import PredictSetup, predict_setup
 from videoswin_tf.video.predict import DEFAULT_BATCH, VideoOutput, predict_video, view_pipeline
 from videoswin_tf.video.sampling import PROTOCOLS, clip_indices
 from videoswin_tf.video.snippets import SnippetSpec, snippet_features
@@ -46,6 +47,11 @@ Examples:
   vswin-predict long.mp4 --weights W.weights.h5 --config swin_t_k400 --features feats/ \\
       --snippets 32:16
   vswin-predict val.csv --weights W.weights.h5 --config swin_t_k400 --views 1x1 --out results/
+  vswin-predict clip.mp4 --weights ucf101.weights.h5 --labels ucf101.txt
+
+\b
+Models with their own classes: the weights file records the model vswin-convert converted
+(architecture, window, head), so --config may be left out; give --labels for class names.
 
 \b
 Protocols: K400/K600 configs score 4 clips x 3 crops (4x3), SSv2 1x3, as the checkpoints
@@ -62,14 +68,15 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     "--weights",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Keras weights (.weights.h5) converted by vswin-convert for --config.",
+    help="Keras weights (.weights.h5) converted by vswin-convert; the model they record is built.",
 )
 @click.option(
     "--config",
-    required=True,
-    metavar="NAME",
-    help="Named config the weights belong to: its architecture, label map and test protocol "
-    f"({', '.join(presets())}).",
+    metavar="NAME|FILE",
+    help="The config the weights were converted with: a preset (its label map and test "
+    f"protocol; {', '.join(presets())}), or a config file vswin-convert takes (.json, mmaction2 "
+    ".py; the convert extra). It must describe the model the file records. Default: the file's "
+    "recorded config, scored with its preset's protocol or the Kinetics 4x3 one.",
 )
 @click.option(
     "--views",
@@ -88,7 +95,8 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
 @click.option(
     "--labels",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Class names, one per line, line i for class i. Default: the config's label map.",
+    help="Class names, one per line, line i for class i. Default: the label map of the config "
+    "or the one the weights file records, else the class numbers.",
 )
 @click.option(
     "--json",
@@ -232,8 +240,8 @@ def main(
     shards instead (a failed video is a row with its error), and a rerun resumes.
     """
     try:
-        preset = get_preset(config)
-        clip_indices(preset.pipeline.clip_len, view_pipeline(config, views), sampling)
+        setup = predict_setup(weights, config)
+        clip_indices(setup.pipeline.clip_len, view_pipeline(setup.pipeline, views), sampling)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     if stage_map and features_dir is None:
@@ -255,16 +263,23 @@ def main(
         )
     snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
     if out_dir is not None:
+        named = config if config is not None else setup.source
+        if named not in presets():
+            raise click.UsageError(
+                f"dataset runs (--out) take a named --config ({', '.join(presets())}) for now; "
+                f"{named} is not one"
+            )
         _run_dataset(
             videos,
+            setup,
             weights,
             out_dir,
             DatasetSettings(
-                config=config,
+                config=named,
                 views=views,
                 sampling=sampling,
                 top=top,
-                labels=None if labels is None else load_labels(labels, preset.num_classes),
+                labels=None if labels is None else load_labels(labels, setup.num_classes),
                 snippets=snippet_spec,
                 batch_size=batch,
                 workers=workers,
@@ -280,10 +295,10 @@ def main(
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
     try:
-        names = load_labels(labels if labels is not None else preset.labels, preset.num_classes)
+        names = _class_names(setup, labels)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--labels") from None
-    model = _load_model(preset, weights)
+    model = _load_model(setup, weights)
     click.echo(choice.describe(), err=True)
 
     records, failed = [], 0
@@ -293,7 +308,7 @@ def main(
             output = predict_video(
                 model,
                 path,
-                config,
+                setup.pipeline,
                 views=views,
                 sampling=sampling,
                 top=top,
@@ -307,10 +322,10 @@ def main(
             if features_dir is not None:
                 along_time = None
                 if snippet_spec is not None:
-                    along_time = snippet_features(model, path, snippet_spec, config, batch)
+                    along_time = snippet_features(model, path, snippet_spec, setup.pipeline, batch)
                 features_dir.mkdir(parents=True, exist_ok=True)
-                attributes = {"config": config, "sampling": sampling}
-                save_features(output, feature_paths[path], attributes, along_time)
+                metadata = {"config": config or setup.source, "sampling": sampling}
+                save_features(output, feature_paths[path], metadata, along_time)
         except Exception as error:  # one video's failure never stops the rest
             status.done()
             message = video_error(path, error)
@@ -422,12 +437,11 @@ def _dataset_items(arguments: tuple[str, ...]) -> list[DatasetItem]:
     return items
 
 
-def _run_dataset(videos, weights, out_dir, settings, quiet, runner, ray_address) -> None:
+def _run_dataset(videos, setup, weights, out_dir, settings, quiet, runner, ray_address) -> None:
     """``--out``: the dataset runner writes the shards; failures are rows, counted here."""
     items = _dataset_items(videos)
-    preset = get_preset(settings.config)
-    model = None if runner == "ray" else _load_model(preset, weights)  # Ray: once per actor
-    load_model = PresetWeights(preset.name, weights) if model is None else (lambda: model)
+    model = None if runner == "ray" else _load_model(setup, weights)  # Ray: once per actor
+    load_model = PresetWeights(settings.config, weights) if model is None else (lambda: model)
     summary = predict_dataset(
         load_model, items, out_dir, settings, runner, None if not quiet else False, ray_address
     )
@@ -459,18 +473,29 @@ def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Pat
     return targets
 
 
-def _load_model(preset, weights: Path):
-    start_tensorflow_quietly()  # before Keras imports TensorFlow (videoswin_tf/startup.py)
-    import videoswin_tf
+def _class_names(setup: PredictSetup, labels: Path | None) -> list[str] | None:
+    """``--labels``, else the label map the config or the file names, else the class numbers
+    (a model with its own classes and no label file)."""
+    if setup.num_classes is None:
+        return None
+    source = labels if labels is not None else setup.labels
+    if source is None:
+        return [str(index) for index in range(setup.num_classes)]
+    return load_labels(source, setup.num_classes)
 
-    model = getattr(videoswin_tf, preset.builder)(**preset.model_kwargs())
+
+def _load_model(setup: PredictSetup, weights: Path):
+    start_tensorflow_quietly()  # before Keras imports TensorFlow (videoswin_tf/startup.py)
+    from videoswin_tf.model import TFSwinTransformer3D
+
+    model = TFSwinTransformer3D(**setup.model)
     try:
         model.load_weights(str(weights))
     except (ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise click.BadParameter(
-            f"{weights} does not load into {preset.name} ({message}); pass the weights "
-            "vswin-convert wrote for this config",
+            f"{weights} does not load into {setup.source} ({message}); pass the weights "
+            "vswin-convert wrote, with the config they were converted with",
             param_hint="--weights",
         ) from None
     return model

@@ -26,7 +26,8 @@ from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
 from videoswin_tf.convert.parity import ParitySettings
 from videoswin_tf.convert.references.mmaction2 import build_reference
 from videoswin_tf.convert.references.torchvision import build_torchvision
-from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR
+from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR, numpy_globals
+from videoswin_tf.convert.sources.training_objects import training_object_globals
 
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 
@@ -60,7 +61,9 @@ def test_mmaction2_round_trip_is_bit_identical_and_loads_strictly(tmp_path, mmac
     )
     written = torch.load(tmp_path / "back.pth", weights_only=True)
     assert list(written) == ["state_dict"]
-    original = torch.load(mmaction2_pth, weights_only=True)["state_dict"]
+    # the source is a training run's file: its message_hub holds mmengine's HistoryBuffer
+    with torch.serialization.safe_globals(numpy_globals() + training_object_globals()):
+        original = torch.load(mmaction2_pth, weights_only=True)["state_dict"]
     # the input-normalisation buffers are not weights: the weights file does not carry them
     assert sorted(key for key in original if key.startswith(PREPROCESSOR)) == [
         "data_preprocessor.mean",

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import h5py
-import keras
 import numpy as np
 
 
@@ -166,6 +165,8 @@ def assignments(model, file: h5py.File, layout: Layout) -> tuple[list, list[str]
 def write_seed(model, file: h5py.File) -> None:
     """Write ``model``'s weights into the open, empty ``file`` in the `SEED` layout, with the
     weight names a fresh seed process gives them and the root attributes Keras writes."""
+    import keras  # only with a model at hand: reading a file's layout needs no Keras
+
     _set_text(file, "backend", "tensorflow")
     _set_text(file, "keras_version", keras.__version__)
     groups = list(_groups(model, SEED))
@@ -278,6 +279,8 @@ def _per_variable(root, paths: Sequence[str], names: Sequence[str]) -> list[str]
 
 def _variables(root, paths: Sequence[str]) -> list:
     """The variables at ``paths`` below ``root``: a layer's weights, or the variable itself."""
+    import keras  # only with a model at hand: reading a file's layout needs no Keras
+
     found = []
     for path in paths:
         target = root

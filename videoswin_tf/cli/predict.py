@@ -137,7 +137,7 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     "--snippets",
     metavar="CLIP:STRIDE",
     help="Also write features along time: one pooled vector per snippet of CLIP frames (at the "
-    "config's frame interval: 32 spans 64 source frames for Kinetics) starting every STRIDE "
+    "config's frame interval: 32 spans 63 source frames for Kinetics) starting every STRIDE "
     "source frames, with start/end times in seconds; the last snippet repeats the last frame. "
     "Needs --features or --out. E.g. 32:16.",
 )
@@ -194,7 +194,8 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     type=click.Choice(ENGINES),
     help="What runs the model: openvino (needs pip install 'videoswin-tf[openvino]') or "
     "tensorflow. Default: openvino when installed (the faster in quiet measurements, README "
-    "Benchmarks), else tensorflow; stderr says which.",
+    "Benchmarks), else tensorflow; stderr says which. Not with --out: dataset runs use "
+    "tensorflow in fp32.",
 )
 @click.option(
     "--precision",

@@ -2,7 +2,7 @@
 temporal action localization pipelines consume them.
 
 A snippet ``CLIP:STRIDE`` is ``CLIP`` frames sampled at the checkpoint's frame interval (so
-``32`` spans 64 source frames for the Kinetics checkpoints, whose interval is 2); a new
+``32`` spans 63 source frames, (32 - 1) * 2 + 1, for the Kinetics checkpoints); a new
 snippet starts every ``STRIDE`` source frames, from frame 0. Its feature is the backbone
 output averaged over ``D, H, W`` (what the I3D head averages), then over its crops (1 centre
 crop or 3 crops, as the test pipeline cuts them).

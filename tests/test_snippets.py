@@ -5,26 +5,15 @@ import keras
 import numpy as np
 import pytest
 from conftest import SMALL_SPEC
+from dataset_model import PIPELINE
 from video_files import encode
 from videoswin_tf.convert.mapping.rules import assign
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.references.synthetic import distinctive_state
 
-from videoswin_tf.presets import TestPipeline as Pipeline  # not a pytest class
 from videoswin_tf.video import SnippetSpec, read_video, snippet_features
 from videoswin_tf.video import snippets as snippets_module
 from videoswin_tf.video.transform import normalize, resize_short_side
-
-# The small model's clips: frames 2 apart, short side 32, 32x32 crops.
-PIPELINE = Pipeline(
-    clip_len=4,
-    frame_interval=2,
-    num_clips=1,
-    frame_uniform=False,
-    short_side=32,
-    crop_size=32,
-    num_crops=1,
-)
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,51 @@ def test_onnx_runs_in_onnx_runtime_with_parity(tmp_path, small):
     np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4, rtol=0)
 
 
+def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path):
+    """tf2onnx folds each block's gathered bias and each shifted block's mask into constants
+    (this model's file was 1.92x its weights); the export rebuilds them from the bias tables
+    and small index and label vectors, so the file is about the size of the weights."""
+    import onnx
+
+    # Swin-T's window, so that biases (heads, 392, 392) and masks (windows, 392, 392) weigh
+    # what they weigh there; two blocks in stage 0, whose 8x14x14 map is shifted.
+    spec = dataclasses.replace(SMALL_SPEC, depths=(2, 1, 1, 1), window_size=(8, 7, 7))
+    config = tmp_path / "tiny877.json"
+    config.write_text(json.dumps({**dataclasses.asdict(spec), "arch": None}))
+    keras.utils.set_random_seed(0)
+    model = build_keras_model(spec)
+    weights = tmp_path / "tiny877.weights.h5"
+    model.save_weights(weights)
+    out = tmp_path / "tiny877.onnx"
+    result = run_cli(
+        "export",
+        "--weights",
+        weights,
+        "--config",
+        config,
+        "--format",
+        "onnx",
+        "--out",
+        out,
+        "--frames",
+        16,
+        "--size",
+        56,
+    )
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output
+
+    assert out.stat().st_size <= 1.1 * weights.stat().st_size
+    graph = onnx.load(out).graph
+    gathers = [n.name for n in graph.node if n.op_type == "Gather" and "runtime_bias" in n.name]
+    assert len(gathers) == 5  # one per block
+    assert sum(n.op_type == "Where" and n.name.endswith("/where") for n in graph.node) == 1
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = clip((1, 16, 56, 56, 3))
+    (logits,) = session.run(["logits"], {"clip": x})
+    np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4, rtol=0)
+
+
 def test_export_that_differs_fails_and_writes_nothing(tmp_path, small, monkeypatch):
     config, weights, _ = small
     original = videoswin_tf.convert.outputs.export.keras_logits

@@ -186,15 +186,24 @@ def write_saved_model(model, path: Path, shape: tuple[int | None, ...]) -> None:
 
 
 def write_onnx(model, path: Path, shape: tuple[int | None, ...]) -> None:
-    """ONNX through tf2onnx, from a traced function over a named float ``clip``."""
+    """ONNX through tf2onnx, from a traced function over a named float ``clip``, with the
+    attention biases and masks that tf2onnx folds into constants computed at run time again
+    (`onnx_constants`: the file is then about the size of the weights)."""
+    import onnx
     import tensorflow as tf
     import tf2onnx
+    from videoswin_tf.convert.outputs.onnx_constants import unfold_attention_constants
 
     signature = [tf.TensorSpec(shape, tf.float32, name="clip")]
     function = tf.function(lambda clip: {"logits": model(clip, training=False)})
-    tf2onnx.convert.from_function(
-        function, input_signature=signature, opset=ONNX_OPSET, output_path=str(path)
-    )
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=ONNX_OPSET)
+    tables = {
+        variable.path: np.asarray(variable)
+        for variable in model.weights
+        if variable.name == "relative_position_bias_table"
+    }
+    unfold_attention_constants(proto, tables, model.get_config()["window_size"])
+    onnx.save(proto, str(path))
 
 
 def write_openvino(model, path: Path, shape: tuple[int | None, ...]) -> None:

@@ -112,22 +112,24 @@ def test_onnx_runs_in_onnx_runtime_with_parity(tmp_path, small):
     np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4, rtol=0)
 
 
-def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path):
-    """tf2onnx folds each block's gathered bias and each shifted block's mask into constants
-    (this model's file was 1.92x its weights); the export rebuilds them from the bias tables
-    and small index and label vectors, so the file is about the size of the weights."""
-    import onnx
-
-    # Swin-T's window, so that biases (heads, 392, 392) and masks (windows, 392, 392) weigh
-    # what they weigh there; two blocks in stage 0, whose 8x14x14 map is shifted.
+@pytest.fixture(scope="module")
+def window877(tmp_path_factory) -> tuple[Path, Path, keras.Model]:
+    """Like `small` with Swin-T's window, so that biases (heads, 392, 392) and masks
+    (windows, 392, 392) weigh what they weigh there, and two blocks in stage 0 (the second
+    shifted on a 16x56x56 clip's 8x14x14 map)."""
+    folder = tmp_path_factory.mktemp("window877")
     spec = dataclasses.replace(SMALL_SPEC, depths=(2, 1, 1, 1), window_size=(8, 7, 7))
-    config = tmp_path / "tiny877.json"
+    config = folder / "window877.json"
     config.write_text(json.dumps({**dataclasses.asdict(spec), "arch": None}))
     keras.utils.set_random_seed(0)
     model = build_keras_model(spec)
-    weights = tmp_path / "tiny877.weights.h5"
+    weights = folder / "window877.weights.h5"
     model.save_weights(weights)
-    out = tmp_path / "tiny877.onnx"
+    return config, weights, model
+
+
+def export_16x56(window877, fmt: str, out: Path):
+    config, weights, _ = window877
     result = run_cli(
         "export",
         "--weights",
@@ -135,7 +137,7 @@ def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path):
         "--config",
         config,
         "--format",
-        "onnx",
+        fmt,
         "--out",
         out,
         "--frames",
@@ -146,6 +148,17 @@ def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path):
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output
 
+
+def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path, window877):
+    """tf2onnx folds each block's gathered bias and each shifted block's mask into constants
+    (this model's file was 1.92x its weights); the export rebuilds them from the bias tables
+    and small index and label vectors, so the file is about the size of the weights."""
+    import onnx
+
+    _, weights, model = window877
+    out = tmp_path / "window877.onnx"
+    export_16x56(window877, "onnx", out)
+
     assert out.stat().st_size <= 1.1 * weights.stat().st_size
     graph = onnx.load(out).graph
     gathers = [n.name for n in graph.node if n.op_type == "Gather" and "runtime_bias" in n.name]
@@ -155,6 +168,28 @@ def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path):
     x = clip((1, 16, 56, 56, 3))
     (logits,) = session.run(["logits"], {"clip": x})
     np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_openvino_ir_read_from_the_onnx_export_keeps_its_size(tmp_path, window877):
+    """The IR is read from the ONNX export, keeping its run-time biases and masks (converted
+    from the traced function, this model's IR was 1.79x its weights)."""
+    import openvino
+
+    _, weights, model = window877
+    out = tmp_path / "window877_openvino"
+    export_16x56(window877, "openvino", out)
+
+    assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml"]
+    assert (out / "model.bin").stat().st_size <= 1.1 * weights.stat().st_size
+    ir = openvino.Core().read_model(out / "model.xml")
+    ops = ir.get_ops()
+    gathers = [op for op in ops if "runtime_bias" in op.get_friendly_name()]
+    assert sum(op.get_type_name() == "Gather" for op in gathers) == 5  # one per block
+    assert sum(op.get_type_name() == "Select" for op in ops) == 1  # the shifted block's mask
+    compiled = openvino.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    x = clip((1, 16, 56, 56, 3))
+    np.testing.assert_allclose(compiled(x)[0], model(x).numpy(), atol=1e-4, rtol=0)
 
 
 def test_export_that_differs_fails_and_writes_nothing(tmp_path, small, monkeypatch):

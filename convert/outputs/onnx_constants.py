@@ -31,8 +31,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from videoswin_tf.layers.windows import bias_gather_index
-
 # Smallest folded constant worth rebuilding, in elements: below this the nodes cost more than
 # the bytes they save.
 MIN_ELEMENTS = 256
@@ -57,7 +55,8 @@ class UnfoldReport:
 
 def token_offsets(window_size: Sequence[int], num_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, cols)`` int64 ``(N', 1)`` and ``(N',)`` whose difference ``rows - cols`` is
-    `bias_gather_index` ``(window_size, N')`` as an ``(N', N')`` matrix.
+    ``relative_position_index(window_size)[:N', :N']``, the index the layer gathers with
+    (`videoswin_tf.layers.windows`).
 
     Token ``i`` (depth-major in the window) sits at ``(d, h, w)``; its flat coordinate is
     ``r_i = d (2Wh-1)(2Ww-1) + h (2Ww-1) + w`` and the table row of the pair ``(i, j)`` is
@@ -68,12 +67,7 @@ def token_offsets(window_size: Sequence[int], num_tokens: int) -> tuple[np.ndarr
     coords = np.stack(np.meshgrid(np.arange(wd), np.arange(wh), np.arange(ww), indexing="ij"))
     flat = (coords.reshape(3, -1).T @ strides)[:num_tokens]  # (N',)
     centre = int(np.array([wd - 1, wh - 1, ww - 1]) @ strides)
-    rows, cols = (flat + centre)[:, None], flat
-    if not np.array_equal(
-        (rows - cols).reshape(-1), bias_gather_index(tuple(window_size), num_tokens)
-    ):
-        raise AssertionError(f"token offsets disagree with the bias index for {window_size}")
-    return rows, cols
+    return (flat + centre)[:, None], flat
 
 
 def bias_from_table(table: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -126,7 +120,7 @@ def unfold_attention_constants(
             consumers.setdefault(name, set()).add(node.op_type)
     builder = NodeBuilder()
     biases = BiasMatcher(tables, window_size)
-    kept, replaced, biases_done, masks_done, before = [], [], 0, 0, 0
+    kept, biases_done, masks_done, before = [], 0, 0, 0
     for tensor in graph.initializer:
         dims = tuple(tensor.dims)
         candidate = (
@@ -147,7 +141,6 @@ def unfold_attention_constants(
         else:
             kept.append(tensor)
             continue
-        replaced.append(tensor.name)
         before += value.nbytes
     del graph.initializer[:]
     graph.initializer.extend(kept + builder.initializers)

@@ -248,9 +248,18 @@ def test_export_bad_input_is_one_clear_line(tmp_path, small):
     assert "does not load into swin_t_k400" in result.output
 
 
-def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small):
+@pytest.mark.parametrize("route", ["onnx", "traced"])
+def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small, monkeypatch, route):
+    """Read from the ONNX export, or (tf2onnx not installed) converted from the traced model."""
+    import importlib.util
+
     import openvino
 
+    if route == "traced":
+        find_spec = importlib.util.find_spec
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name: None if name == "tf2onnx" else find_spec(name)
+        )
     config, weights, model = small
     out = tmp_path / "small_openvino"
     result = run_cli(
@@ -264,6 +273,8 @@ def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small):
     core = openvino.Core()
     ir = core.read_model(out / "model.xml")
     assert ir.input(0).get_partial_shape().to_shape() == [1, 4, 32, 32, 3]
+    rebuilt = any("runtime_bias" in op.get_friendly_name() for op in ir.get_ops())
+    assert rebuilt == (route == "onnx")  # biases computed at run time only through ONNX
     compiled = core.compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     x = clip((1, 4, 32, 32, 3))
     np.testing.assert_allclose(compiled(x)[0], model(x).numpy(), atol=1e-4, rtol=0)

@@ -4,7 +4,7 @@ tf2onnx freezes the model and lets TensorFlow's constant folder evaluate everyth
 not depend on the clip. Two things in Video Swin do not: each block's relative position bias
 (its table gathered by a fixed index, ``(heads, N, N)`` per block) and each shifted block's
 window mask (``(nWindows, N, N)``, cut into one constant per chunk of windows). On Swin-T at
-32x224x224 they are about 190 MB of a 300 MB file whose weights are 113 MB.
+32x224x224 they are 119 MB of a 231 MB file whose weights are 113 MB (README, Export).
 
 `unfold_attention_constants` finds those folded initializers by value and rebuilds each one
 from what it was made of, as a few nodes that run when the model runs:

@@ -237,17 +237,19 @@ def gate(
     settings: ParitySettings,
     out_path: Path,
     progress: Progress,
+    reference: str | None = None,
 ) -> tuple[ParityReport, Path]:
-    """Phase ``parity``: the reference and ``model`` (holding the written file's values) on
-    the seeded clip; the report is saved beside ``out_path`` and printed.
+    """Phase ``parity``: the reference (``checkpoint``'s, or the `REFERENCES` key
+    ``reference``) and ``model`` (holding the written file's values) on the seeded clip; the
+    report is saved beside ``out_path`` and printed.
 
     Raises:
         ParityFailure: the logits differ beyond ``settings``' tolerances.
     """
     from videoswin_tf.convert.references.registry import reference_for
 
-    reference = reference_for(checkpoint).description
-    with progress.phase("parity", f"{reference} vs Keras model loaded from the file"):
+    description = reference_for(checkpoint, reference).description
+    with progress.phase("parity", f"{description} vs Keras model loaded from the file"):
         report = model_parity(
             spec,
             checkpoint,
@@ -256,6 +258,7 @@ def gate(
             settings.seed,
             settings.atol,
             settings.rtol,
+            reference,
         )
         report_path = report_path_for(out_path)
         with atomic_write(report_path) as tmp_report:

@@ -6,7 +6,9 @@ regenerated); torchvision's names are those of its own model's state dict, renam
 canonical keys by the reader's table (`sources.torchvision.TORCHVISION`). The file holds plain
 tensors only (``torch.save``; it loads with ``weights_only=True``). Before it is moved into place
 it is read back by the converter's own reader, which must give every tensor bit for bit, and the
-upstream model runs it against the Keras model on the parity clip (`converter.gate`).
+upstream model loads it with ``strict=True`` and runs against the Keras model on the parity
+clip (`converter.gate`): for mmaction2, the ``Recognizer3D`` its registry builds from its own
+config (`references.mmaction2_recognizer`); for torchvision, its ``SwinTransformer3d``.
 """
 
 from __future__ import annotations
@@ -69,11 +71,13 @@ class TorchFormat:
         description: what loads the file, for ``--help`` and progress lines.
         container: the top-level key the tensors sit under, or None for a bare state dict.
         layout: ``(spec, canonical state) -> {key: array}`` in this layout.
+        reference: the `references.registry.REFERENCES` key parity runs the file in.
     """
 
     description: str
     container: str | None
     layout: Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
+    reference: str
 
 
 FORMATS: dict[str, TorchFormat] = {
@@ -81,11 +85,13 @@ FORMATS: dict[str, TorchFormat] = {
         "mmaction2's Recognizer3D (SwinTransformer3D backbone, I3DHead), under 'state_dict'",
         "state_dict",
         _mmaction2_layout,
+        "mmaction2-recognizer",
     ),
     "torchvision": TorchFormat(
         "torchvision's swin3d_t/s/b (SwinTransformer3d), a bare state dict",
         None,
         _torchvision_layout,
+        "torchvision",
     ),
 }
 
@@ -153,7 +159,10 @@ def to_torch(
             checkpoint = load_checkpoint(tmp_path)
             _check_read_back(state, checkpoint.original or checkpoint.state, out_path)
         if parity is not None:
-            report, report_path = gate(model, spec, checkpoint, parity, out_path, progress)
+            checkpoint = dataclasses.replace(checkpoint, file=tmp_path)
+            report, report_path = gate(
+                model, spec, checkpoint, parity, out_path, progress, torch_format.reference
+            )
     log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
     return TorchExport(spec, out_path, len(state), report, report_path)
 

@@ -150,6 +150,8 @@ def load(pth: Path, progress: Progress, ema: bool = False) -> LoadedCheckpoint:
         progress.log(f"        {checkpoint.source_layout}, {len(checkpoint.state)} tensors")
         for note in checkpoint.notes:
             progress.log(f"        note: {note}")
+        for warning in checkpoint.warnings:
+            progress.log(f"        warning: {warning}")
     return checkpoint
 
 
@@ -223,9 +225,10 @@ def write(
 ) -> None:
     """Phase ``write``: the weights file for ``out_path``, written at ``tmp_path`` (which
     `atomic_write` moves into place) and checked by loading it back into ``model``
-    (`write_checked`), with the source's input pipeline when it names one."""
+    (`write_checked`), with the class names the checkpoint recorded and the source's input
+    pipeline when it names one."""
     with progress.phase("write", str(out_path)):
-        write_checked(model, tmp_path, spec)
+        write_checked(model, tmp_path, spec, checkpoint.class_names)
         if checkpoint.source is not None and checkpoint.source.preprocessing:
             write_preprocessing(tmp_path, checkpoint.source.preprocessing)
 

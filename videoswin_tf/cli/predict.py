@@ -475,10 +475,13 @@ def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Pat
 
 
 def _class_names(setup: PredictSetup, labels: Path | None) -> list[str] | None:
-    """``--labels``, else the label map the config or the file names, else the class numbers
-    (a model with its own classes and no label file)."""
+    """``--labels``, else the class names the weights file records, else the label map the
+    config or the file names, else the class numbers (a model with its own classes and no
+    label file)."""
     if setup.num_classes is None:
         return None
+    if labels is None and setup.class_names is not None:
+        return list(setup.class_names)
     source = labels if labels is not None else setup.labels
     if source is None:
         return [str(index) for index in range(setup.num_classes)]

@@ -106,7 +106,9 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
     1.x ``ema_*`` buffers or mmengine's ``ema_state_dict``), renames the keys of the layouts in
     `sources.detection.SOURCES` (torchvision, 2D ImageNet Swin) by their tables, renames
     ``backbone.norm.*`` to ``backbone.norm3.*``, drops the ``data_preprocessor.*``
-    input-normalisation buffers and casts float tensors to float32.
+    input-normalisation buffers and casts float tensors to float32. The class names a training
+    run left in ``meta['dataset_meta']`` are kept when they fit the head
+    (`sources.dataset_meta`; a warning otherwise).
 
     Raises:
         CheckpointError: the file is missing, a directory, unreadable, holds objects the safe

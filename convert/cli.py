@@ -444,9 +444,11 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
 def to_torch_command(weights, fmt, out, no_parity, parity_frames, parity_size, force) -> None:
     """Write converted weights back as a PyTorch checkpoint (plain tensors: it loads with
     torch.load(..., weights_only=True)). The file is read back by the converter's own reader,
-    which must give every tensor bit for bit, and the upstream model (mmaction2's or
-    torchvision's) loaded with it must match the Keras model's logits on the seeded parity
-    clip; otherwise nothing is written. Exit status: 0 done, 1 parity failed, 2 bad input.
+    which must give every tensor bit for bit, and the upstream model loaded with it
+    (strict=True) must match the Keras model's logits on the seeded parity clip: for mmaction2,
+    the Recognizer3D mmaction2's registry builds from its own Swin config, as its tools do;
+    for torchvision, SwinTransformer3d. Otherwise nothing is written. Exit status: 0 done,
+    1 parity failed, 2 bad input.
 
     \b
     Examples:

@@ -150,6 +150,8 @@ def load(pth: Path, progress: Progress, ema: bool = False) -> LoadedCheckpoint:
         progress.log(f"        {checkpoint.source_layout}, {len(checkpoint.state)} tensors")
         for note in checkpoint.notes:
             progress.log(f"        note: {note}")
+        for warning in checkpoint.warnings:
+            progress.log(f"        warning: {warning}")
     return checkpoint
 
 
@@ -223,9 +225,10 @@ def write(
 ) -> None:
     """Phase ``write``: the weights file for ``out_path``, written at ``tmp_path`` (which
     `atomic_write` moves into place) and checked by loading it back into ``model``
-    (`write_checked`), with the source's input pipeline when it names one."""
+    (`write_checked`), with the class names the checkpoint recorded and the source's input
+    pipeline when it names one."""
     with progress.phase("write", str(out_path)):
-        write_checked(model, tmp_path, spec)
+        write_checked(model, tmp_path, spec, checkpoint.class_names)
         if checkpoint.source is not None and checkpoint.source.preprocessing:
             write_preprocessing(tmp_path, checkpoint.source.preprocessing)
 
@@ -237,17 +240,19 @@ def gate(
     settings: ParitySettings,
     out_path: Path,
     progress: Progress,
+    reference: str | None = None,
 ) -> tuple[ParityReport, Path]:
-    """Phase ``parity``: the reference and ``model`` (holding the written file's values) on
-    the seeded clip; the report is saved beside ``out_path`` and printed.
+    """Phase ``parity``: the reference (``checkpoint``'s, or the `REFERENCES` key
+    ``reference``) and ``model`` (holding the written file's values) on the seeded clip; the
+    report is saved beside ``out_path`` and printed.
 
     Raises:
         ParityFailure: the logits differ beyond ``settings``' tolerances.
     """
     from videoswin_tf.convert.references.registry import reference_for
 
-    reference = reference_for(checkpoint).description
-    with progress.phase("parity", f"{reference} vs Keras model loaded from the file"):
+    description = reference_for(checkpoint, reference).description
+    with progress.phase("parity", f"{description} vs Keras model loaded from the file"):
         report = model_parity(
             spec,
             checkpoint,
@@ -256,6 +261,7 @@ def gate(
             settings.seed,
             settings.atol,
             settings.rtol,
+            reference,
         )
         report_path = report_path_for(out_path)
         with atomic_write(report_path) as tmp_report:

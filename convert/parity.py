@@ -224,9 +224,11 @@ def model_parity(
     seed: int = 0,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
+    reference: str | None = None,
 ) -> ParityReport:
     """Run the upstream reference for ``checkpoint``'s source (mmaction2's model, mmaction2
-    inflating a 2D file, torchvision's model) and the Keras ``model`` (holding the converted
+    inflating a 2D file, torchvision's model), or the one ``reference`` names (a key of
+    `references.registry.REFERENCES`), and the Keras ``model`` (holding the converted
     weights) on one seeded clip of ``clip_shape`` ``(B, T, H, W, 3)`` and compare them.
 
     Raises:
@@ -237,7 +239,7 @@ def model_parity(
     clip = parity_clip(clip_shape, seed)
 
     start = time.perf_counter()
-    reference_out = reference_for(checkpoint).forward(spec, checkpoint, clip)
+    reference_out = reference_for(checkpoint, reference).forward(spec, checkpoint, clip)
     _refuse_out_of_range_outputs(reference_out, checkpoint)
     seconds_reference = time.perf_counter() - start
 

@@ -2,8 +2,11 @@
 
 A checkpoint made by the upstream model (mmaction2's reference with `synthetic`'s values,
 torchvision's own ``SwinTransformer3d`` stressed) goes .pth -> .weights.h5 -> .pth; the result
-must hold every original tensor bit for bit, load into the upstream model with ``strict=True``
-through ``torch.load(..., weights_only=True)``, and pass parity.
+must hold every original tensor bit for bit, load with ``strict=True`` through
+``torch.load(..., weights_only=True)`` into the upstream model (for mmaction2: the
+``Recognizer3D`` its registry builds from its own Swin config, as its tools do), and pass
+parity; mmaction2's recognizer in test mode (its data preprocessor, views averaged) scores a
+clip as the Keras model does.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,20 +23,34 @@ from test_convert import MINI, write_checkpoint
 from test_sources import SMALL_3D
 from upstream_checkpoints import save_torchvision, torchvision_swin3d
 from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.configs.mmaction2_reader import read_config
+from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.converter import convert
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
 from videoswin_tf.convert.parity import ParitySettings
-from videoswin_tf.convert.references.mmaction2 import build_reference
+from videoswin_tf.convert.references.mmaction2_recognizer import (
+    build_recognizer,
+    config_path,
+    load_strictly,
+    recognizer_config,
+)
 from videoswin_tf.convert.references.torchvision import build_torchvision
 from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR, numpy_globals
 from videoswin_tf.convert.sources.training_objects import training_object_globals
 
+from videoswin_tf.video.predict import average_probabilities
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 
 CLIP = ParitySettings(frames=8, size=48)
 QUIET = {"log": lambda _: None}
+RECOGNIZER = "mmaction.models.recognizers.recognizer3d.Recognizer3D"
+PREPROCESSOR_CLASS = "mmaction.models.data_preprocessors.data_preprocessor.ActionDataPreprocessor"
+
+
+def qualified(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def assert_bit_identical(written: dict, original: dict) -> None:
@@ -72,11 +90,88 @@ def test_mmaction2_round_trip_is_bit_identical_and_loads_strictly(tmp_path, mmac
     weights_only = {k: v for k, v in original.items() if not k.startswith(PREPROCESSOR)}
     assert_bit_identical(written["state_dict"], weights_only)
     assert result.tensors == len(weights_only) == 129
-    build_reference(weights.spec).load_state_dict(written["state_dict"], strict=True)
+    recognizer = build_recognizer(weights.spec)
+    assert qualified(recognizer) == RECOGNIZER
+    recognizer.load_state_dict(written["state_dict"], strict=True)
     assert result.report.passed and result.report.logits.shape == (1, 11)
     assert result.report.logits.max_abs < 1e-4 and result.report.logits.reference_scale > 1.0
     saved = json.loads((tmp_path / "back.pth.parity.json").read_text())
     assert saved["passed"] is True
+
+
+def test_mmaction2_recognizer_in_test_mode_scores_like_the_keras_model(tmp_path, mmaction2_pth):
+    weights = convert(mmaction2_pth, out=tmp_path / "mini.weights.h5", parity=None, **QUIET)
+    to_torch(weights.weights_path, "mmaction2", tmp_path / "back.pth", parity=None, **QUIET)
+    recognizer = build_recognizer(weights.spec)
+    assert qualified(recognizer.data_preprocessor) == PREPROCESSOR_CLASS
+    recognizer.load_state_dict(
+        torch.load(tmp_path / "back.pth", weights_only=True)["state_dict"], strict=True
+    )
+    # two views of one video in 0-255, as mmaction2's test pipeline packs them (V, C, T, H, W)
+    views = np.random.default_rng(5).uniform(0, 255, (2, 3, 8, 48, 48)).astype(np.float32)
+    from mmaction.structures import ActionDataSample
+
+    data = {"inputs": [torch.from_numpy(views)], "data_samples": [ActionDataSample()]}
+    with torch.no_grad():
+        [sample] = recognizer.test_step(data)
+    scores = sample.pred_score.numpy()
+    assert scores.shape == (11,) and abs(scores.sum() - 1) < 1e-5  # average_clips='prob'
+
+    preprocessor = recognizer_config(weights.spec)["data_preprocessor"]
+    mean, std = (np.float32(preprocessor[key]).reshape(3, 1, 1, 1) for key in ("mean", "std"))
+    clip = ((views - mean) / std).transpose(0, 2, 3, 4, 1)  # (V, T, H, W, 3)
+    model = build_keras_model(weights.spec)
+    model.load_weights(str(weights.weights_path))
+    ours = average_probabilities(np.asarray(model(clip)))
+    assert np.abs(ours - scores).max() < 1e-6
+    assert scores.max() > 2 * scores.min()  # not a flat distribution that anything matches
+
+
+def test_backbone_only_export_loads_into_a_headless_recognizer(tmp_path):
+    backbone = write_checkpoint(tmp_path, MINI, "backbone_only")
+    weights = convert(backbone, out=tmp_path / "bb.weights.h5", parity=None, **QUIET)
+    result = to_torch(weights.weights_path, "mmaction2", tmp_path / "bb.pth", parity=CLIP, **QUIET)
+    assert result.tensors == 127
+    assert result.report.passed and result.report.logits is None
+    assert result.report.stages[-1].shape == (1, 4, 2, 2, 128)
+    assert result.report.stages[-1].max_abs < 1e-4
+    recognizer = build_recognizer(weights.spec)
+    assert qualified(recognizer) == RECOGNIZER and not recognizer.with_cls_head
+    load_strictly(recognizer, tmp_path / "bb.pth")
+    # strictness is real: the backbone file lacks what a recognizer with a head needs
+    with pytest.raises(
+        ConversionError,
+        match=r"bb\.pth: mmaction2's Recognizer3D does not load it with strict=True \(Error\(s\) "
+        r"in loading state_dict for Recognizer3D: Missing key\(s\) in state_dict: "
+        r'"cls_head\.fc_cls\.weight", "cls_head\.fc_cls\.bias"\.\)$',
+    ):
+        load_strictly(build_recognizer(MINI), tmp_path / "bb.pth")
+
+
+def test_recognizer_config_is_mmaction2s_own_with_the_models_sizes():
+    spec = resolve_config("swin_b_k400")
+    assert config_path(spec).name == (
+        "swin-base-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py"
+    )
+    own = read_config(config_path(spec))["model"]
+    ours = recognizer_config(spec)
+    assert own["backbone"]["arch"] == "base" and own["backbone"]["pretrained2d"] is True
+    changed = {key for key in own["backbone"] if own["backbone"][key] != ours["backbone"][key]}
+    assert changed == {"arch", "pretrained", "pretrained2d"}  # same window, patch, drop path
+    assert ours["backbone"]["arch"] == {
+        "embed_dims": 128,
+        "depths": [2, 2, 18, 2],
+        "num_heads": [4, 8, 16, 32],
+    }
+    assert ours["backbone"]["pretrained"] is None and ours["backbone"]["pretrained2d"] is False
+    assert (
+        tuple(ours["backbone"]["window_size"]) == (8, 7, 7) == tuple(own["backbone"]["window_size"])
+    )
+    assert {key: value for key, value in ours.items() if key != "backbone"} == {
+        key: value for key, value in own.items() if key != "backbone"
+    }
+    custom = recognizer_config(MINI.replace(num_classes=None))
+    assert config_path(MINI).name.startswith("swin-tiny-") and "cls_head" not in custom
 
 
 def test_torchvision_round_trip_is_bit_identical_and_loads_strictly(tmp_path, torchvision_pth):
@@ -107,7 +202,10 @@ def test_cli_writes_a_checkpoint_that_converts_again(tmp_path, mmaction2_pth):
     assert result.exit_code == 0, result.output
     assert "[map] Keras variables to mmaction2 keys" in result.output
     assert "129 tensors for mmaction2's Recognizer3D" in result.output
-    assert "[parity] upstream mmaction2 SwinTransformer3D vs Keras model" in result.output
+    assert (
+        "[parity] mmaction2's Recognizer3D built by its registry from its config, loading the "
+        "file with strict=True vs Keras model" in result.output
+    )
     assert f"wrote {out} and {tmp_path / 'back.pth.parity.json'}" in result.output
     again = convert(out, out=tmp_path / "again.weights.h5", parity=None, **QUIET)
     assert again.spec == weights.spec

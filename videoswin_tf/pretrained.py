@@ -33,6 +33,8 @@ class WeightsSource:
         path: the local file, or ``None`` for a preset.
         backbone: the name means the backbone alone (the Keras 3 rewrite's backbone names),
             so the model is built without a head.
+        class_names: the class names a local file records, which take precedence over
+            ``labels``; or ``None``.
     """
 
     described: str
@@ -42,6 +44,7 @@ class WeightsSource:
     preset: Preset | None = None
     path: Path | None = None
     backbone: bool = False
+    class_names: tuple[str, ...] | None = None
 
 
 def resolve(weights: str | os.PathLike) -> WeightsSource:
@@ -87,6 +90,7 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
         },
         config["labels"],
         path=path,
+        class_names=None if config.get("class_names") is None else tuple(config["class_names"]),
     )
 
 
@@ -140,8 +144,11 @@ def model_arguments(source: WeightsSource, arch: str, overrides: dict[str, Any])
             "the backbone and put a new head on it"
         )
     arguments["num_classes"] = classes
-    if source.labels and "class_names" not in overrides:
-        arguments["class_names"] = load_labels(source.labels, classes)
+    if "class_names" not in overrides:
+        if source.class_names is not None:
+            arguments["class_names"] = list(source.class_names)
+        elif source.labels:
+            arguments["class_names"] = load_labels(source.labels, classes)
     return arguments
 
 

@@ -64,22 +64,35 @@ def weights_format(path: str | os.PathLike) -> str:
     )
 
 
-def model_file_config(model, preset: str | None = None, labels: str | None = None) -> dict:
+def model_file_config(
+    model,
+    preset: str | None = None,
+    labels: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict:
     """What a file records about ``model``: the `FITTED_KEYS`, the head, and optionally the
-    preset and label map names it was released as."""
+    preset and label map names it was released as and its classes' names (``class_names``,
+    recorded only when given; they take precedence over ``labels``)."""
     config = model.get_config()
     recorded = {key: _plain(config[key]) for key in FITTED_KEYS}
     recorded["include_top"] = bool(config["include_top"])
     recorded["num_classes"] = int(config["num_classes"]) if config["include_top"] else None
     recorded["preset"] = preset
     recorded["labels"] = labels
+    if class_names is not None:
+        recorded["class_names"] = list(class_names)
     return recorded
 
 
 def save_weights(
-    model, path: str | os.PathLike, preset: str | None = None, labels: str | None = None
+    model,
+    path: str | os.PathLike,
+    preset: str | None = None,
+    labels: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> None:
-    """Write ``model``'s weights to ``path`` in the format its name picks, with its config.
+    """Write ``model``'s weights to ``path`` in the format its name picks, with its config
+    (`model_file_config`: ``preset``, ``labels`` and ``class_names`` are recorded in it).
 
     Two writes of the same weights give identical bytes (no timestamps in either format).
     """
@@ -91,7 +104,7 @@ def save_weights(
             legacy_h5.write_seed(model, file)
     with h5py.File(path, "r+") as file:
         file.attrs[CONFIG_ATTRIBUTE] = json.dumps(
-            model_file_config(model, preset, labels), sort_keys=True
+            model_file_config(model, preset, labels, class_names), sort_keys=True
         )
 
 

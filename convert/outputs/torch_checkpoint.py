@@ -4,9 +4,13 @@ Nothing here is a second key table. `mapping.rules.extract` runs the converter's
 into the canonical mmaction2 1.x state dict (derived ``relative_position_index`` buffers
 regenerated); torchvision's names are those of its own model's state dict, renamed onto
 canonical keys by the reader's table (`sources.torchvision.TORCHVISION`). The file holds plain
-tensors only (``torch.save``; it loads with ``weights_only=True``). Before it is moved into place
+tensors only (``torch.save``; it loads with ``weights_only=True``), and for mmaction2 the class
+names the weights file records, as ``meta['dataset_meta']['classes']`` (a list of strings,
+where mmengine's Runner keeps the dataset's). Before it is moved into place
 it is read back by the converter's own reader, which must give every tensor bit for bit, and the
-upstream model runs it against the Keras model on the parity clip (`converter.gate`).
+upstream model loads it with ``strict=True`` and runs against the Keras model on the parity
+clip (`converter.gate`): for mmaction2, the ``Recognizer3D`` its registry builds from its own
+config (`references.mmaction2_recognizer`); for torchvision, its ``SwinTransformer3d``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.outputs.atomic import atomic_write, check_destination
 from videoswin_tf.convert.parity import DEFAULT_PARITY, ParityReport, ParitySettings
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
+from videoswin_tf.convert.sources.dataset_meta import CLASSES, DATASET_META, META, WHERE
 from videoswin_tf.convert.sources.layout import SourceError, rename
 from videoswin_tf.convert.sources.torchvision import TORCHVISION
 
@@ -69,11 +74,13 @@ class TorchFormat:
         description: what loads the file, for ``--help`` and progress lines.
         container: the top-level key the tensors sit under, or None for a bare state dict.
         layout: ``(spec, canonical state) -> {key: array}`` in this layout.
+        reference: the `references.registry.REFERENCES` key parity runs the file in.
     """
 
     description: str
     container: str | None
     layout: Callable[[ModelSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
+    reference: str
 
 
 FORMATS: dict[str, TorchFormat] = {
@@ -81,11 +88,13 @@ FORMATS: dict[str, TorchFormat] = {
         "mmaction2's Recognizer3D (SwinTransformer3D backbone, I3DHead), under 'state_dict'",
         "state_dict",
         _mmaction2_layout,
+        "mmaction2-recognizer",
     ),
     "torchvision": TorchFormat(
         "torchvision's swin3d_t/s/b (SwinTransformer3d), a bare state dict",
         None,
         _torchvision_layout,
+        "torchvision",
     ),
 }
 
@@ -141,25 +150,37 @@ def to_torch(
         raise ConversionError(f"--out must end in {TORCH_SUFFIX}, got {out}")
     out_path = check_destination(out, force)
     progress = Progress(log)
-    spec, model = _read_weights(Path(weights), progress)
+    spec, model, class_names = _read_weights(Path(weights), progress)
     torch_format = FORMATS[fmt]
     with progress.phase("map", f"Keras variables to {fmt} keys"):
         state = torch_format.layout(spec, extract(model))
         progress.log(f"        {len(state)} tensors for {torch_format.description}")
+        meta = None
+        if class_names is not None and torch_format.container is not None:
+            meta = {DATASET_META: {CLASSES: list(class_names)}}
+            progress.log(f"        class names: {len(class_names)} under {WHERE}.{CLASSES}")
     report = report_path = None
     with atomic_write(out_path) as tmp_path:
         with progress.phase("write", str(out_path)):
-            _save(state, torch_format.container, tmp_path)
+            _save(state, torch_format.container, tmp_path, meta)
             checkpoint = load_checkpoint(tmp_path)
             _check_read_back(state, checkpoint.original or checkpoint.state, out_path)
+            if meta is not None and checkpoint.class_names != tuple(class_names):
+                raise ConversionError(
+                    f"{out_path} does not read back the class names written; nothing written"
+                )
         if parity is not None:
-            report, report_path = gate(model, spec, checkpoint, parity, out_path, progress)
+            checkpoint = dataclasses.replace(checkpoint, file=tmp_path)
+            report, report_path = gate(
+                model, spec, checkpoint, parity, out_path, progress, torch_format.reference
+            )
     log(f"wrote {out_path}" + (f" and {report_path}" if report_path else ""))
     return TorchExport(spec, out_path, len(state), report, report_path)
 
 
-def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object]:
-    """The model ``path`` records, built and holding the file's values."""
+def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object, list[str] | None]:
+    """The model ``path`` records, built and holding the file's values, and the class names
+    the file records (or None)."""
     from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
 
     with progress.phase("load", str(path)):
@@ -178,14 +199,21 @@ def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object]:
             model.load_weights(str(path))
         except WeightsMismatchError as error:
             raise ConversionError(str(error)) from None
-    return spec, model
+    return spec, model, config.get("class_names")
 
 
-def _save(state: dict[str, np.ndarray], container: str | None, path: Path) -> None:
+def _save(
+    state: dict[str, np.ndarray], container: str | None, path: Path, meta: dict | None
+) -> None:
+    """``torch.save`` the tensors bare, or under ``container`` beside ``meta`` (as
+    mmengine's Runner saves ``meta``) when given."""
     import torch
 
     tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
-    torch.save(tensors if container is None else {container: tensors}, path)
+    if container is None:
+        torch.save(tensors, path)
+    else:
+        torch.save({container: tensors} | ({META: meta} if meta else {}), path)
 
 
 def _check_read_back(written: dict[str, np.ndarray], read: dict[str, np.ndarray], out: Path):

@@ -7,6 +7,7 @@ Keras 3's, any other ``*.h5`` the Keras 2 layout of the seed's files.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,14 @@ def report_path_for(weights_path: Path) -> Path:
     return weights_path.with_name(stem + REPORT_SUFFIX)
 
 
-def write_checked(model, path: Path, spec: ModelSpec) -> None:
+def write_checked(
+    model, path: Path, spec: ModelSpec, class_names: Sequence[str] | None = None
+) -> None:
     """Write ``model``'s weights to ``path`` in the format its name picks, recording the
-    preset and label map of a named config; then load the file back into ``model`` and require
-    every variable to be exactly what it held (the Keras 2 layout loads by position, so a file
-    can load into the wrong variables without complaint). Every variable is overwritten before
+    preset and label map of a named config and the head's ``class_names`` when given; then
+    load the file back into ``model`` and require every variable to be exactly what it held
+    (the Keras 2 layout loads by position, so a file can load into the wrong variables without
+    complaint). Every variable is overwritten before
     the load, so one the file does not fill is caught too. Afterwards ``model`` holds exactly
     the file's values.
 
@@ -69,6 +73,7 @@ def write_checked(model, path: Path, spec: ModelSpec) -> None:
         path,
         preset=preset.name if preset else None,
         labels=preset.labels if preset and spec.num_classes else None,
+        class_names=class_names,
     )
     for variable, (_, value) in zip(model.weights, written, strict=True):
         variable.assign(_scrubbed(value))

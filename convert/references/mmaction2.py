@@ -18,7 +18,7 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -229,6 +229,29 @@ def reference_forward(model: ReferenceModel, clip: np.ndarray) -> dict[str, Any]
         clip: ``(B, T, H, W, 3)`` float32, normalised.
 
     Returns:
+        numpy float32 arrays, as `traced_forward` gives them.
+    """
+    model.eval()
+    return traced_forward(model, model.backbone, model.cls_head is not None, clip)
+
+
+def traced_forward(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    backbone: torch.nn.Module,
+    has_head: bool,
+    clip: np.ndarray,
+) -> dict[str, Any]:
+    """Call ``run`` on a channels-last clip under ``torch.no_grad``, with the stages of the
+    upstream ``SwinTransformer3D`` ``backbone`` it runs captured on the way.
+
+    Args:
+        run: a model in eval mode holding ``backbone``, or a call of one: clip
+            ``(B, 3, T, H, W)`` -> logits, or the backbone output without a head.
+        backbone: the upstream ``SwinTransformer3D`` that ``run`` runs.
+        has_head: whether ``run`` returns logits.
+        clip: ``(B, T, H, W, 3)`` float32, normalised.
+
+    Returns:
         numpy float32 arrays:
         ``"stages"``: the 4 stage feature maps ``(B, D_i, H_i, W_i, C_i)``, each the output of
         the stage's last block before its patch merging, except the last, which is the
@@ -239,26 +262,27 @@ def reference_forward(model: ReferenceModel, clip: np.ndarray) -> dict[str, Any]
     clip = np.asarray(clip)
     if clip.ndim != 5 or clip.shape[-1] != 3:
         raise ValueError(f"clip must be (batch, frames, height, width, 3), got shape {clip.shape}")
-    model.eval()
     x = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 4, 1, 2, 3), dtype=np.float32))
     captured: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
     hooks = [
         layer.blocks[-1].register_forward_hook(lambda module, args, out: captured.append(out))
-        for layer in model.backbone.layers
+        for layer in backbone.layers
     ]
+    hooks.append(backbone.register_forward_hook(lambda module, args, out: outputs.append(out)))
     try:
         with torch.no_grad():
-            features = model.backbone(x)
-            logits = None if model.cls_head is None else model.cls_head(features)
+            result = run(x)
     finally:
         for hook in hooks:
             hook.remove()
+    features = outputs[-1]
     stages = [stage.numpy() for stage in captured[:-1]]
     stages.append(features.permute(0, 2, 3, 4, 1).numpy())
     return {
         "stages": [np.ascontiguousarray(stage, dtype=np.float32) for stage in stages],
         "pooled": features.mean(dim=(2, 3, 4)).numpy().astype(np.float32),
-        "logits": None if logits is None else logits.numpy().astype(np.float32),
+        "logits": result.numpy().astype(np.float32) if has_head else None,
     }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.mmaction2 import mmaction2_forward
 from videoswin_tf.convert.references.mmaction2_inflation import mmaction2_inflation_forward
+from videoswin_tf.convert.references.mmaction2_recognizer import recognizer_forward
 from videoswin_tf.convert.references.seed_keras2 import seed_forward
 from videoswin_tf.convert.references.torchvision import torchvision_forward
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
@@ -37,6 +38,11 @@ REFERENCES: dict[str, Reference] = {
         "upstream mmaction2 SwinTransformer3D inflating the 2D file (pretrained2d=True)",
         mmaction2_inflation_forward,
     ),
+    "mmaction2-recognizer": Reference(
+        "mmaction2's Recognizer3D built by its registry from its config, loading the file "
+        "with strict=True",
+        recognizer_forward,
+    ),
     "torchvision": Reference("torchvision SwinTransformer3d", torchvision_forward),
     "seed-keras2": Reference(
         "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) loading the file itself",
@@ -45,6 +51,9 @@ REFERENCES: dict[str, Reference] = {
 }
 
 
-def reference_for(checkpoint: LoadedCheckpoint) -> Reference:
-    """The `Reference` that parity runs for ``checkpoint``."""
-    return REFERENCES[checkpoint.source.reference if checkpoint.source else "mmaction2"]
+def reference_for(checkpoint: LoadedCheckpoint, key: str | None = None) -> Reference:
+    """The `Reference` that parity runs for ``checkpoint``: ``REFERENCES[key]`` when given,
+    else the one of its source."""
+    if key is None:
+        key = checkpoint.source.reference if checkpoint.source else "mmaction2"
+    return REFERENCES[key]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from videoswin_tf.convert.errors import CheckpointError
+from videoswin_tf.convert.sources.dataset_meta import dataset_classes
 from videoswin_tf.convert.sources.detection import detect_source
 from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
 from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
@@ -77,6 +78,9 @@ class LoadedCheckpoint:
             its upstream model loads for parity); None otherwise.
         file: the file read, for a reference that loads it itself (the seed's Keras 2 model);
             None otherwise.
+        class_names: the names of the head's classes a training run recorded
+            (`sources.dataset_meta`), or None.
+        warnings: problems that do not stop the conversion, one line each.
     """
 
     state: dict[str, np.ndarray]
@@ -86,6 +90,8 @@ class LoadedCheckpoint:
     source: Source | None = None
     original: dict[str, np.ndarray] | None = None
     file: Path | None = None
+    class_names: tuple[str, ...] | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpoint:
@@ -100,7 +106,9 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
     1.x ``ema_*`` buffers or mmengine's ``ema_state_dict``), renames the keys of the layouts in
     `sources.detection.SOURCES` (torchvision, 2D ImageNet Swin) by their tables, renames
     ``backbone.norm.*`` to ``backbone.norm3.*``, drops the ``data_preprocessor.*``
-    input-normalisation buffers and casts float tensors to float32.
+    input-normalisation buffers and casts float tensors to float32. The class names a training
+    run left in ``meta['dataset_meta']`` are kept when they fit the head
+    (`sources.dataset_meta`; a warning otherwise).
 
     Raises:
         CheckpointError: the file is missing, a directory, unreadable, holds objects the safe
@@ -165,12 +173,25 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
     has_head = any(key.startswith("cls_head.") for key in state)
     if not has_head:
         notes.append("no cls_head.* keys: backbone-only checkpoint")
+    classes = dataset_classes(raw, state)
+    if classes.names is not None:
+        notes.append(classes.line)
+    recorded = {
+        "class_names": classes.names,
+        "warnings": [classes.line] if classes.names is None and classes.line else [],
+    }
 
     family = FAMILIES.get(norm_naming, "unrecognised")
     parts = [container] + ([f"{DDP_PREFIX} prefix"] if prefixed else [])
     if source is not None:
         return LoadedCheckpoint(
-            state, f"{source.name} ({', '.join(parts)})", notes, has_head, source, original
+            state,
+            f"{source.name} ({', '.join(parts)})",
+            notes,
+            has_head,
+            source,
+            original,
+            **recorded,
         )
     parts.append(f"backbone.{norm_naming}" if norm_naming else "no backbone.norm or backbone.norm3")
     return LoadedCheckpoint(
@@ -178,6 +199,7 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
         source_layout=f"{family} layout ({', '.join(parts)})",
         notes=notes,
         has_head=has_head,
+        **recorded,
     )
 
 

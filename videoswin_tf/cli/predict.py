@@ -51,7 +51,8 @@ Examples:
 
 \b
 Models with their own classes: the weights file records the model vswin-convert converted
-(architecture, window, head), so --config may be left out; give --labels for class names.
+(architecture, window, head), so --config may be left out. Class names: those the file
+records (vswin-convert keeps a training run's meta.dataset_meta.classes), or give --labels.
 
 \b
 Protocols: K400/K600 configs score 4 clips x 3 crops (4x3), SSv2 1x3, as the checkpoints
@@ -95,8 +96,9 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
 @click.option(
     "--labels",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Class names, one per line, line i for class i. Default: the label map of the config "
-    "or the one the weights file records, else the class numbers.",
+    help="Class names, one per line, line i for class i. Default: the class names the weights "
+    "file records (a training run's meta.dataset_meta), else the label map of the config or "
+    "the one the weights file records, else the class numbers.",
 )
 @click.option(
     "--json",
@@ -475,10 +477,13 @@ def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Pat
 
 
 def _class_names(setup: PredictSetup, labels: Path | None) -> list[str] | None:
-    """``--labels``, else the label map the config or the file names, else the class numbers
-    (a model with its own classes and no label file)."""
+    """``--labels``, else the class names the weights file records, else the label map the
+    config or the file names, else the class numbers (a model with its own classes and no
+    label file)."""
     if setup.num_classes is None:
         return None
+    if labels is None and setup.class_names is not None:
+        return list(setup.class_names)
     source = labels if labels is not None else setup.labels
     if source is None:
         return [str(index) for index in range(setup.num_classes)]

@@ -2,11 +2,11 @@
 
 The weights file is the authority on the model: every file `vswin-convert` or this package
 writes records its architecture, window, patch, head and, when it has them, its preset and label
-map (`videoswin_tf.weights_file.read_file_config`). ``--config`` may name a preset or give any
-config file `vswin-convert` takes (one of our JSON files, an mmaction2 ``.py``); it must then
-describe the same model as the file. Without ``--config`` the file's own record is used: its
-preset's test protocol when it names one, else the Kinetics protocol of `DEFAULT_PROTOCOL`
-at the clip size the config gives.
+map or its class names (`videoswin_tf.weights_file.read_file_config`). ``--config`` may name a
+preset or give any config file `vswin-convert` takes (one of our JSON files, an mmaction2
+``.py``); it must then describe the same model as the file. Without ``--config`` the file's own
+record is used: its preset's test protocol when it names one, else the Kinetics protocol of
+`DEFAULT_PROTOCOL` at the clip size the config gives.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ class PredictSetup:
             ``depths``, ``num_heads``, ``window_size``, ``num_classes``, ``include_top``.
         pipeline: the test-time pipeline (clip length, views, crop size in pixels).
         labels: a shipped label map name or a label file, or None (class numbers as names).
+        class_names: the class names the weights file records (a converted checkpoint's
+            ``meta.dataset_meta``), which take precedence over ``labels``; or None.
     """
 
     source: str
     model: dict[str, Any]
     pipeline: TestPipeline
     labels: str | None
+    class_names: tuple[str, ...] | None = None
 
     @property
     def num_classes(self) -> int | None:
@@ -86,6 +89,7 @@ def predict_setup(weights: Path, config: str | None = None) -> PredictSetup:
                 f"{'; '.join(differences)}; leave --config out to build the model the file "
                 f"records, or pass the config it was converted with"
             )
+        setup = dataclasses.replace(setup, class_names=_recorded_names(recorded))
     return setup
 
 
@@ -100,8 +104,17 @@ def _from_record(weights: Path, recorded: dict[str, Any]) -> PredictSetup:
     else:
         pipeline = presets()[DEFAULT_PROTOCOL].pipeline
     return PredictSetup(
-        f"{weights} (its recorded config)", _with_head(model), pipeline, recorded.get("labels")
+        f"{weights} (its recorded config)",
+        _with_head(model),
+        pipeline,
+        recorded.get("labels"),
+        _recorded_names(recorded),
     )
+
+
+def _recorded_names(recorded: dict[str, Any]) -> tuple[str, ...] | None:
+    names = recorded.get("class_names")
+    return None if names is None else tuple(names)
 
 
 def _from_preset(preset: Preset) -> PredictSetup:

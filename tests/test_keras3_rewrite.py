@@ -27,7 +27,12 @@ from videoswin_tf.convert.references.keras3_rewrite import REWRITE_CODE_VARIABLE
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 from videoswin_tf.convert.sources.keras3_rewrite import KERAS3_REWRITE
 
-from videoswin_tf import TFSwinTransformer3D, WeightsMismatchError
+from videoswin_tf import (
+    TFSwinTransformer3D,
+    VideoSwinBackbone,
+    VideoSwinVideoClassifier,
+    WeightsMismatchError,
+)
 from videoswin_tf.weights_file import read_file_config
 
 ARGUMENTS = {  # the rewrite's VideoSwinT builder arguments of the small model
@@ -131,6 +136,22 @@ def test_load_weights_gives_the_rewrites_outputs(rewrite_files, name):
     else:
         features = ops.convert_to_numpy(model.stage_features(CLIP)[-1])
         assert relative(features, rewrite_files["features"]) < RTOL
+
+
+@pytest.mark.parametrize("name", ["classifier.weights.h5", "backbone.keras"])
+def test_the_backbone_class_takes_the_backbone_of_a_file(rewrite_files, name):
+    backbone = VideoSwinBackbone(**{key: OURS[key] for key in OURS if key != "in_channels"})
+    backbone.load_weights(str(rewrite_files["folder"] / name))
+    features = ops.convert_to_numpy(backbone.stage_features(CLIP)[-1])
+    assert relative(features, rewrite_files["features"]) < RTOL
+
+
+def test_the_classifier_class_takes_a_classifier_file(rewrite_files):
+    backbone = VideoSwinBackbone(**{key: OURS[key] for key in OURS if key != "in_channels"})
+    classifier = VideoSwinVideoClassifier(backbone, num_classes=7)
+    classifier.load_weights(str(rewrite_files["folder"] / "classifier.keras"))
+    probabilities = ops.convert_to_numpy(ops.softmax(classifier(CLIP)))
+    assert relative(probabilities, rewrite_files["probabilities"]) < RTOL
 
 
 @pytest.mark.parametrize("name", FILES)

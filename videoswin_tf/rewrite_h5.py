@@ -190,6 +190,12 @@ def file_config(root: h5py.Group, layout: Layout, window_hint: Sequence[int] | N
     }
 
 
+def head_classes(root: h5py.Group, layout: Layout) -> int | None:
+    """Classes of the file's head, or ``None`` for a backbone alone."""
+    bias = root.get(f"{HEAD}/vars/1") if layout.head else None
+    return None if bias is None else int(bias.shape[0])
+
+
 def _dataset(root: h5py.Group, path: str) -> h5py.Dataset:
     if path not in root:
         raise legacy_h5.LayoutError(f"it holds no {path}{legacy_h5.DAMAGED}")

@@ -99,9 +99,9 @@ class ParityReport:
 
     The logits pass when their largest absolute difference is at most ``atol`` and at most
     ``rtol`` times the largest reference logit (so tiny logits cannot pass by being tiny).
-    Without a head the backbone output (the last stage) is judged instead. ``compared`` says
-    what the head's row holds: ``"logits"``, or ``"probabilities"`` for a reference whose head
-    ends in softmax (the Keras logits are then softmaxed before the comparison).
+    Without a head the backbone output (the last stage) is judged instead. ``outputs`` names
+    what the logits row holds: ``"logits"``, or ``"probs"`` for a reference that ends in
+    softmax (both sides' softmax probabilities are compared then).
     """
 
     config: str
@@ -115,7 +115,7 @@ class ParityReport:
     top5_agreement: float | None
     seconds_reference: float
     seconds_keras: float
-    compared: str = "logits"
+    outputs: str = "logits"
 
     @property
     def judged(self) -> Difference:
@@ -135,8 +135,7 @@ class ParityReport:
 
     def format(self) -> str:
         """The report as printed by the CLI."""
-        head_row = "probs" if self.compared == "probabilities" else "logits"
-        rows = [(head_row if self.logits is not None else None, self.logits)]
+        rows = [(self.outputs if self.logits is not None else None, self.logits)]
         rows += [(f"stage {i}", stage) for i, stage in enumerate(self.stages)]
         lines = [
             f"parity: {self.config}, clip {'x'.join(map(str, self.clip_shape))} (seed {self.seed})",
@@ -156,9 +155,8 @@ class ParityReport:
                 f"top-5 agreement {self.top5_agreement:.0%}"
             )
         verdict = "PASS" if self.passed else "FAIL"
-        of = " of the probabilities (the head ends in softmax)" if head_row == "probs" else ""
         lines.append(
-            f"  {verdict}: max |diff|{of} {self.judged.max_abs:.3e} (atol {self.atol:g}), "
+            f"  {verdict}: max |diff| {self.judged.max_abs:.3e} (atol {self.atol:g}), "
             f"relative {self.judged.relative:.2e} (rtol {self.rtol:g})"
         )
         return "\n".join(lines)
@@ -167,13 +165,6 @@ class ParityReport:
 def parity_clip(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """A normalized-looking random clip ``(B, T, H, W, 3)``, standard normal, from ``seed``."""
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities ``(B, classes)`` from logits, in float64 then back to float32."""
-    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def agreement(keras_logits: np.ndarray, reference_logits: np.ndarray, k: int) -> float:
@@ -192,10 +183,15 @@ def compare(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     seconds: tuple[float, float] = (0.0, 0.0),
-    compared: str = "logits",
 ) -> ParityReport:
-    """Build a `ParityReport` from the two models' outputs (``stages`` and ``logits``, which
-    hold what ``compared`` names)."""
+    """Build a `ParityReport` from the two models' outputs (``stages`` and ``logits``); a
+    reference whose outputs say ``"softmax": True`` gave probabilities, which are compared with
+    the softmax of the Keras logits."""
+    outputs = "logits"
+    if reference_out.get("softmax"):
+        shifted = np.exp(keras_out["logits"] - keras_out["logits"].max(axis=-1, keepdims=True))
+        keras_out = keras_out | {"logits": shifted / shifted.sum(axis=-1, keepdims=True)}
+        outputs = "probs"
     logits = None
     top1 = top5 = None
     if reference_out["logits"] is not None:
@@ -218,7 +214,7 @@ def compare(
         top5_agreement=top5,
         seconds_reference=seconds[1],
         seconds_keras=seconds[0],
-        compared=compared,
+        outputs=outputs,
     )
 
 
@@ -259,9 +255,6 @@ def model_parity(
     start = time.perf_counter()
     keras_out = keras_forward(model, clip)
     seconds_keras = time.perf_counter() - start
-    compared = "logits"
-    if reference_out.get("probabilities"):  # a head ending in softmax: compare probabilities
-        compared, keras_out["logits"] = "probabilities", softmax(keras_out["logits"])
 
     return compare(
         spec.name,
@@ -272,7 +265,6 @@ def model_parity(
         atol,
         rtol,
         seconds=(seconds_keras, seconds_reference),
-        compared=compared,
     )
 
 

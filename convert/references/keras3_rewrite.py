@@ -34,7 +34,7 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
     """The rewrite's model for ``spec`` and ``checkpoint.file`` (its head activation and
     rescaling as the file records them), with the file loaded by the rewrite's own
     ``load_weights``, on ``clip``: ``{"stages": 4 maps, "pooled": None, "logits": (B, classes)
-    or None, "probabilities": whether the head ends in softmax}``.
+    or None, "softmax": whether the head ends in softmax, so "logits" holds probabilities}``.
 
     Raises:
         ConversionError: the rewrite's code is not named by ``VIDEOSWIN_REWRITE_REFERENCE``,
@@ -95,7 +95,7 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
         "stages": stages,
         "pooled": None,
         "logits": logits,
-        "probabilities": rewrite.activation == "softmax" and logits is not None,
+        "softmax": rewrite.activation == "softmax" and logits is not None,
     }
 
 

@@ -5,7 +5,8 @@ as tests/test_seed_h5.py finds the seed's): a small classifier from its ``VideoS
 and that classifier's backbone, every weight re-drawn to a distinct value, saved as its users
 save them (``save_weights("*.weights.h5")``, ``save("*.keras")``). The clip is 4x224x224: the
 rewrite sizes each stage's bias tables by the window its input allows, so the stages must be at
-least a window wide (7x7 tokens at the last stage) for its files to fit any fixed-window model.
+least a window wide (7x7 tokens at the last stage) for its files to fit any fixed-window model;
+a file of a model built on narrower clips is named.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def rewrite_files(tmp_path_factory):
         classifier.save(str(folder / "classifier.keras"))
         backbone.save_weights(str(folder / "backbone.weights.h5"))
         backbone.save(str(folder / "backbone.keras"))
+        # built on 112x112 clips: 4x4 tokens at the last stage, so its tables there are 5x5
+        narrow = rewrite.VideoSwinT(**ARGUMENTS | {"input_shape": (4, 112, 112, 3)})
+        narrow.save_weights(str(folder / "narrow.weights.h5"))
         outputs = {
             "probabilities": ops.convert_to_numpy(classifier(CLIP, training=False)),
             "features": ops.convert_to_numpy(backbone(CLIP, training=False)),
@@ -193,6 +197,19 @@ def test_a_file_for_another_model_is_named_with_the_call_that_fits_it(rewrite_fi
         assert str(caught.value) == (
             f"{folder / name} does not fit this model: {difference}; {fits}{call}"
         )
+
+
+def test_a_file_of_a_model_built_on_narrow_clips_is_named(rewrite_files):
+    path = rewrite_files["folder"] / "narrow.weights.h5"
+    with pytest.raises(WeightsMismatchError) as caught:
+        TFSwinTransformer3D(**OURS, num_classes=7).load_weights(str(path))
+    assert str(caught.value) == (
+        f"{path} (the Keras 3 rewrite's layout, innat/VideoSwin v2) does not fit this model: "
+        "layers/video_swin_backbone/layers/video_swin_basic_layer_3/blocks/"
+        "video_swin_transformer_block/attn/vars/0 (75, 4) is not "
+        "stages.3.blocks.0.attn.relative_position_bias_table (507, 4); "
+        "load_weights(..., skip_mismatch=True) keeps the model's own values for those"
+    )
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -34,6 +36,7 @@ from videoswin_tf import (
     VideoSwinVideoClassifier,
     WeightsMismatchError,
 )
+from videoswin_tf.rewrite_h5 import open_weights
 from videoswin_tf.weights_file import read_file_config
 
 ARGUMENTS = {  # the rewrite's VideoSwinT builder arguments of the small model
@@ -210,6 +213,24 @@ def test_a_file_of_a_model_built_on_narrow_clips_is_named(rewrite_files):
         "stages.3.blocks.0.attn.relative_position_bias_table (507, 4); "
         "load_weights(..., skip_mismatch=True) keeps the model's own values for those"
     )
+
+
+def test_the_same_groups_under_kerascvs_layer_names_are_left_to_its_reader(rewrite_files, tmp_path):
+    """KerasCV's port saves the same groups; Keras 3.9+ records each layer's name, and KerasCV
+    names the patch embedding ``videoswin_patching_and_embedding``. Without recorded names
+    (older Keras) a file is read as the rewrite's."""
+    renamed, nameless = tmp_path / "kerascv.weights.h5", tmp_path / "old_keras.weights.h5"
+    for copy in (renamed, nameless):
+        shutil.copy(rewrite_files["folder"] / "backbone.weights.h5", copy)
+    embedding = "layers/video_swin_patching_and_embedding/vars"
+    with h5py.File(renamed, "r+") as file:
+        file[embedding].attrs["name"] = "videoswin_patching_and_embedding"
+    with h5py.File(nameless, "r+") as file:
+        file.visititems(lambda name, item: item.attrs.pop("name", None))
+    with open_weights(renamed) as found:
+        assert found is None
+    with open_weights(nameless) as found:
+        assert found is not None and not found[1].head and len(found[1].stages) == 4
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -50,6 +50,10 @@ MERGING = "downsample"
 HEAD = "layers/dense"
 TOP_NORM = "layers/layer_normalization"
 BIAS_TABLE = "attn/vars/0"
+# The name the rewrite gives its patch embedding, which Keras (3.9 and later) records on the
+# layer's ``vars`` group; KerasCV's port of the same code, saved with the same groups, names it
+# ``videoswin_patching_and_embedding``. Files of older Keras record no names and are the same.
+EMBEDDING_NAME = "patching_and_embedding"
 # The rewrite's registered packages and module (config.json's ``registered_name``/``module``).
 REWRITE_PACKAGES = ("swin.transformer.", "videoswin.")
 
@@ -141,11 +145,16 @@ def _part(part: Part, group: str, **index: int) -> Iterator[tuple[str, str]]:
 
 def detect(root: h5py.Group) -> Layout | None:
     """The `Layout` of ``root`` (a Keras 3 weights file's root group) when it holds the
-    rewrite's backbone, else ``None``."""
+    rewrite's backbone, else ``None``: the groups must be the rewrite's and, where the file
+    records layer names, the patch embedding must carry the rewrite's (`EMBEDDING_NAME`)."""
     backbone = BACKBONE if f"{BACKBONE}/{EMBEDDING}" in root else ""
     prefix = f"{backbone}/" if backbone else ""
     if f"{prefix}{EMBEDDING}" not in root or f"{prefix}{STAGE}" not in root:
         return None
+    recorded = root.get(f"{prefix}{EMBEDDING}/vars")
+    name = recorded.attrs.get("name") if recorded is not None else None
+    if name is not None and (name.decode() if isinstance(name, bytes) else name) != EMBEDDING_NAME:
+        return None  # the same groups under other layer names: another port (KerasCV)
     stages = []
     for stage in _numbered(root, prefix + STAGE):
         merging = f"{stage}/{MERGING}" if f"{stage}/{MERGING}" in root else None

@@ -241,14 +241,19 @@ def assignments(model, root: h5py.Group, layout: Layout) -> tuple[list, list[str
 
 
 def _datasets(root: h5py.Group) -> list[str]:
+    """Paths of every dataset below ``root``."""
     found: list[str] = []
-    root.visititems(
-        lambda name, item: found.append(name) if isinstance(item, h5py.Dataset) else None
-    )
+
+    def visit(name: str, item: h5py.Group | h5py.Dataset) -> None:
+        if isinstance(item, h5py.Dataset):
+            found.append(name)
+
+    root.visititems(visit)
     return found
 
 
 def _resolve(model, path: str):
+    """The object at the dotted ``path`` on ``model`` (numbers index lists), or ``None``."""
     node = model
     for part in path.split("."):
         if part.isdigit():

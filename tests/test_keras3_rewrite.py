@@ -11,6 +11,7 @@ a file of a model built on narrower clips is named.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -35,6 +36,7 @@ from videoswin_tf import (
     VideoSwinBackbone,
     VideoSwinVideoClassifier,
     WeightsMismatchError,
+    tf_video_swin_tiny,
 )
 from videoswin_tf.rewrite_h5 import open_weights
 from videoswin_tf.weights_file import read_file_config
@@ -74,6 +76,20 @@ def rewrite_reference() -> Path:
     )
 
 
+@contextlib.contextmanager
+def rewrite_package():
+    """The rewrite's ``videoswin`` package, imported for the ``with`` block only (the seed's
+    package has the same name)."""
+    folder = str(rewrite_reference())
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module("videoswin")
+    finally:
+        sys.path.remove(folder)
+        for name in [name for name in sys.modules if name.split(".")[0] == "videoswin"]:
+            del sys.modules[name]
+
+
 def stress(model, seed: int) -> None:
     """Every weight re-drawn to a distinct, non-trivial value (the rewrite initialises bias
     tables to zeros and LayerNorms to 1 and 0, which hide a wrong mapping): bias tables
@@ -102,9 +118,7 @@ def rewrite_files(tmp_path_factory):
     """The four files, written by the rewrite's code, and its outputs on `CLIP`:
     ``{"folder", "probabilities" (1, 7), "features" (1, 2, 7, 7, 128)}``."""
     folder = tmp_path_factory.mktemp("rewrite")
-    sys.path.insert(0, str(rewrite_reference()))
-    try:
-        rewrite = importlib.import_module("videoswin")
+    with rewrite_package() as rewrite:
         classifier = rewrite.VideoSwinT(**ARGUMENTS)
         stress(classifier, seed=1)
         backbone = classifier.layers[1]
@@ -112,17 +126,14 @@ def rewrite_files(tmp_path_factory):
         classifier.save(str(folder / "classifier.keras"))
         backbone.save_weights(str(folder / "backbone.weights.h5"))
         backbone.save(str(folder / "backbone.keras"))
-        # built on 112x112 clips: 4x4 tokens at the last stage, so its tables there are 5x5
+        # built on 112x112 clips: the last stage is narrower than the 7x7 window (3x3 tokens as
+        # the rewrite counts them), so its tables there have 3x5x5 = 75 rows, not 3x13x13
         narrow = rewrite.VideoSwinT(**ARGUMENTS | {"input_shape": (4, 112, 112, 3)})
         narrow.save_weights(str(folder / "narrow.weights.h5"))
         outputs = {
             "probabilities": ops.convert_to_numpy(classifier(CLIP, training=False)),
             "features": ops.convert_to_numpy(backbone(CLIP, training=False)),
         }
-    finally:
-        sys.path.remove(str(rewrite_reference()))
-        for name in [name for name in sys.modules if name.split(".")[0] == "videoswin"]:
-            del sys.modules[name]
     return {"folder": folder, **outputs}
 
 
@@ -294,3 +305,21 @@ def test_vswin_convert_passes_parity_against_the_rewrites_own_model(
     model.load_weights(str(out))
     features = ops.convert_to_numpy(model.stage_features(CLIP)[-1])
     assert relative(features, rewrite_files["features"]) < RTOL
+
+
+@pytest.mark.slow
+def test_a_swin_t_classifier_file_as_the_rewrite_publishes_it_loads_by_weights(tmp_path):
+    """The rewrite's published shape: ``VideoSwinT(num_classes=400)`` with its defaults
+    (32x224x224 clip, 8x7x7 window, softmax), under its release file name."""
+    path = tmp_path / "videoswin_tiny_kinetics400_classifier.weights.h5"
+    clip = np.random.default_rng(3).standard_normal((1, 32, 224, 224, 3)).astype("float32")
+    with rewrite_package() as rewrite:
+        classifier = rewrite.VideoSwinT(num_classes=400)
+        stress(classifier, seed=2)
+        classifier.save_weights(str(path))
+        expected = ops.convert_to_numpy(classifier(clip, training=False))
+    model = tf_video_swin_tiny(weights=str(path))
+    assert (model.num_classes, model.window_size) == (400, (8, 7, 7))
+    probabilities = ops.convert_to_numpy(ops.softmax(model(clip)))
+    assert relative(probabilities, expected) < RTOL
+    assert (np.argsort(-probabilities[0])[:5] == np.argsort(-expected[0])[:5]).all()

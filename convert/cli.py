@@ -25,6 +25,8 @@ Examples:
   vswin-convert --pth swin_tiny_patch4_window7_224.pth --config swin_t_k400   # 2D, inflated
   vswin-convert --pth swin3d_t-7615ae03.pth                                # torchvision
   VIDEOSWIN_SEED_REFERENCE=VideoSwin vswin-convert --pth TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5
+  VIDEOSWIN_REWRITE_REFERENCE=VideoSwin vswin-convert \
+      --pth videoswin_tiny_kinetics400_classifier.weights.h5           # the Keras 3 rewrite's
   vswin-convert to-torch --weights mine.weights.h5 --format mmaction2 --out mine.pth
 
 \b
@@ -81,7 +83,10 @@ def parity_clip_options(command: Callable) -> Callable:
     "inflating the file itself. Loaded with torch's safe weights_only loader. Also the seed's own "
     "Keras 2 .h5 files (TFVideoSwin*.h5), read by structure, with parity against the seed's "
     "model loading the file (set VIDEOSWIN_SEED_REFERENCE to the folder holding its videoswin "
-    "package). The file's kind is checked first: torch never sees anything but its own files.",
+    "package). The Keras 3 rewrite's .weights.h5 and .keras files (innat/VideoSwin v2), read as "
+    "data by structure, with parity against its model loading the file (set "
+    "VIDEOSWIN_REWRITE_REFERENCE to the folder holding its videoswin package). The file's kind "
+    "is checked first: torch never sees anything but its own files.",
 )
 @click.option(
     "--config",

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.references.keras3_rewrite import rewrite_forward
 from videoswin_tf.convert.references.mmaction2 import mmaction2_forward
 from videoswin_tf.convert.references.mmaction2_inflation import mmaction2_inflation_forward
 from videoswin_tf.convert.references.mmaction2_recognizer import recognizer_forward
@@ -47,6 +48,10 @@ REFERENCES: dict[str, Reference] = {
     "seed-keras2": Reference(
         "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) loading the file itself",
         seed_forward,
+    ),
+    "keras3-rewrite": Reference(
+        "the Keras 3 rewrite's model (innat/VideoSwin v2) loading the file itself",
+        rewrite_forward,
     ),
 }
 

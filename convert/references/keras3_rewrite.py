@@ -1,0 +1,138 @@
+"""Parity for the Keras 3 rewrite's files: the rewrite's own model (innat/VideoSwin v2) loads the
+file with its own ``load_weights``, in a process of its own.
+
+The rewrite's package is called ``videoswin``, as the seed's is, and registers its classes with
+Keras when imported, so it runs apart from the converter: the parent writes the clip and a job to
+``.npy``/``.json`` in a temporary folder and runs this module (``python -m
+videoswin_tf.convert.references.keras3_rewrite <rewrite code> <job.json>``); the child imports
+``videoswin`` from the folder ``VIDEOSWIN_REWRITE_REFERENCE`` names, builds the model with the
+rewrite's ``VideoSwinT`` builder (which takes every size's arguments; its ``VideoSwinB`` is the
+same function with other defaults) for the clip's shape, and writes back the four stage maps and
+the head's output. A classifier whose head ends in softmax (the rewrite's default) gives
+probabilities, and parity compares probabilities then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REWRITE_CODE_VARIABLE = "VIDEOSWIN_REWRITE_REFERENCE"
+REWRITE_PATCH = (2, 4, 4)  # the rewrite's builders do not pass patch_size on
+OUTPUT_CHARS = 2000  # of the child's stderr quoted when it fails
+STAGE_CHECK = 1e-5  # the stage walk's last map against the backbone's own output, relative
+
+
+def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
+    """The rewrite's model for ``spec`` and ``checkpoint.file`` (its head activation and
+    rescaling as the file records them), with the file loaded by the rewrite's own
+    ``load_weights``, on ``clip``: ``{"stages": 4 maps, "pooled": None, "logits": (B, classes)
+    or None, "softmax": whether the head ends in softmax, so "logits" holds probabilities}``.
+
+    Raises:
+        ConversionError: the rewrite's code is not named by ``VIDEOSWIN_REWRITE_REFERENCE``,
+            the model's patch is not the rewrite's, the file's model rescales its input, or the
+            rewrite's process fails (its last lines quoted).
+    """
+    from videoswin_tf.convert.errors import ConversionError
+    from videoswin_tf.convert.sources.keras3_rewrite import recorded_model
+
+    folder = os.environ.get(REWRITE_CODE_VARIABLE)
+    if not folder or not (Path(folder) / "videoswin").is_dir():
+        raise ConversionError(
+            "parity for the Keras 3 rewrite's files runs the rewrite's own model: set "
+            f"{REWRITE_CODE_VARIABLE} to the folder that holds its videoswin package (a "
+            "checkout of innat/VideoSwin v2), or pass --no-parity"
+        )
+    _, rewrite = recorded_model(checkpoint.file)
+    if tuple(spec.patch_size) != REWRITE_PATCH or rewrite.include_rescaling:
+        raise ConversionError(
+            f"{checkpoint.file}: the rewrite's builders fix the patch at {REWRITE_PATCH} and "
+            "parity feeds normalised clips (include_rescaling=False); this file's model has "
+            f"patch {tuple(spec.patch_size)}, include_rescaling={rewrite.include_rescaling}: "
+            "pass --no-parity"
+        )
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        np.save(work / "clip.npy", np.ascontiguousarray(clip, dtype=np.float32))
+        job = {
+            "clip": str(work / "clip.npy"),
+            "weights": str(checkpoint.file),
+            "out": str(work / "out.npz"),
+            "arguments": {
+                "input_shape": list(clip.shape[1:]),
+                "embed_size": spec.embed_dim,
+                "depths": list(spec.depths),
+                "num_heads": list(spec.num_heads),
+                "window_size": list(spec.window_size),
+                "include_top": spec.num_classes is not None,
+                "num_classes": spec.num_classes or 1,
+                "activation": rewrite.activation,
+            },
+        }
+        (work / "job.json").write_text(json.dumps(job))
+        env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run(
+            [sys.executable, "-m", __name__, folder, str(work / "job.json")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if result.returncode != 0:
+            tail = " | ".join(result.stderr.strip().splitlines()[-3:])[-OUTPUT_CHARS:]
+            raise ConversionError(f"the rewrite's model failed to run on the file: {tail}")
+        with np.load(work / "out.npz") as out:
+            stages = [out[f"stage{index}"] for index in range(len(spec.depths))]
+            logits = out["head"] if "head" in out else None
+    return {
+        "stages": stages,
+        "pooled": None,
+        "logits": logits,
+        "softmax": rewrite.activation == "softmax" and logits is not None,
+    }
+
+
+def _run_rewrite(folder: str, job_path: str) -> None:
+    """The child: build the rewrite's model, load the file with its ``load_weights``, and save
+    each stage's map before its patch merging (the rewrite's basic layer merges at its end, so
+    its blocks are walked as its ``call`` walks them), the last after ``top_norm``, and the
+    head's output. The walk's last map must equal the backbone's own output."""
+    import keras
+
+    sys.path.insert(0, folder)
+    from videoswin import VideoSwinT
+
+    job = json.loads(Path(job_path).read_text())
+    clip = np.load(job["clip"])
+    model = VideoSwinT(**job["arguments"])
+    model.load_weights(job["weights"])
+    backbone = model if not job["arguments"]["include_top"] else model.layers[1]
+    x = backbone.get_layer("patching_and_embedding")(clip)
+    stages = []
+    for index in range(len(job["arguments"]["depths"])):
+        stage = backbone.get_layer(f"videoswin_basic_layer_{index + 1}")
+        for block in stage.blocks:
+            x = block(x, stage.attn_mask, training=False)
+        stages.append(keras.ops.convert_to_numpy(x))
+        if stage.downsampling_layer is not None:
+            x = stage.downsample(x)
+    stages[-1] = keras.ops.convert_to_numpy(backbone.get_layer("top_norm")(stages[-1]))
+    own = keras.ops.convert_to_numpy(backbone(clip, training=False))
+    drift = float(np.abs(own - stages[-1]).max() / np.abs(own).max())
+    if drift > STAGE_CHECK:
+        raise SystemExit(f"the stage walk differs from the backbone's output by {drift:.2e}")
+    out = {f"stage{index}": stage for index, stage in enumerate(stages)}
+    if job["arguments"]["include_top"]:
+        out["head"] = keras.ops.convert_to_numpy(model(clip, training=False))
+    np.savez(job["out"], **out)
+
+
+if __name__ == "__main__":
+    _run_rewrite(sys.argv[1], sys.argv[2])

@@ -42,6 +42,11 @@ REFERENCES: dict[str, Reference] = {
         "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) loading the file itself",
         seed_forward,
     ),
+    "seed-keras2-saved-model": Reference(
+        "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) restoring the SavedModel's "
+        "variables itself",
+        seed_forward,
+    ),
 }
 
 

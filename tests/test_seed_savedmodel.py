@@ -1,0 +1,175 @@
+"""vswin-convert --pth on the seed's TensorFlow SavedModel folders: only ``variables/`` is read,
+as data, never the graph; parity against the seed's tf.keras model restoring the same variables
+under Keras 2 (a process of its own).
+
+The folders are written by the seed's own code (innat/VideoSwin v1) under Keras 2 with
+``model.save(folder)``, as its release made them (``seed_keras2.py``, action ``"save"``), every
+weight re-drawn to a distinct value; the seed's logits on the clip are saved beside them.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from test_file_kind import error_of
+from test_seed_h5 import CLIP, RTOL, run_seed, seed_reference
+from videoswin_tf.convert.cli import main
+from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
+from videoswin_tf.convert.sources.checkpoint import load_checkpoint
+
+from videoswin_tf import TFSwinTransformer3D, VideoSwinBackbone, tf_video_swin_tiny
+
+SMALL_SEED = {"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]}
+SMALL_FOLDER = "TFVideoSwinSmall_K400_P244_W877"
+T_K400 = "TFVideoSwinT_K400_IN1K_P244_W877_32x224"
+LAYOUT = (
+    "        the seed's TensorFlow SavedModel folder (innat/VideoSwin v1), variables read as "
+    "data, 87 tensors"
+)
+
+
+@pytest.fixture(scope="module")
+def seed_folder(tmp_path_factory):
+    """A small seed model with a K400 head (400 classes), saved with the seed's model.save."""
+    folder = tmp_path_factory.mktemp("seed")
+    job = {"action": "save", "arch": SMALL_SEED, "num_classes": 400, "path": SMALL_FOLDER}
+    run_seed(folder, [job | {"window_size": [8, 7, 7], "seed": 5}])
+    return folder / SMALL_FOLDER
+
+
+def convert_cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def relative_to_seed(weights, folder, **model_kwargs) -> float:
+    """Max |our logits - the seed's| / max |the seed's| on `CLIP`, ours from ``weights``."""
+    model = TFSwinTransformer3D(**model_kwargs)
+    model.load_weights(str(weights))
+    want = np.load(folder.with_suffix(".npy"))
+    return float(np.abs(np.asarray(model(CLIP)) - want).max() / np.abs(want).max())
+
+
+def test_the_seeds_folder_converts_to_the_seeds_logits(seed_folder, tmp_path):
+    out = tmp_path / "small.weights.h5"
+    result = convert_cli("--pth", str(seed_folder), "--out", str(out), "--no-parity")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:3] == [
+        f"[load] {seed_folder}",
+        LAYOUT,
+        "        note: read 82 variables from variables/variables by the seed's object names "
+        "(videoswin_tf.legacy_h5); window 8x7x7 from the bias tables' rows",
+    ]
+    assert "[build] inferred: custom (C=32, depths [1, 1, 2, 1], heads [1, 2, 4, 8]), window " in (
+        "\n".join(lines)
+    )
+    kwargs = SMALL_SEED | {"window_size": (8, 7, 7), "num_classes": 400}
+    assert relative_to_seed(out, seed_folder, **kwargs) < RTOL
+
+
+def test_only_the_variables_are_read_never_the_graph(seed_folder, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a SavedModel's graph was loaded")
+
+    monkeypatch.setattr(tf.saved_model, "load", refuse)
+    monkeypatch.setattr(tf.keras.models, "load_model", refuse)
+    broken = tmp_path / SMALL_FOLDER
+    shutil.copytree(seed_folder, broken)
+    (broken / "saved_model.pb").write_bytes(b"\x08not a graph: never parsed")
+    (broken / "keras_metadata.pb").unlink()
+    want, got = load_checkpoint(seed_folder), load_checkpoint(broken)
+    assert got.source_layout == LAYOUT.strip().removesuffix(", 87 tensors")
+    assert list(got.state) == list(want.state) and len(got.state) == 87
+    assert all(np.array_equal(got.state[key], want.state[key]) for key in want.state)
+
+
+def test_a_savedmodel_of_another_model_is_one_line(tmp_path):
+    module = tf.Module()
+    module.scale, module.table = tf.Variable(2.0), tf.Variable(tf.zeros((3, 4)))
+    other = tmp_path / "other"
+    tf.saved_model.save(module, str(other))
+    assert error_of(other) == (
+        f"{other}: is a SavedModel of another model than the seed's (innat/VideoSwin v1): its "
+        "top-level objects are scale, signatures, table, the seed's model has patch_embed, "
+        "basic_layers, norm, head; pass a PyTorch checkpoint or the seed's own files"
+    )
+
+
+def test_damaged_variables_are_one_line(seed_folder, tmp_path):
+    broken = tmp_path / SMALL_FOLDER
+    shutil.copytree(seed_folder, broken)
+    data = broken / "variables" / "variables.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    assert error_of(broken) == (
+        f"{broken}: its variables (variables/variables.*) could not be read (Read less bytes "
+        "than requested); the folder is damaged or incomplete: copy it again"
+    )
+    (broken / "variables" / "variables.index").unlink()
+    assert error_of(broken) == (
+        f"{broken}: a SavedModel folder without variables/variables.index, so it holds no "
+        "variables to convert; copy the whole folder the seed's model.save wrote"
+    )
+
+
+def load_weights_error(load) -> str:
+    with pytest.raises(ValueError) as caught:
+        load()
+    return str(caught.value)
+
+
+def test_load_weights_names_the_command_that_converts_the_folder(
+    seed_folder, tmp_path, monkeypatch
+):
+    """The command in the message works as printed: it converts with parity against the
+    seed's model restoring the folder, and the file it writes gives the seed's logits."""
+    expected = (
+        f"{seed_folder}: is a TensorFlow SavedModel folder, not a weights file; convert its "
+        f"variables once with: vswin-convert --pth {seed_folder} --out {SMALL_FOLDER}.weights.h5"
+        f", then load {SMALL_FOLDER}.weights.h5"
+    )
+    model = TFSwinTransformer3D(**SMALL_SEED, window_size=(8, 7, 7), num_classes=400)
+    assert load_weights_error(lambda: model.load_weights(str(seed_folder))) == expected
+    assert load_weights_error(lambda: tf_video_swin_tiny(weights=str(seed_folder))) == expected
+    backbone = VideoSwinBackbone(**SMALL_SEED, window_size=(8, 7, 7))
+    assert load_weights_error(lambda: backbone.load_weights(str(seed_folder))) == expected
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
+    command = shlex.split(expected.split("once with: ", 1)[1].split(", then load", 1)[0])
+    assert command[0] == "vswin-convert"
+    result = convert_cli(*command[1:], "--parity-frames", "8", "--parity-size", "64")
+    assert result.exit_code == 0, result.output
+    assert (
+        "[parity] the seed's tf.keras model (innat/VideoSwin v1, Keras 2) restoring the "
+        "SavedModel's variables itself vs Keras model loaded from the file"
+    ) in result.output.splitlines()
+    passed = [line for line in result.output.splitlines() if line.startswith("  PASS: ")]
+    assert len(passed) == 1, result.output
+    relative = float(passed[0].split("relative ")[1].split(" ")[0])
+    assert relative < RTOL
+    kwargs = SMALL_SEED | {"window_size": (8, 7, 7), "num_classes": 400}
+    assert relative_to_seed(tmp_path / f"{SMALL_FOLDER}.weights.h5", seed_folder, **kwargs) < RTOL
+
+
+@pytest.mark.slow
+def test_the_seeds_swin_t_k400_folder_converts_with_parity(tmp_path, monkeypatch):
+    """The seed's own builder, tf_video_swin_tiny(num_classes=400), saved as its release did."""
+    run_seed(tmp_path, [{"action": "save", "arch": "tiny", "num_classes": 400, "path": T_K400}])
+    folder = tmp_path / T_K400
+    monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
+    out = tmp_path / f"{T_K400}.weights.h5"
+    result = convert_cli(
+        *("--pth", str(folder), "--out", str(out)), *("--parity-frames", "8", "--parity-size", "64")
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1] == LAYOUT.replace("87 tensors", "233 tensors")
+    assert lines[2].startswith("        note: read 224 variables from variables/variables")
+    assert "[build] preset swin_t_k400" in result.output or "swin_t" in result.output
+    assert "  PASS: " in result.output
+    assert relative_to_seed(out, folder, window_size=(8, 7, 7), num_classes=400) < RTOL

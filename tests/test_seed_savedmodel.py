@@ -22,7 +22,12 @@ from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
-from videoswin_tf import TFSwinTransformer3D, VideoSwinBackbone, tf_video_swin_tiny
+from videoswin_tf import (
+    TFSwinTransformer3D,
+    VideoSwinBackbone,
+    VideoSwinVideoClassifier,
+    tf_video_swin_tiny,
+)
 
 SMALL_SEED = {"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]}
 SMALL_FOLDER = "TFVideoSwinSmall_K400_P244_W877"
@@ -122,25 +127,35 @@ def load_weights_error(load) -> str:
     return str(caught.value)
 
 
-def test_load_weights_names_the_command_that_converts_the_folder(
-    seed_folder, tmp_path, monkeypatch
-):
-    """The command in the message works as printed: it converts with parity against the
-    seed's model restoring the folder, and the file it writes gives the seed's logits."""
-    expected = (
-        f"{seed_folder}: is a TensorFlow SavedModel folder, not a weights file; convert its "
-        f"variables once with: vswin-convert --pth {seed_folder} --out {SMALL_FOLDER}.weights.h5"
-        f", then load {SMALL_FOLDER}.weights.h5"
+def expected_refusal(folder) -> str:
+    return (
+        f"{folder}: is a TensorFlow SavedModel folder, not a weights file; convert its "
+        f"variables once with: vswin-convert --pth {folder} --out {folder.name}.weights.h5"
+        f", then load {folder.name}.weights.h5"
     )
+
+
+def test_load_weights_and_weights_on_a_folder_name_the_converting_command(seed_folder):
+    expected = expected_refusal(seed_folder)
     model = TFSwinTransformer3D(**SMALL_SEED, window_size=(8, 7, 7), num_classes=400)
     assert load_weights_error(lambda: model.load_weights(str(seed_folder))) == expected
     assert load_weights_error(lambda: tf_video_swin_tiny(weights=str(seed_folder))) == expected
     backbone = VideoSwinBackbone(**SMALL_SEED, window_size=(8, 7, 7))
     assert load_weights_error(lambda: backbone.load_weights(str(seed_folder))) == expected
+    classifier = VideoSwinVideoClassifier(backbone, num_classes=400)
+    assert load_weights_error(lambda: classifier.load_weights(str(seed_folder))) == expected
 
+
+@pytest.mark.slow
+def test_the_printed_command_converts_with_parity_against_the_seeds_model(
+    seed_folder, tmp_path, monkeypatch
+):
+    """The command load_weights prints works as printed: it converts with parity against the
+    seed's model restoring the folder, and the file it writes gives the seed's logits."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
-    command = shlex.split(expected.split("once with: ", 1)[1].split(", then load", 1)[0])
+    printed = expected_refusal(seed_folder).split("once with: ", 1)[1]
+    command = shlex.split(printed.split(", then load", 1)[0])
     assert command[0] == "vswin-convert"
     result = convert_cli(*command[1:], "--parity-frames", "8", "--parity-size", "64")
     assert result.exit_code == 0, result.output
@@ -168,8 +183,12 @@ def test_the_seeds_swin_t_k400_folder_converts_with_parity(tmp_path, monkeypatch
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[1] == LAYOUT.replace("87 tensors", "233 tensors")
-    assert lines[2].startswith("        note: read 224 variables from variables/variables")
-    assert "[build] preset swin_t_k400" in result.output or "swin_t" in result.output
-    assert "  PASS: " in result.output
+    assert lines[1] == LAYOUT.replace("87 tensors", "185 tensors")
+    assert lines[2].startswith("        note: read 173 variables from variables/variables ")
+    assert (
+        "[build] inferred: tiny (C=96, depths [2, 2, 6, 2], heads [3, 6, 12, 24]), window "
+        "(8, 7, 7), 400 classes"
+    ) in lines
+    passed = [line for line in lines if line.startswith("  PASS: ")]
+    assert len(passed) == 1 and float(passed[0].split("relative ")[1].split(" ")[0]) < RTOL
     assert relative_to_seed(out, folder, window_size=(8, 7, 7), num_classes=400) < RTOL

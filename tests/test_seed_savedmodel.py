@@ -109,7 +109,16 @@ def test_damaged_variables_are_one_line(seed_folder, tmp_path):
     broken = tmp_path / SMALL_FOLDER
     shutil.copytree(seed_folder, broken)
     data = broken / "variables" / "variables.data-00000-of-00001"
-    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    original = data.read_bytes()
+    flipped = bytes(byte ^ 0xFF for byte in original[1000:1100])
+    data.write_bytes(original[:1000] + flipped + original[1100:])
+    message = error_of(broken)  # the object graph is intact, a variable's checksum is not
+    assert message.startswith(
+        f"{broken}: its variables (variables/variables.*) could not be read (TensorBundle at "
+    )
+    assert "Checksum does not match" in message
+    assert message.endswith("); the folder is damaged or incomplete: copy it again")
+    data.write_bytes(original[: len(original) // 2])
     assert error_of(broken) == (
         f"{broken}: its variables (variables/variables.*) could not be read (Read less bytes "
         "than requested); the folder is damaged or incomplete: copy it again"

@@ -20,8 +20,13 @@ from typing import Any
 
 import numpy as np
 from videoswin_tf.convert.errors import CheckpointError
+from videoswin_tf.convert.mapping.rules import extract
+from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
+from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
 from videoswin_tf.convert.sources.file_kind import shown
 from videoswin_tf.convert.sources.layout import Source
+
+from videoswin_tf import legacy_h5
 
 SEED_SAVED_MODEL = Source(
     name="the seed's TensorFlow SavedModel folder (innat/VideoSwin v1), variables read as data",
@@ -59,12 +64,6 @@ def read_saved_model(folder: Path):
         CheckpointError: ``variables/`` holds no readable checkpoint, its objects are not the
             seed's model, or its shapes fit no model.
     """
-    from videoswin_tf.convert.mapping.rules import extract
-    from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
-    from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
-
-    from videoswin_tf import legacy_h5
-
     groups = seed_groups(folder)
     try:
         config = legacy_h5.seed_config(groups)
@@ -128,8 +127,11 @@ def seed_groups(folder: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
     groups: dict[str, list[tuple[str, np.ndarray]]] = {}
     for node_id in sorted(order, key=order.get):
         group, name = owners[node_id]
-        key = _value_key(graph, node_id)
-        groups.setdefault(group, []).append((name, reader.get_tensor(key)))
+        try:
+            value = reader.get_tensor(_value_key(graph, node_id))
+        except Exception as error:  # a damaged data file: TensorFlow's errors vary
+            raise _damaged(folder, error) from None
+        groups.setdefault(group, []).append((name, value))
     return groups
 
 
@@ -149,11 +151,7 @@ def _read(folder: Path):
         reader = tf.train.load_checkpoint(str(prefix))
         graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH))
     except Exception as error:  # TensorFlow's and protobuf's errors for damaged files vary
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"{folder}: its variables ({VARIABLES}.*) could not be read ({reason}); the folder "
-            "is damaged or incomplete: copy it again"
-        ) from None
+        raise _damaged(folder, error) from None
     nodes = len(graph.nodes)
     if not nodes or any(
         not 0 <= child.node_id < nodes for node in graph.nodes for child in node.children
@@ -165,12 +163,20 @@ def _read(folder: Path):
     return reader, graph
 
 
+def _damaged(folder: Path, error: Exception) -> CheckpointError:
+    """The one-line error for variables that TensorFlow could not read, with its reason."""
+    lines = str(error).strip().splitlines()
+    reason = lines[0] if lines else type(error).__name__
+    return CheckpointError(
+        f"{folder}: its variables ({VARIABLES}.*) could not be read ({reason}); the folder is "
+        "damaged or incomplete: copy it again"
+    )
+
+
 def _owned_variables(graph, children: dict[str, int]) -> dict[int, tuple[str, str]]:
     """Variable node -> ``(group of the seed's .h5 layout, its path inside the group)``,
     walking each of `SEED_ATTRIBUTES` down its named attributes (breadth first, so the path is
     the shortest)."""
-    from videoswin_tf import legacy_h5
-
     group_of = {path: group for group, path in legacy_h5.SEED.groups}
     owners: dict[int, tuple[str, str]] = {}
     for attribute, path in SEED_ATTRIBUTES.items():

@@ -20,6 +20,7 @@ from test_file_kind import error_of
 from test_seed_h5 import CLIP, RTOL, run_seed, seed_reference
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
+from videoswin_tf.convert.sources import saved_model
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
 from videoswin_tf import (
@@ -127,6 +128,31 @@ def test_damaged_variables_are_one_line(seed_folder, tmp_path):
     assert error_of(broken) == (
         f"{broken}: a SavedModel folder without variables/variables.index, so it holds no "
         "variables to convert; copy the whole folder the seed's model.save wrote"
+    )
+
+
+def test_variables_that_fit_no_model_are_one_line(seed_folder, monkeypatch):
+    """The seed's groups as read, then altered: a bias table of a 6x6 spatial window (which
+    the seed never used), or a head without its bias."""
+    groups = saved_model.seed_groups(seed_folder)
+    monkeypatch.setattr(saved_model, "seed_groups", lambda folder: altered)
+    table = "blocks/0/attn/relative_position_bias_table"
+    altered = groups | {
+        "TFBasicLayer4": [
+            (name, np.zeros((15 * 11 * 11, 8)) if name == table else value)
+            for name, value in groups["TFBasicLayer4"]
+        ]
+    }
+    assert error_of(seed_folder) == (
+        f"{seed_folder}: its variables fit no model of the seed's: its relative position bias "
+        "tables have 1815 rows, which no window (Wd, Wh, Ww) with (Wh, Ww) in [(7, 7)] gives "
+        "((2Wd-1)(2Wh-1)(2Ww-1) rows); pass the SavedModel folder the seed's model.save wrote"
+    )
+    altered = groups | {"head": groups["head"][:1]}
+    assert error_of(seed_folder) == (
+        f"{seed_folder}: its variables do not fit the seed's model their shapes give: group "
+        "'head' holds 1 weights, the model's cls_head has 2; pass the SavedModel folder the seed's "
+        "model.save wrote"
     )
 
 

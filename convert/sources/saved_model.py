@@ -67,8 +67,11 @@ def read_saved_model(folder: Path):
     groups = seed_groups(folder)
     try:
         config = legacy_h5.seed_config(groups)
-    except legacy_h5.LayoutError as error:
-        raise CheckpointError(f"{folder}: its variables fit no model: {error}") from None
+    except legacy_h5.LayoutError as error:  # its first clause says what; the advice is ours
+        raise CheckpointError(
+            f"{folder}: its variables fit no model of the seed's: {str(error).split('; ')[0]}; "
+            "pass the SavedModel folder the seed's model.save wrote"
+        ) from None
     spec = ModelSpec.from_file_config(config, folder.name)
     model = build_keras_model(spec)
     pairs, problems = legacy_h5.assignments(model, groups, legacy_h5.SEED)

@@ -227,3 +227,25 @@ def test_the_seeds_swin_t_k400_folder_converts_with_parity(tmp_path, monkeypatch
     passed = [line for line in lines if line.startswith("  PASS: ")]
     assert len(passed) == 1 and float(passed[0].split("relative ")[1].split(" ")[0]) < RTOL
     assert relative_to_seed(out, folder, window_size=(8, 7, 7), num_classes=400) < RTOL
+
+
+@pytest.mark.slow
+def test_a_folder_with_optimizer_and_metric_variables_converts(tmp_path, monkeypatch):
+    """A model compiled and trained a step before model.save: the optimizer's slots and the
+    metric's counters are in variables/ too, and are not the model's."""
+    job = {"action": "save", "arch": SMALL_SEED, "num_classes": 400, "path": SMALL_FOLDER}
+    run_seed(tmp_path, [job | {"window_size": [8, 7, 7], "seed": 6, "trained": True}])
+    folder = tmp_path / SMALL_FOLDER
+    reader = tf.train.load_checkpoint(str(folder / "variables" / "variables"))
+    assert any(key.startswith("optimizer/") for key in reader.get_variable_to_shape_map())
+    monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
+    out = tmp_path / "trained.weights.h5"
+    result = convert_cli(
+        *("--pth", str(folder), "--out", str(out)), *("--parity-frames", "8", "--parity-size", "64")
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == LAYOUT
+    passed = [line for line in result.output.splitlines() if line.startswith("  PASS: ")]
+    assert len(passed) == 1 and float(passed[0].split("relative ")[1].split(" ")[0]) < RTOL
+    kwargs = SMALL_SEED | {"window_size": (8, 7, 7), "num_classes": 400}
+    assert relative_to_seed(out, folder, **kwargs) < RTOL

@@ -74,7 +74,7 @@ def parity_clip_options(command: Callable) -> Callable:
 )
 @click.option(
     "--pth",
-    type=click.Path(dir_okay=False, path_type=str),
+    type=click.Path(path_type=str),
     help="The PyTorch checkpoint to convert: the authors' Video-Swin files, mmaction2 1.x "
     "files (with or without module. prefixes), a bare state dict, backbone-only or float16; "
     "torchvision's swin3d_t/s/b files (parity against torchvision's model); 2D ImageNet Swin "
@@ -83,10 +83,12 @@ def parity_clip_options(command: Callable) -> Callable:
     "inflating the file itself. Loaded with torch's safe weights_only loader. Also the seed's own "
     "Keras 2 .h5 files (TFVideoSwin*.h5), read by structure, with parity against the seed's "
     "model loading the file (set VIDEOSWIN_SEED_REFERENCE to the folder holding its videoswin "
-    "package). The Keras 3 rewrite's .weights.h5 and .keras files (innat/VideoSwin v2), read as "
-    "data by structure, with parity against its model loading the file (set "
-    "VIDEOSWIN_REWRITE_REFERENCE to the folder holding its videoswin package). The file's kind "
-    "is checked first: torch never sees anything but its own files.",
+    "package), and its TensorFlow SavedModel folders (saved_model.pb, variables/): only the "
+    "variables are read, as data, never the graph; parity as for its .h5. The Keras 3 rewrite's "
+    ".weights.h5 and .keras files (innat/VideoSwin v2), read as data by structure, with parity "
+    "against its model loading the file (set VIDEOSWIN_REWRITE_REFERENCE to the folder holding "
+    "its videoswin package). The file's kind is checked first: torch never sees anything but its "
+    "own files.",
 )
 @click.option(
     "--config",

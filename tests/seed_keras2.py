@@ -8,6 +8,10 @@ models fix their padding and masks at the first call), then:
 
 - ``"write"``: re-draws every weight (`stress`) with ``seed``, saves it with the seed's own
   ``save_weights(path)`` and its logits on the clip to ``logits`` (``.npy``);
+- ``"save"``: the same, but saves the whole model as a SavedModel folder ``path`` with
+  ``model.save(path)``, as the seed's release made its SavedModel folders; with ``"trained":
+  true``, after compiling it (Adam, accuracy) and one training step on the clip, so the folder
+  also holds an optimizer's and a metric's variables;
 - ``"load"``: loads ``path`` with the seed's own ``load_weights`` and saves its logits.
 
 Job keys: ``action``, ``arch`` (``tiny``, ``small``, ``base``, or a custom size as
@@ -95,6 +99,13 @@ def run(job: dict) -> None:
     if job["action"] == "write":
         stress(model, job["seed"])
         model.save_weights(job["path"])
+    elif job["action"] == "save":
+        stress(model, job["seed"])
+        if job.get("trained"):
+            loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+            model.train_on_batch(clip, np.zeros(len(clip), dtype="int64"))
+        model.save(job["path"])
     else:
         model.load_weights(job["path"])
     np.save(job["logits"], model(clip, training=False).numpy())

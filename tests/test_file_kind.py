@@ -92,9 +92,9 @@ def test_keras_archives_saved_models_and_other_zips_are_named(tmp_path, torch_ne
     saved = tmp_path / "saved"
     (saved / "variables").mkdir(parents=True)
     (saved / "saved_model.pb").write_bytes(b"")
-    assert error_of(saved) == (
-        f"{saved}: is a TensorFlow SavedModel folder (saved_model.pb, variables/), which "
-        "vswin-convert does not read; pass the PyTorch checkpoint it was made from"
+    assert error_of(saved) == (  # a SavedModel folder goes to its reader, never to torch
+        f"{saved}: a SavedModel folder without variables/variables.index, so it holds no "
+        "variables to convert; copy the whole folder the seed's model.save wrote"
     )
     other = tmp_path / "photos.pth"
     with zipfile.ZipFile(other, "w") as file:

@@ -59,7 +59,7 @@ def run_seed(folder: Path, jobs: list[dict], clip: np.ndarray = CLIP) -> None:
     np.save(folder / "clip.npy", clip)
     for job in jobs:  # paths below folder; the seed's logits go beside the file
         path = folder / job["path"]
-        suffix = ".npy" if job["action"] == "write" else ".seed.npy"
+        suffix = ".seed.npy" if job["action"] == "load" else ".npy"
         job |= {"path": str(path), "logits": str(path.with_suffix(suffix))}
         job.setdefault("clip", str(folder / "clip.npy"))
         job.setdefault("window_size", None)

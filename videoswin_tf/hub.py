@@ -33,6 +33,7 @@ from videoswin_tf import legacy_h5, rewrite_h5
 from videoswin_tf.architectures import ARCHITECTURES
 from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.presets import Preset, presets
+from videoswin_tf.weights_file import refuse_saved_model
 
 CONFIG_FILE = "config.json"
 MODEL_WEIGHTS_FILE = "model.weights.h5"
@@ -269,6 +270,7 @@ class HeadWeights(keras.Model):
 def load_classifier_weights(classifier, path, **kwargs) -> None:
     """Load a classifier's own weights file, or a ``TFSwinTransformer3D`` file with a head
     of ``classifier.num_classes`` classes, into ``classifier``."""
+    refuse_saved_model(path)
     if not is_single_model_file(path):
         keras.Model.load_weights(classifier, path, **kwargs)
         return

@@ -20,7 +20,9 @@ writer used. Two orders of this model's weights exist (`LAYOUTS`):
 
 `assignments` walks the model in a layout's order and pairs each model weight with the next
 weight of its group in the file, requiring the same leaf name (``gamma``, ``kernel``,
-``relative_position_bias_table``, ...) and the same shape.
+``relative_position_bias_table``, ...) and the same shape. It and `seed_config` also take a
+layout's groups read from elsewhere (`Groups`, e.g. the seed's SavedModel variables, read by
+``videoswin_tf.convert.sources.saved_model``).
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
 
 import h5py
 import numpy as np
+
+# A layout's groups read from another container than HDF5: group name -> ``(weight name, value)``
+# in saved order, groups in ``layer_names`` order (only groups with weights need be present).
+Groups: TypeAlias = Mapping[str, Sequence[tuple[str, Any]]]
 
 
 class LayoutError(ValueError):
@@ -130,12 +136,12 @@ def model_weights(model, layout: Layout) -> dict[str, list]:
     return {group: variables for group, variables, _ in _groups(model, layout) if variables}
 
 
-def assignments(model, file: h5py.File, layout: Layout) -> tuple[list, list[str]]:
-    """Pairs ``(variable, value)`` for every weight of ``model``, read from ``file`` in
-    ``layout``, and the problems found (a group missing or with another number of weights, a
-    weight of another kind or shape); all pairs are checked, none is assigned."""
+def assignments(model, file: h5py.File | Groups, layout: Layout) -> tuple[list, list[str]]:
+    """Pairs ``(variable, value)`` for every weight of ``model``, read from ``file`` (or its
+    `Groups`) in ``layout``, and the problems found (a group missing or with another number of
+    weights, a weight of another kind or shape); all pairs are checked, none is assigned."""
     pairs, problems = [], []
-    stored = attribute_list(file, "layer_names")
+    stored = _group_names(file)
     for group, variables in model_weights(model, layout).items():
         if group not in stored:
             problems.append(f"the file has no group {group!r}")
@@ -188,16 +194,19 @@ def write_seed(model, file: h5py.File) -> None:
     file.create_group("top_level_model_weights").attrs["weight_names"] = np.array([])
 
 
-def seed_config(file: h5py.File, window_hint: Sequence[int] | None = None) -> dict[str, Any]:
-    """The model config a `SEED` layout file fits, read off its shapes (the seed's files record
-    none): width and patch from the patch embedding's kernel ``(Pd, Ph, Pw, 3, C)``, depth as
-    bias tables per stage group, heads as their columns, classes from ``head/kernel``.
+def seed_config(
+    file: h5py.File | Groups, window_hint: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The model config a `SEED` layout file (or its `Groups`) fits, read off its shapes (the
+    seed's files record none): width and patch from the patch embedding's kernel
+    ``(Pd, Ph, Pw, 3, C)``, depth as bias tables per stage group, heads as their columns,
+    classes from ``head/kernel``.
 
     The window is known only through the bias table's rows ``(2Wd-1)(2Wh-1)(2Ww-1)``: it is
     ``window_hint`` when that gives those rows; otherwise ``Wd`` is solved with the spatial
     window of ``window_hint``, then the seed's 7x7; a `LayoutError` when neither gives them.
     """
-    groups = {name: _named_values(file, name) for name in attribute_list(file, "layer_names")}
+    groups = {name: _named_values(file, name) for name in _group_names(file)}
     kernel = _first(groups, "TFPatchEmbed3D", "kernel")
     depths, heads, rows = [], [], 0
     while f"TFBasicLayer{len(depths) + 1}" in groups:
@@ -319,7 +328,13 @@ def _groups(model, layout: Layout):
             yield group, _variables(model, (path,)), None
 
 
-def _named_values(file: h5py.File, group: str) -> list[tuple[str, h5py.Dataset]]:
+def _group_names(file: h5py.File | Groups) -> list[str]:
+    return attribute_list(file, "layer_names") if isinstance(file, h5py.Group) else list(file)
+
+
+def _named_values(file: h5py.File | Groups, group: str) -> list[tuple[str, Any]]:
+    if not isinstance(file, h5py.Group):
+        return list(file[group])
     if group not in file:
         raise LayoutError(f"it lists a group {group!r} that it does not hold{DAMAGED}")
     names = attribute_list(file[group], "weight_names")

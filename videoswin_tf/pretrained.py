@@ -12,7 +12,7 @@ from videoswin_tf.architectures import ARCHITECTURES, find_arch
 from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import Preset, lookup, presets
-from videoswin_tf.weights_file import read_file_config, weights_format
+from videoswin_tf.weights_file import read_file_config, refuse_saved_model, weights_format
 
 # Builder arguments that a source of weights fixes and a caller may only repeat.
 SHAPE_ARGUMENTS = ("window_size", "patch_size")
@@ -69,6 +69,7 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
             backbone=backbone,
         )
     path = Path(weights)
+    refuse_saved_model(path)
     if not path.is_file():
         example = next(iter(known.values()))
         raise ValueError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +49,26 @@ FITTED_KEYS = {
 class WeightsMismatchError(ValueError):
     """A weights file that does not fit the model; the message names every difference and the
     builder call that fits the file."""
+
+
+def is_saved_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TensorFlow SavedModel folder (``saved_model.pb`` and
+    ``variables/``), such as the seed's ``model.save(folder)`` wrote."""
+    path = Path(path)
+    return (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
+
+
+def refuse_saved_model(path: str | os.PathLike) -> None:
+    """A one-line `ValueError` for a SavedModel folder ``path``, naming the ``vswin-convert``
+    command that converts its variables into a weights file; nothing for any other path."""
+    if not is_saved_model(path):
+        return
+    out = f"{Path(path).resolve().name}{NATIVE_SUFFIX}"
+    raise ValueError(
+        f"{path}: is a TensorFlow SavedModel folder, not a weights file; convert "
+        f"its variables once with: vswin-convert --pth {shlex.quote(str(path))} --out "
+        f"{shlex.quote(out)}, then load {out}"
+    )
 
 
 def weights_format(path: str | os.PathLike) -> str:
@@ -221,7 +242,11 @@ def load_weights(
     A structural read checks every weight's kind and shape before assigning any; a difference
     raises `WeightsMismatchError` naming the first, or with ``skip_mismatch`` warns and leaves
     those variables as they are.
+
+    Raises:
+        ValueError: ``path`` is a SavedModel folder (`refuse_saved_model`).
     """
+    refuse_saved_model(path)
     check_fits(model, path)
     read = _read_by_structure(model, path)
     if read is None:

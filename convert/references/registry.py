@@ -53,6 +53,11 @@ REFERENCES: dict[str, Reference] = {
         "the Keras 3 rewrite's model (innat/VideoSwin v2) loading the file itself",
         rewrite_forward,
     ),
+    "seed-keras2-saved-model": Reference(
+        "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) restoring the SavedModel's "
+        "variables itself",
+        seed_forward,
+    ),
 }
 
 

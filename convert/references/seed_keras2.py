@@ -1,5 +1,8 @@
-"""Parity for the seed's own ``.h5`` files: the seed's tf.keras model (innat/VideoSwin v1) loads
-the file with its own ``load_weights`` under Keras 2 (``tf-keras``), in a process of its own.
+"""Parity for the seed's own files: the seed's tf.keras model (innat/VideoSwin v1) loads the
+file with its own ``load_weights`` under Keras 2 (``tf-keras``), in a process of its own: an
+``.h5`` as it is, a SavedModel folder through its ``variables/variables`` checkpoint, which Keras 2
+restores by the model's own attribute names (TensorFlow's object-graph matching, every variable
+of the model required), independently of the converter's reading by saved order.
 
 The parent writes the clip and a job to ``.npy``/``.json`` in a temporary folder and runs this
 module (``python -m videoswin_tf.convert.references.seed_keras2 <seed code> <job.json>``) with
@@ -35,9 +38,10 @@ def seed_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
     from videoswin_tf.convert.errors import ConversionError
 
     folder = os.environ.get(SEED_CODE_VARIABLE)
+    what = "SavedModel folder" if Path(checkpoint.file).is_dir() else ".h5"
     if not folder or not (Path(folder) / "videoswin").is_dir():
         raise ConversionError(
-            f"parity for the seed's .h5 runs the seed's own model: set {SEED_CODE_VARIABLE} to "
+            f"parity for the seed's {what} runs the seed's own model: set {SEED_CODE_VARIABLE} to "
             "the folder that holds its videoswin package (a checkout of innat/VideoSwin), or "
             "pass --no-parity"
         )
@@ -78,7 +82,8 @@ def seed_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
 def _run_seed(folder: str, job_path: str) -> None:
     """The child: build the seed's model as its builders do (LayerNorm epsilon 1e-5, patch
     norm, drop path 0.2), call it on the clip (the seed fixes padding and masks at the first
-    call), load the file with the seed's ``load_weights``, save its logits."""
+    call), load the file (or a SavedModel folder's variables) with the seed's
+    ``load_weights``, save its logits."""
     import functools
 
     import tensorflow as tf
@@ -101,7 +106,12 @@ def _run_seed(folder: str, job_path: str) -> None:
         num_classes=job["num_classes"],
     )
     model(clip)
-    model.load_weights(job["weights"])
+    weights = Path(job["weights"])
+    if weights.is_dir():  # a SavedModel folder: its variables, matched by object names
+        status = model.load_weights(str(weights / "variables" / "variables"))
+        status.expect_partial().assert_existing_objects_matched()
+    else:
+        model.load_weights(str(weights))
     np.save(job["logits"], model(clip, training=False).numpy())
 
 

@@ -100,7 +100,8 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
 
     What ``path`` is decides the reader (`sources.file_kind.identify`): the Keras 3 rewrite's
     ``.weights.h5`` and ``.keras`` files go to `sources.keras3_rewrite`, the seed's ``.h5`` files
-    to `sources.keras_h5`, torch's files to torch's ``weights_only`` loader, and every other
+    to `sources.keras_h5`, its SavedModel folders to `sources.saved_model` (variables read as
+    data), torch's files to torch's ``weights_only`` loader, and every other
     kind is refused before any reader sees it.
 
     Unwraps the container (``state_dict``, ``model`` or a bare state dict), strips ``module.``
@@ -127,6 +128,10 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
         from videoswin_tf.convert.sources.keras_h5 import read_h5
 
         return read_h5(path)
+    if kind is Kind.SAVED_MODEL:
+        from videoswin_tf.convert.sources.saved_model import read_saved_model
+
+        return read_saved_model(path)
     if kind is not Kind.TORCH:
         raise CheckpointError(NOT_READ[kind].format(path=path))
     raw = _read(path)

@@ -33,8 +33,6 @@ class Kind(enum.Enum):
 NOT_READ = {
     Kind.KERAS_ARCHIVE: "{path}: is a Keras model archive (.keras: a zip holding config.json), "
     "which vswin-convert does not read; pass the PyTorch checkpoint it was made from",
-    Kind.SAVED_MODEL: "{path}: is a TensorFlow SavedModel folder (saved_model.pb, variables/), "
-    "which vswin-convert does not read; pass the PyTorch checkpoint it was made from",
 }
 
 
@@ -48,7 +46,9 @@ def identify(path: Path) -> Kind:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found; check the path of the .pth checkpoint")
     if path.is_dir():
-        if (path / "saved_model.pb").is_file() and (path / "variables").is_dir():
+        from videoswin_tf.weights_file import is_saved_model
+
+        if is_saved_model(path):
             return Kind.SAVED_MODEL
         raise CheckpointError(f"{path}: is a directory; pass the .pth checkpoint file itself")
     import h5py

@@ -319,6 +319,27 @@ def test_a_video_stream_ffmpeg_has_no_decoder_for_is_one_line(tmp_path):
         assert str(raised.value) == expected
 
 
+def test_tags_that_are_not_utf8_do_not_stop_the_video(tmp_path):
+    """Found by the fuzzed corpus (bytes flipped in an MP4's tags): PyAV raised
+    UnicodeDecodeError while opening the file, before any stream was looked at."""
+    import av
+
+    path = tmp_path / "tagged.mp4"
+    with av.open(str(path), "w") as container:
+        container.metadata["title"] = "holiday-2024"
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(pattern(index, 32, 48), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    path.write_bytes(path.read_bytes().replace(b"holiday-2024", b"holi\xbbay-2024"))
+    with pytest.raises(UnicodeDecodeError):
+        av.open(str(path)).close()
+    assert read_video(path).num_frames == 3
+    assert read_frames(path, lambda n: np.arange(n)).num_frames == 3
+
+
 def test_an_audio_file_with_cover_art_has_no_video_stream(tmp_path):
     path = encode_audio_with_cover(tmp_path / "song.m4a")
     with pytest.raises(VideoError) as raised:

@@ -394,7 +394,8 @@ def _open(av, path: Path):
     if path.is_dir():
         raise VideoError(f"{path}: is a folder, not a video file")
     try:
-        return av.open(str(path))
+        # metadata that is not UTF-8 (a damaged or foreign tag) must not stop the video
+        return av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError as error:
         raise VideoError(
             f"{path}: not a video FFmpeg can read ({_reason(error)}); is it truncated or "

@@ -113,7 +113,7 @@ def _case(tmp_path, kind="size_up", damage="truncated") -> Case:
             "1 of 1 videos failed\n",
             "an unexpected exception",
         ),
-        (None, "", "no end within 120 s\n", "exit None"),
+        (None, "", "no end within 240 s\n", "exit None"),
     ],
 )
 def test_the_command_judge_fails_what_it_must(tmp_path, exit_code, stdout, stderr, problem):

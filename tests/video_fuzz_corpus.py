@@ -28,13 +28,16 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from video_files import encode, encode_audio_with_cover, encode_joined_ts, encode_with_cover
 
 GROUP_SIZE = 12  # videos per command and per dataset run
-GROUP_LIMIT_S = 120  # start-up (TensorFlow, the model) and 12 videos of at most 64x64 pixels
+# Start-up (TensorFlow, the model) and 12 videos of at most 64x64 pixels take 20 to 60 s on 2
+# shared cores; a run past this limit is killed and each of its videos is a problem (a hang).
+GROUP_LIMIT_S = 240
 WORKERS = 2
 COMMAND = Path(sys.executable).parent / "vswin-predict"
 # The small test model (`conftest.SMALL_SPEC`) as a config file vswin-predict takes, with its
@@ -214,7 +217,7 @@ def decodable_frames(path: Path) -> int | None:
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError:
         return None
     with container:
@@ -399,6 +402,11 @@ def run_group(seed: int, indices: list[int], weights: Path, folder: Path) -> lis
     return outcomes
 
 
+def _timed_group(*arguments) -> tuple[list[Outcome], float]:
+    start = time.perf_counter()
+    return run_group(*arguments), time.perf_counter() - start
+
+
 def run_corpus(
     seed: int, indices: list[int], weights: Path, log: Callable[[str], None] = lambda _: None
 ) -> list[Outcome]:
@@ -409,13 +417,15 @@ def run_corpus(
         tempfile.TemporaryDirectory() as folder,
         concurrent.futures.ThreadPoolExecutor(WORKERS) as pool,
     ):
-        futures = [pool.submit(run_group, seed, group, weights, Path(folder)) for group in groups]
+        futures = [
+            pool.submit(_timed_group, seed, group, weights, Path(folder)) for group in groups
+        ]
         outcomes = []
         for future in concurrent.futures.as_completed(futures):
-            done = future.result()
+            done, seconds = future.result()
             outcomes += done
             bad = sum(1 for outcome in done if outcome.problem)
-            log(f"cases {done[0].index}..{done[-1].index}: {bad} problems")
+            log(f"cases {done[0].index}..{done[-1].index}: {bad} problems in {seconds:.0f} s")
     return sorted(outcomes, key=lambda outcome: (outcome.index, outcome.run))
 
 

@@ -35,8 +35,9 @@ from pathlib import Path
 from video_files import encode, encode_audio_with_cover, encode_joined_ts, encode_with_cover
 
 GROUP_SIZE = 12  # videos per command and per dataset run
-# Start-up (TensorFlow, the model) and 12 videos of at most 64x64 pixels take 20 to 60 s on 2
-# shared cores; a run past this limit is killed and each of its videos is a problem (a hang).
+# Both runs of a group (each starting TensorFlow and the model, then 12 videos of at most 64x64
+# pixels) took 28 to 135 s on 2 shared cores at load 12 to 15; a run past this limit is killed
+# and each of its videos is a problem (a hang).
 GROUP_LIMIT_S = 240
 WORKERS = 2
 COMMAND = Path(sys.executable).parent / "vswin-predict"

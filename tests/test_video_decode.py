@@ -302,6 +302,44 @@ def test_the_default_video_stream_wins_as_in_ffmpegs_best_stream(tmp_path):
     assert len(frames) == 5 and frames[0].shape == (64, 96, 3)
 
 
+def test_a_video_stream_ffmpeg_has_no_decoder_for_is_one_line(tmp_path):
+    """Found by the fuzzed corpus (a truncated MP4 whose codec header was cut): a stream
+    without a decoder was ranked by its bit rate, which PyAV cannot give without a codec
+    (AttributeError). FFmpeg's best-stream rule skips such streams; none left is a
+    one-line error. Here the codec's fourcc is renamed, as a damaged header leaves it."""
+    path = tmp_path / "unknown_codec.mp4"
+    path.write_bytes(encode(tmp_path / "v.mp4", 3, 48, 32).read_bytes().replace(b"avc1", b"zzz1"))
+    expected = (
+        f"{path}: FFmpeg has no decoder for its video stream (the codec is unknown or its "
+        "header is damaged); is it truncated or another kind of file?"
+    )
+    for read in (read_video, iter_frames, lambda p: read_frames(p, lambda n: np.arange(n))):
+        with pytest.raises(VideoError) as raised:
+            list(read(path)) if read is iter_frames else read(path)
+        assert str(raised.value) == expected
+
+
+def test_tags_that_are_not_utf8_do_not_stop_the_video(tmp_path):
+    """Found by the fuzzed corpus (bytes flipped in an MP4's tags): PyAV raised
+    UnicodeDecodeError while opening the file, before any stream was looked at."""
+    import av
+
+    path = tmp_path / "tagged.mp4"
+    with av.open(str(path), "w") as container:
+        container.metadata["title"] = "holiday-2024"
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(pattern(index, 32, 48), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    path.write_bytes(path.read_bytes().replace(b"holiday-2024", b"holi\xbbay-2024"))
+    with pytest.raises(UnicodeDecodeError):
+        av.open(str(path)).close()
+    assert read_video(path).num_frames == 3
+    assert read_frames(path, lambda n: np.arange(n)).num_frames == 3
+
+
 def test_an_audio_file_with_cover_art_has_no_video_stream(tmp_path):
     path = encode_audio_with_cover(tmp_path / "song.m4a")
     with pytest.raises(VideoError) as raised:

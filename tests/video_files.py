@@ -89,17 +89,19 @@ def textured(index: int, height: int, width: int) -> np.ndarray:
     return frame
 
 
-def encode_joined_ts(path: Path, parts: Sequence[tuple[int, int, int]]) -> Path:
+def encode_joined_ts(
+    path: Path, parts: Sequence[tuple[int, int, int]], pix_fmt: str = "yuv420p"
+) -> Path:
     """Two (or more) recordings joined: each ``(frames, width, height)`` part is an MPEG-TS
     encode of `textured` frames, and the file is their byte streams one after the other.
     Timestamps continue across the join (as one camera's do); no B-frames, so each part's
-    timestamps start where the previous part's end."""
+    timestamps start where the previous part's end. Odd sizes need ``pix_fmt="yuv444p"``."""
     data, start = b"", 0
     for frames, width, height in parts:
         buffer = io.BytesIO()
         with av.open(buffer, "w", format="mpegts") as container:
             stream = container.add_stream("libx264", rate=25, options={"x264-params": "bframes=0"})
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             for index in range(start, start + frames):
                 frame = av.VideoFrame.from_ndarray(textured(index, height, width), format="rgb24")
                 frame.pts = index
@@ -121,19 +123,35 @@ def _add_cover(container) -> list:
     return [*cover.encode(image), *cover.encode()]
 
 
-def encode_with_cover(path: Path, num_frames: int, width: int, height: int) -> Path:
+def encode_with_cover(
+    path: Path,
+    num_frames: int,
+    width: int,
+    height: int,
+    covers: int = 1,
+    cover_first: bool = True,
+) -> Path:
     """An MP4 whose first video stream is cover art: the mov muxer stores the picture in
     ``moov/udta`` after the tracks; moving ``udta`` before the first ``trak`` (as tag editors
-    place it) makes FFmpeg list the cover as stream 0. Then ``num_frames`` H.264 frames."""
+    place it) makes FFmpeg list the cover as stream 0. Then ``num_frames`` H.264 frames.
+    ``covers``: how many pictures; ``cover_first=False`` leaves them where the muxer puts them
+    (listed after the video stream)."""
     with av.open(str(path), "w") as container:
-        cover = _add_cover(container)
+        pictures = [packet for _ in range(covers) for packet in _add_cover(container)]
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        container.mux(cover)
+        container.mux(pictures)
         for index in range(num_frames):
             frame = av.VideoFrame.from_ndarray(pattern(index, height, width), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+    if cover_first:
+        _move_udta_first(path)
+    return path
+
+
+def _move_udta_first(path: Path) -> None:
+    """Move ``moov/udta`` (where the mov muxer keeps cover art) before the first ``trak``."""
     data = bytearray(path.read_bytes())
     moov = next(box for box in _boxes(data, 0, len(data)) if box[0] == "moov")
     children = list(_boxes(data, moov[1] + 8, moov[2]))
@@ -143,7 +161,6 @@ def encode_with_cover(path: Path, num_frames: int, width: int, height: int) -> P
     order = others[:first_trak] + udta + others[first_trak:]
     data[moov[1] + 8 : moov[2]] = b"".join(bytes(data[start:end]) for _, start, end in order)
     path.write_bytes(bytes(data))
-    return path
 
 
 def encode_audio_with_cover(path: Path, seconds: float = 0.5) -> Path:

@@ -394,7 +394,8 @@ def _open(av, path: Path):
     if path.is_dir():
         raise VideoError(f"{path}: is a folder, not a video file")
     try:
-        return av.open(str(path))
+        # metadata that is not UTF-8 (a damaged or foreign tag) must not stop the video
+        return av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError as error:
         raise VideoError(
             f"{path}: not a video FFmpeg can read ({_reason(error)}); is it truncated or "
@@ -403,10 +404,11 @@ def _open(av, path: Path):
 
 
 def _video_stream(container, path: Path):
-    """The video stream FFmpeg's ``av_find_best_stream`` picks, attached pictures (cover
-    art: one still image, the ``attached_pic`` disposition) left out. Its ranking: not marked
-    for the hearing or visually impaired, plus marked default; then more frames (up to 5);
-    then the higher bit rate; then more frames. Ties keep the first stream."""
+    """The video stream FFmpeg's ``av_find_best_stream`` picks when asked for its decoder:
+    attached pictures (cover art: one still image, the ``attached_pic`` disposition) and
+    streams without a decoder (an unknown codec, or a damaged header) left out. Its ranking:
+    not marked for the hearing or visually impaired, plus marked default; then more frames
+    (up to 5); then the higher bit rate; then more frames. Ties keep the first stream."""
     disposition = import_extra("av").stream.Disposition
     videos = [s for s in container.streams.video if not s.disposition & disposition.attached_pic]
     if not videos:
@@ -414,6 +416,12 @@ def _video_stream(container, path: Path):
         kinds |= {"cover art" for _ in container.streams.video}
         found = ", ".join(sorted(kinds)) or "no streams"
         raise VideoError(f"{path}: has no video stream (found {found})")
+    videos = [stream for stream in videos if stream.codec_context is not None]
+    if not videos:
+        raise VideoError(
+            f"{path}: FFmpeg has no decoder for its video stream (the codec is unknown or its "
+            "header is damaged); is it truncated or another kind of file?"
+        )
 
     def rank(stream) -> tuple[int, int, int, int]:
         impaired = disposition.hearing_impaired | disposition.visual_impaired

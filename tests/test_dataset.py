@@ -4,9 +4,13 @@ killed with SIGKILL then rerun."""
 import json
 import os
 import re
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -371,6 +375,84 @@ def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monke
                 assert row[column] is None
             else:
                 np.testing.assert_allclose(row[column], expected[column], atol=1e-6, rtol=0)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.slow  # about 90 s: a Ray head, the CLI's Ray driver and actor, the local run
+def test_ray_runner_joins_a_running_cluster(model, recorded, videos, tmp_path):
+    """The README's commands: a head started with ``ray start --head`` (2 CPUs, no dashboard,
+    no usage reporting), then ``vswin-predict ... --ray --ray-address HEAD:PORT``: the rows
+    equal the local runner's. The head is stopped by ending the process group this test
+    started (``ray stop`` would stop every Ray of this user on the machine)."""
+    weights, config = recorded
+    port, client, agent, metrics, runtime = free_ports(5)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
+    bin_dir = Path(sys.executable).parent
+    # Ray authenticates with a token: this cluster's own, not the user's ~/.ray/auth_token
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **token}
+    readme = ["--head", "--num-cpus", "2", "--port", str(port), "--disable-usage-stats"]
+    readme += ["--include-dashboard", "false"]
+    here = ["--block", "--temp-dir", temp]  # this test's own: its folder and free ports
+    here += ["--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent)]
+    here += ["--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime)]
+    head = subprocess.Popen(
+        [str(bin_dir / "ray"), "start", *readme, *here],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        started = []
+        for line in head.stdout:  # ends when the head exits
+            started.append(line)
+            if "Ray runtime started" in line:
+                break
+        assert head.poll() is None, "".join(started)
+        items = [*videos[:2], tmp_path / "missing.mp4"]
+        options = ["--weights", str(weights), "--config", str(config), "--quiet", "--top", "3"]
+        options += ["--out", str(tmp_path / "ray"), "--ray", "--ray-address", f"127.0.0.1:{port}"]
+        done = subprocess.run(
+            [str(bin_dir / "vswin-predict"), *map(str, items), *options],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 1, done.stderr  # the missing video
+    assert done.stderr.splitlines()[-1] == "1 of 3 videos failed (their rows hold the error)"
+    options = ["--config", str(config), "--engine", "tensorflow"]
+    _, local_rows = cli_dataset_run(weights, videos[:2], tmp_path / "local", *options)
+    ray_rows = {row["video"]: row for row in read_results(tmp_path / "ray").to_pylist()}
+    missing = tmp_path / "missing.mp4"
+    assert ray_rows[str(missing)]["error"] == f"{missing}: no such file"
+    for video, expected in local_rows.items():
+        row = ray_rows[video]
+        for column in ("frames", "fps", "views", "top_labels", "top_indices", "error"):
+            assert row[column] == expected[column], column
+        for column in ("probabilities", "feature"):
+            np.testing.assert_allclose(row[column], expected[column], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize(

@@ -441,9 +441,12 @@ def _run_dataset(videos, setup, weights, out_dir, settings, quiet, runner, ray_a
     if model is not None:
         click.echo(settings.engine.describe(), err=True)
     load_model = ModelWeights(setup.model, weights) if model is None else (lambda: model)
-    summary = predict_dataset(
-        load_model, items, out_dir, settings, runner, None if not quiet else False, ray_address
-    )
+    try:
+        summary = predict_dataset(
+            load_model, items, out_dir, settings, runner, None if not quiet else False, ray_address
+        )
+    except ConnectionError as error:  # no cluster at --ray-address
+        raise click.ClickException(str(error)) from None
     click.echo(
         f"{summary.written} videos written to {out_dir} ({summary.skipped} already complete) "
         f"in {summary.seconds:.1f} s",

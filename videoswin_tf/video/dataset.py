@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import itertools
 import json
 import logging
 import multiprocessing
@@ -508,41 +509,57 @@ def failure_text(video: str, error: Exception) -> str:
 
 
 def _run_local(load_model, todo, settings, writer, bar) -> tuple[float, float]:
-    """Rows of ``todo`` to ``writer``; the seconds in the model and loading it."""
-    started = time.perf_counter()
-    model = load_model()
-    load_seconds = time.perf_counter() - started
-    names = class_names(model, settings)
-    model_seconds = 0.0
-    for decoded in _decoded(todo, settings):
+    """Rows of ``todo`` to ``writer``; the seconds in the model and loading it. The decoding
+    workers start, and decode the first videos, while the model loads."""
+    with _DecodeAhead(todo, settings) as decoded:
         started = time.perf_counter()
-        row = model_row(model, decoded, settings, names)
-        model_seconds += time.perf_counter() - started
-        writer.add(row)
-        bar.update(row)
+        model = load_model()
+        load_seconds = time.perf_counter() - started
+        names = class_names(model, settings)
+        model_seconds = 0.0
+        for video in decoded:
+            started = time.perf_counter()
+            row = model_row(model, video, settings, names)
+            model_seconds += time.perf_counter() - started
+            writer.add(row)
+            bar.update(row)
     return model_seconds, load_seconds
 
 
-def _decoded(todo: list[DatasetItem], settings: DatasetSettings) -> Iterator[Decoded]:
-    """The videos decoded in order: in ``settings.workers`` processes, at most ``workers *
-    ahead`` ahead of the consumer, or in this process with no workers."""
-    if settings.workers == 0:
-        yield from (decode_item(item, settings) for item in todo)
-        return
-    context = multiprocessing.get_context("spawn")  # no fork of a process running TensorFlow
-    with concurrent.futures.ProcessPoolExecutor(settings.workers, mp_context=context) as pool:
-        queue: deque = deque()
-        items = iter(todo)
-        for item in items:
-            queue.append(pool.submit(decode_item, item, settings))
-            if len(queue) >= settings.workers * settings.ahead:
-                break
-        while queue:
-            decoded = queue.popleft().result()
-            next_item = next(items, None)
+class _DecodeAhead:
+    """The videos of ``todo`` decoded in order, in ``settings.workers`` processes at most
+    ``workers * ahead`` videos ahead of the consumer (in the consumer's process with no
+    workers). Decoding starts on entering the ``with`` block; leaving it stops the workers."""
+
+    def __init__(self, todo: list[DatasetItem], settings: DatasetSettings):
+        self.todo, self.settings = todo, settings
+        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.queue: deque = deque()
+
+    def __enter__(self) -> _DecodeAhead:
+        workers = self.settings.workers
+        self.items = iter(self.todo)
+        if workers:
+            context = multiprocessing.get_context("spawn")  # no fork of a TensorFlow process
+            self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
+            for item in itertools.islice(self.items, workers * self.settings.ahead):
+                self.queue.append(self.pool.submit(decode_item, item, self.settings))
+        return self
+
+    def __iter__(self) -> Iterator[Decoded]:
+        if self.pool is None:
+            yield from (decode_item(item, self.settings) for item in self.items)
+            return
+        while self.queue:
+            decoded = self.queue.popleft().result()
+            next_item = next(self.items, None)
             if next_item is not None:
-                queue.append(pool.submit(decode_item, next_item, settings))
+                self.queue.append(self.pool.submit(decode_item, next_item, self.settings))
             yield decoded
+
+    def __exit__(self, *exc_info) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 class _Progress:

@@ -359,7 +359,8 @@ class ShardWriter:
     Every ``shard_size`` rows become the shard ``part-<run>-<shard>.parquet`` (written the same
     way) and their row files are removed. `recover` turns the row files a killed run left into
     their shards; the names make that safe to repeat (a shard that exists is not rewritten).
-    Hidden files are skipped by ``pyarrow.dataset`` readers of the folder.
+    Hidden files are skipped by ``pyarrow.dataset`` readers of the folder. One run at a time
+    per folder: a second would gather the first's rows while it runs.
     """
 
     def __init__(self, out: Path, shard_size: int):
@@ -386,15 +387,13 @@ class ShardWriter:
             self.pending = []
 
     @staticmethod
-    def recover(out: Path) -> int:
-        """Gather the row files a killed run left in ``out`` into their shards; how many rows
-        they held."""
+    def recover(out: Path) -> None:
+        """Gather the row files a killed run left in ``out`` into their shards."""
         groups: dict[str, list[Path]] = {}
         for path in sorted((out / ROWS).glob("*.parquet")):
             groups.setdefault(path.stem.rsplit("-", 1)[0], []).append(path)
         for shard, paths in groups.items():
             _gather(paths, out / f"part-{shard}.parquet")
-        return sum(len(paths) for paths in groups.values())
 
 
 def write_atomically(table, path: Path) -> None:

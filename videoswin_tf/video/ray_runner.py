@@ -28,6 +28,9 @@ from videoswin_tf.video.dataset import (
 )
 from videoswin_tf.video.extra import import_extra
 
+# CPUs a decode task reserves (a replica reserves 1): two decode tasks share a CPU.
+DECODE_CPUS = 0.5
+
 
 def run_ray(
     load_model: Callable[[], Any],
@@ -61,13 +64,16 @@ def run_ray(
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         items = ray.data.from_items([{"item": pickle.dumps(item)} for item in todo])
-        decoded = items.map(_Decode(settings))
+        # Decode tasks ask for less CPU than the replicas: with equal resources Ray Data fuses
+        # the two stages, and each replica would decode its videos between its model calls.
+        decoded = items.map(_Decode(settings), num_cpus=DECODE_CPUS)
         rows = decoded.map_batches(
             _ModelReplica,
             fn_constructor_args=(load_model, settings),
             batch_size=1,
             batch_format="numpy",
             concurrency=settings.replicas,
+            num_cpus=1,
         )
         model_seconds = load_seconds = 0.0
         for record in rows.iter_rows():

@@ -6,10 +6,11 @@ and Swin-T weights with the builder's own initialisation (nothing is downloaded)
 each runner in a fresh process writing Parquet shards to its own folder, with the config's
 test pipeline at ``--views`` (default 1x1). Wall time is `predict_dataset`'s own (it includes
 loading the model once per process or actor, printed beside it, and starting Ray); the
-model's share is the time spent in the model (and the head) over it. Peak memory is the
-largest sum of the resident memory of the run's process tree (its decoding workers; Ray's
-daemons and actors), sampled every 0.1 s. Other processes on the machine change the numbers:
-the load average is printed.
+model's share is the time spent in the model (and the head) over it, and over the wall time
+less the loading (a long run's share; with Ray, loading is summed over replicas). Peak
+memory is the largest sum of the resident memory of the run's process tree (its decoding
+workers; Ray's daemons and actors), sampled every 0.1 s. Other processes on the machine
+change the numbers: the load average is printed.
 
     .venv/bin/python benchmarks/dataset_bench.py [--videos N] [--frames F] [--views CxK]
         [--config NAME] [--runners local,ray] [--workers N]
@@ -173,15 +174,16 @@ def main() -> None:
             f"{os.getloadavg()[0]:.1f} at start"
         )
         print(
-            f"{'runner':<7} {'videos/s':>9} {'model share':>12} {'peak memory':>12}  "
-            "wall (of which loading the model)"
+            f"{'runner':<7} {'videos/s':>9} {'model share':>12} {'after load':>11} "
+            f"{'peak memory':>12}  wall (of which loading the model)"
         )
         for runner in args.runners.split(","):
             result, peak = measure(args, runner, tmp / "videos", weights, tmp / f"out-{runner}")
             share = result["model_seconds"] / result["seconds"]
+            after = result["model_seconds"] / (result["seconds"] - result["load_seconds"])
             print(
-                f"{runner:<7} {result['videos'] / result['seconds']:>9.2f} {share:>11.0%} "
-                f"{peak / 2**20:>9.0f} MiB  {result['seconds']:.1f} s "
+                f"{runner:<7} {result['videos'] / result['seconds']:>9.2f} {share:>11.1%} "
+                f"{after:>11.1%} {peak / 2**20:>9.0f} MiB  {result['seconds']:.1f} s "
                 f"({result['load_seconds']:.1f} s)"
             )
 

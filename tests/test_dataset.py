@@ -1,11 +1,16 @@
 """Dataset runs: Parquet rows equal to the one-video API, list files, error rows, and a run
 killed with SIGKILL then rerun."""
 
+import json
 import os
 import re
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from videoswin_tf.video.dataset import (
     predict_dataset,
     read_results,
     read_video_list,
+    schema,
 )
 from videoswin_tf.video.snippets import SnippetSpec
 
@@ -144,19 +150,30 @@ def test_missing_truncated_and_audio_only_files_are_error_rows(model, videos, tm
 
 
 KILLED_RUN = """
-import sys
+import json, logging, sys
 sys.path.insert(0, {tests!r})
 from dataset_model import LABELS, PIPELINE, SmallWeights
 from videoswin_tf.video.dataset import DatasetSettings, predict_dataset
 
 if __name__ == "__main__":  # the decoding workers are spawned: they import this file
-    settings = DatasetSettings(config=PIPELINE, labels=LABELS, workers=1, shard_size=1)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
+    settings = DatasetSettings(config=PIPELINE, labels=LABELS, workers=1, shard_size=100)
     videos = {videos!r}
-    predict_dataset(SmallWeights({weights!r}), videos, {out!r}, settings, progress=False)
+    summary = predict_dataset(SmallWeights({weights!r}), videos, {out!r}, settings, progress=False)
+    print(json.dumps({{"written": summary.written, "skipped": summary.skipped}}))
 """
 
 
-def test_a_run_killed_with_sigkill_and_rerun_has_one_complete_row_per_video(weights, tmp_path):
+def written_videos(log: str) -> set[str]:
+    """The videos whose row the run logged as written."""
+    return {
+        line.removesuffix(": row written") for line in log.splitlines() if "row written" in line
+    }
+
+
+def test_a_run_killed_with_sigkill_keeps_every_finished_video(weights, tmp_path):
+    """Killed mid-shard (shards of 100 rows, 12 videos): every video logged as finished is kept,
+    the rerun redoes only the others, and the end is one complete row per video in one shard."""
     videos = [str(encode(tmp_path / f"k{i}.mp4", 8 + i, 40, 32)) for i in range(12)]
     out = tmp_path / "out"
     script = tmp_path / "run.py"
@@ -164,23 +181,37 @@ def test_a_run_killed_with_sigkill_and_rerun_has_one_complete_row_per_video(weig
     script.write_text(
         KILLED_RUN.format(tests=tests, videos=videos, weights=str(weights), out=str(out))
     )
-    run = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(out.glob("part-*.parquet"))) < 3:
-        assert run.poll() is None, "the run ended before it was killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGKILL)  # the run and its decoding workers
-    run.wait()
-    before = len(list(out.glob("part-*.parquet")))
-    assert 3 <= before < 12, "the kill came too late to test anything"
+    log = tmp_path / "killed.log"
+    with log.open("w") as sink:
+        run = subprocess.Popen(
+            [sys.executable, "-u", str(script)], stdout=sink, start_new_session=True
+        )
+        deadline = time.monotonic() + 120
+        while len(written_videos(log.read_text())) < 3:
+            assert run.poll() is None, "the run ended before it was killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(run.pid, signal.SIGKILL)  # the run and its decoding workers
+        run.wait()
+    finished = written_videos(log.read_text())
+    kept = {row["video"] for row in read_results(out).to_pylist() if row["error"] is None}
+    assert not list(out.glob("part-*.parquet")), "the kill came after a shard: nothing tested"
+    assert finished <= kept and len(kept) < 12, (finished, kept)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    rows = [row for shard in out.glob("part-*.parquet") for row in pq.read_table(shard).to_pylist()]
-    complete = [row["video"] for row in rows if row["error"] is None]
-    assert sorted(complete) == sorted(videos)  # each exactly once
-    assert len(rows) == 12
-    assert not list(out.glob(".*partial"))
+    redone = written_videos(done.stdout)
+    assert redone == set(videos) - kept  # nothing finished before the kill is run again
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "written": 12 - len(kept),
+        "skipped": len(kept),
+    }
+    shards = list(out.glob("part-*.parquet"))
+    assert len(shards) == 2  # the killed run's rows, gathered on the rerun; the rerun's own
+    rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]
+    assert sorted(row["video"] for row in rows) == sorted(videos)  # each exactly once
+    assert all(row["error"] is None and len(row["feature"]) == 256 for row in rows)
+    assert all(pq.read_schema(shard) == schema() for shard in shards)
+    assert not list(out.rglob("*.partial")) and not list((out / ".rows").iterdir())
 
 
 def test_cli_dataset_run_with_a_broken_list_exits_1(videos, tmp_path):
@@ -196,6 +227,7 @@ def test_cli_dataset_run_with_a_broken_list_exits_1(videos, tmp_path):
     out = tmp_path / "out"
     command = [str(Path(sys.executable).parent / "vswin-predict"), str(listed)]
     options = ["--weights", str(weights), "--config", "swin_t_k400", "--views", "1x1"]
+    options += ["--engine", "tensorflow"]  # the engine is not what this test is about
     done = subprocess.run(
         [*command, *options, "--out", str(out), "--quiet", "--workers", "0"],
         capture_output=True,
@@ -210,6 +242,106 @@ def test_cli_dataset_run_with_a_broken_list_exits_1(videos, tmp_path):
     rows = read_results(out).to_pylist()
     assert sorted(row["error"] is None for row in rows) == [False, False, False, True]
     assert [len(row["probabilities"] or []) for row in rows if row["error"] is None] == [400]
+
+
+# The small model as a JSON config vswin-convert takes ("arch": null: explicit fields), with
+# the test pipeline of dataset_model.PIPELINE; no label map, so classes are named by number.
+SMALL_JSON = {
+    "name": "small",
+    "arch": None,
+    "embed_dim": 32,
+    "depths": [1, 1, 2, 1],
+    "num_heads": [1, 2, 4, 8],
+    "window_size": [2, 3, 3],
+    "patch_size": [2, 4, 4],
+    "drop_path_rate": 0.1,
+    "num_classes": 10,
+    "clip_frames": 4,
+    "clip_size": 32,
+    "release": None,
+    "source": None,
+    "test_pipeline": {"frame_interval": 2, "num_clips": 1, "frame_uniform": False, "num_crops": 1},
+}
+NUMBERS = [str(index) for index in range(10)]
+
+
+@pytest.fixture(scope="module")
+def recorded(model, tmp_path_factory):
+    """The small model's weights in a file that records its config, and its JSON config."""
+    from videoswin_tf.weights_file import save_weights
+
+    folder = tmp_path_factory.mktemp("recorded")
+    save_weights(model, folder / "small.weights.h5")
+    (folder / "small.json").write_text(json.dumps(SMALL_JSON))
+    return folder / "small.weights.h5", folder / "small.json"
+
+
+def cli_dataset_run(weights: Path, videos, out: Path, *options: str):
+    """vswin-predict --out in this process; the result and the rows by video."""
+    from click.testing import CliRunner
+
+    from videoswin_tf.cli.predict import main
+
+    arguments = [*map(str, videos), "--weights", str(weights), "--out", str(out), "--quiet"]
+    result = CliRunner().invoke(main, [*arguments, "--workers", "0", "--top", "3", *options])
+    assert result.exit_code == 0, result.output
+    return result, {row["video"]: row for row in read_results(out).to_pylist()}
+
+
+ENGINES = [
+    ("tensorflow", "fp32"),
+    pytest.param("openvino", "fp32", marks=pytest.mark.slow),  # 30 s: OpenVINO's import, compile
+    ("tensorflow", "bf16"),
+]
+
+
+@pytest.mark.parametrize(("engine", "precision"), ENGINES)
+def test_cli_dataset_run_takes_a_config_file_and_an_engine(
+    model, recorded, videos, tmp_path, engine, precision
+):
+    """--config small.json (not a preset) with each engine: the rows equal predict_video on
+    the JSON's pipeline with the same engine; bf16 really ran (it differs from fp32)."""
+    from videoswin_tf.inference import has_native_bf16
+
+    if precision == "bf16" and not has_native_bf16():
+        pytest.skip("this CPU has no native bf16")
+    weights, config = recorded
+    options = ["--config", str(config), "--engine", engine, "--precision", precision]
+    result, rows = cli_dataset_run(weights, videos[:2], tmp_path / "out", *options)
+    assert f"engine: {engine}, {precision} (as asked; --engine to choose)" in result.output
+    for path in videos[:2]:
+        row = rows[str(path)]
+        one = predict_video(
+            model, path, PIPELINE, labels=NUMBERS, top=3, features=True, engine=engine,
+            precision=precision,
+        )  # fmt: skip
+        fp32 = predict_video(model, path, PIPELINE, labels=NUMBERS, features=True, engine=engine)
+        assert row["error"] is None and row["views"] == "1x1" and row["frames"] == one.num_frames
+        assert row["top_labels"] == [entry.label for entry in one.top]
+        np.testing.assert_allclose(row["probabilities"], one.probabilities, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(row["feature"], one.features, atol=1e-6, rtol=0)
+        difference = np.abs(np.asarray(row["feature"]) - fp32.features).max()
+        assert (difference > 0) == (precision == "bf16")
+
+
+def test_cli_dataset_run_takes_the_config_the_weights_record(model, recorded, videos, tmp_path):
+    """No --config: the file's recorded model, scored with the Kinetics protocol at 1x1 (32
+    frames of 224x224) and class numbers for names, as plain vswin-predict does."""
+    from videoswin_tf.video.model_setup import predict_setup
+
+    weights, _ = recorded
+    options = ["--views", "1x1", "--engine", "tensorflow"]
+    _, rows = cli_dataset_run(weights, videos[:1], tmp_path / "out", *options)
+    row = rows[str(videos[0])]
+    pipeline = predict_setup(weights).pipeline
+    assert (pipeline.clip_len, pipeline.crop_size) == (32, 224)
+    one = predict_video(
+        model, videos[0], pipeline, "1x1", labels=NUMBERS, top=3, features=True,
+        engine="tensorflow",
+    )  # fmt: skip
+    assert row["error"] is None and row["top_labels"] == [entry.label for entry in one.top]
+    np.testing.assert_allclose(row["probabilities"], one.probabilities, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(row["feature"], one.features, atol=1e-6, rtol=0)
 
 
 def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monkeypatch):
@@ -245,6 +377,84 @@ def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monke
                 np.testing.assert_allclose(row[column], expected[column], atol=1e-6, rtol=0)
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.slow  # about 90 s: a Ray head, the CLI's Ray driver and actor, the local run
+def test_ray_runner_joins_a_running_cluster(model, recorded, videos, tmp_path):
+    """The README's commands: a head started with ``ray start --head`` (2 CPUs, no dashboard,
+    no usage reporting), then ``vswin-predict ... --ray --ray-address HEAD:PORT``: the rows
+    equal the local runner's. The head is stopped by ending the process group this test
+    started (``ray stop`` would stop every Ray of this user on the machine)."""
+    weights, config = recorded
+    port, client, agent, metrics, runtime = free_ports(5)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sockets need a short path
+    bin_dir = Path(sys.executable).parent
+    # Ray authenticates with a token: this cluster's own, not the user's ~/.ray/auth_token
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **token}
+    readme = ["--head", "--num-cpus", "2", "--port", str(port), "--disable-usage-stats"]
+    readme += ["--include-dashboard", "false"]
+    here = ["--block", "--temp-dir", temp]  # this test's own: its folder and free ports
+    here += ["--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent)]
+    here += ["--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime)]
+    head = subprocess.Popen(
+        [str(bin_dir / "ray"), "start", *readme, *here],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        started = []
+        for line in head.stdout:  # ends when the head exits
+            started.append(line)
+            if "Ray runtime started" in line:
+                break
+        assert head.poll() is None, "".join(started)
+        items = [*videos[:2], tmp_path / "missing.mp4"]
+        options = ["--weights", str(weights), "--config", str(config), "--quiet", "--top", "3"]
+        options += ["--out", str(tmp_path / "ray"), "--ray", "--ray-address", f"127.0.0.1:{port}"]
+        done = subprocess.run(
+            [str(bin_dir / "vswin-predict"), *map(str, items), *options],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 1, done.stderr  # the missing video
+    assert done.stderr.splitlines()[-1] == "1 of 3 videos failed (their rows hold the error)"
+    options = ["--config", str(config), "--engine", "tensorflow"]
+    _, local_rows = cli_dataset_run(weights, videos[:2], tmp_path / "local", *options)
+    ray_rows = {row["video"]: row for row in read_results(tmp_path / "ray").to_pylist()}
+    missing = tmp_path / "missing.mp4"
+    assert ray_rows[str(missing)]["error"] == f"{missing}: no such file"
+    for video, expected in local_rows.items():
+        row = ray_rows[video]
+        for column in ("frames", "fps", "views", "top_labels", "top_indices", "error"):
+            assert row[column] == expected[column], column
+        for column in ("probabilities", "feature"):
+            np.testing.assert_allclose(row[column], expected[column], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -252,6 +462,11 @@ def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monke
         (["--ray"], "--ray runs a dataset job: add --out DIR"),
         (["--snippets", "32:16"], "--snippets needs --features DIR or --out DIR"),
         (["--out", "o", "--snippets", "32"], "snippets '32' must read CLIP:STRIDE"),
+        (
+            ["--out", "o", "--ray", "--engine", "openvino"],
+            "--engine and --precision apply to the local runner; --ray runs TensorFlow in fp32: "
+            "drop them or drop --ray",
+        ),
     ],
 )
 def test_cli_option_errors(videos, extra, message):

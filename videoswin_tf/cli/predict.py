@@ -15,7 +15,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f"vswin-predict needs click ({error}); install it with: pip install videoswin-tf[video]"
     ) from error
 
-from videoswin_tf.inference import ENGINES, PRECISIONS, choose
+from videoswin_tf.inference import ENGINES, PRECISIONS, TENSORFLOW_FP32, choose
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import presets
 from videoswin_tf.startup import start_tensorflow_quietly
@@ -23,7 +23,7 @@ from videoswin_tf.video.dataset import (
     LIST_SUFFIXES,
     DatasetItem,
     DatasetSettings,
-    PresetWeights,
+    ModelWeights,
     predict_dataset,
     read_video_list,
 )
@@ -172,7 +172,8 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     default=16,
     show_default=True,
     metavar="N",
-    help="With --out: videos per Parquet shard (a killed run loses at most these).",
+    help="With --out: videos per Parquet shard (each finished video is kept at once in a "
+    "small row file; a killed run loses only the videos in flight).",
 )
 @click.option("--quiet", is_flag=True, help="With --out: no progress bar, only errors and totals.")
 @click.option(
@@ -196,8 +197,7 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     type=click.Choice(ENGINES),
     help="What runs the model: openvino (needs pip install 'videoswin-tf[openvino]') or "
     "tensorflow. Default: openvino when installed (the faster in quiet measurements, README "
-    "Benchmarks), else tensorflow; stderr says which. Not with --out: dataset runs use "
-    "tensorflow in fp32.",
+    "Benchmarks), else tensorflow; stderr says which. With --ray: tensorflow only.",
 )
 @click.option(
     "--precision",
@@ -259,48 +259,44 @@ def main(
         )
     if (ray or ray_address) and out_dir is None:
         raise click.UsageError("--ray runs a dataset job: add --out DIR")
-    if out_dir is not None and (engine is not None or precision != "fp32"):
+    on_ray = ray or ray_address is not None
+    if on_ray and (engine is not None or precision != "fp32"):
         raise click.UsageError(
-            "--engine and --precision apply to runs without --out; dataset runs (--out) use "
-            "the TensorFlow engine in fp32"
+            "--engine and --precision apply to the local runner; --ray runs TensorFlow in fp32: "
+            "drop them or drop --ray"
         )
     snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
+    try:
+        names = _class_names(setup, labels)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--labels") from None
     if out_dir is not None:
-        named = config if config is not None else setup.source
-        if named not in presets():
-            raise click.UsageError(
-                f"dataset runs (--out) take a named --config ({', '.join(presets())}) for now; "
-                f"{named} is not one"
-            )
         _run_dataset(
             videos,
             setup,
             weights,
             out_dir,
             DatasetSettings(
-                config=named,
+                config=setup.pipeline,
                 views=views,
                 sampling=sampling,
                 top=top,
-                labels=None if labels is None else load_labels(labels, setup.num_classes),
+                labels=names,
                 snippets=snippet_spec,
                 batch_size=batch,
                 workers=workers,
                 shard_size=shard_size,
                 replicas=replicas,
+                engine=TENSORFLOW_FP32 if on_ray else choice,
             ),
             quiet,
-            "ray" if ray or ray_address else "local",
+            "ray" if on_ray else "local",
             ray_address,
         )
         return
     paths = expand_videos(videos)
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
-    try:
-        names = _class_names(setup, labels)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--labels") from None
     model = _load_model(setup, weights)
     click.echo(choice.describe(), err=True)
 
@@ -444,10 +440,15 @@ def _run_dataset(videos, setup, weights, out_dir, settings, quiet, runner, ray_a
     """``--out``: the dataset runner writes the shards; failures are rows, counted here."""
     items = _dataset_items(videos)
     model = None if runner == "ray" else _load_model(setup, weights)  # Ray: once per actor
-    load_model = PresetWeights(settings.config, weights) if model is None else (lambda: model)
-    summary = predict_dataset(
-        load_model, items, out_dir, settings, runner, None if not quiet else False, ray_address
-    )
+    if model is not None:
+        click.echo(settings.engine.describe(), err=True)
+    load_model = ModelWeights(setup.model, weights) if model is None else (lambda: model)
+    try:
+        summary = predict_dataset(
+            load_model, items, out_dir, settings, runner, None if not quiet else False, ray_address
+        )
+    except ConnectionError as error:  # no cluster at --ray-address
+        raise click.ClickException(str(error)) from None
     click.echo(
         f"{summary.written} videos written to {out_dir} ({summary.skipped} already complete) "
         f"in {summary.seconds:.1f} s",

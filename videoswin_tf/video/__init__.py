@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
     from videoswin_tf.video.dataset import (
         DatasetItem,
         DatasetSettings,
+        ModelWeights,
         PresetWeights,
         predict_dataset,
         read_results,
@@ -48,6 +49,7 @@ _LAZY = {
     "videoswin_tf.video.dataset": (
         "DatasetItem",
         "DatasetSettings",
+        "ModelWeights",
         "PresetWeights",
         "predict_dataset",
         "read_results",
@@ -80,6 +82,7 @@ __all__ = [
     "DatasetSettings",
     "DecodedVideo",
     "FrameStream",
+    "ModelWeights",
     "PresetWeights",
     "SampledVideo",
     "SnippetFeatures",

@@ -1,10 +1,13 @@
 """Dataset runs: many videos to Parquet shards, resumable, with decoding ahead of the model.
 
 `predict_dataset` classifies (and embeds) every video of a list and writes one row per video
-to Parquet shards in a folder (`SCHEMA`). Each shard is written to a hidden temporary file and
-renamed, so a shard is whole or absent; a killed run loses at most the videos not yet in a
-shard. A rerun skips the videos that have a complete row (no error) in the folder and redoes
-the rest; `read_results` gives one row per video (its complete row, else its latest error).
+to Parquet shards in a folder (`COLUMNS`). Each row is durable as soon as its video is done
+(its own small file under ``.rows/``, gathered into a shard every ``shard_size`` rows), and
+every file is written to a hidden temporary file and renamed, so it is whole or absent: a
+killed run loses only the videos being decoded or on the model. A rerun first gathers the
+row files it finds into their shards, then skips the videos that have a complete row (no
+error) and redoes the rest; `read_results` gives one row per video (its complete row, else
+its latest error).
 
 The local runner decodes in worker processes (``workers``) at most ``workers * ahead`` videos
 ahead of the model, so the model does not wait on FFmpeg; the model runs in the calling
@@ -20,7 +23,9 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import itertools
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -33,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from videoswin_tf.inference import TENSORFLOW_FP32, EngineChoice
 from videoswin_tf.presets import TestPipeline
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.extra import import_extra
@@ -51,6 +57,11 @@ from videoswin_tf.video.snippets import SnippetSpec, snippet_features
 LIST_SUFFIXES = (".txt", ".csv", ".jsonl")
 
 RUNNERS = ("local", "ray")
+
+# The folder (inside a run's output folder) of the rows not yet gathered into a shard.
+ROWS = ".rows"
+
+LOG = logging.getLogger(__name__)
 
 # The Parquet columns, in order: name -> (pyarrow type name, meaning). `schema()` builds it.
 COLUMNS = {
@@ -111,8 +122,10 @@ class DatasetSettings:
         batch_size: views per forward pass.
         workers: decoding processes (0: decode in the model's process).
         ahead: videos decoded ahead per worker (the bounded queue).
-        shard_size: rows per Parquet shard (a killed run loses at most this many videos).
+        shard_size: rows per Parquet shard (each row is durable before its shard is).
         replicas: with Ray, model replicas (actors, each loading the weights once).
+        engine: what runs the model (`videoswin_tf.inference.choose`): TensorFlow fp32 by
+            default; OpenVINO and bf16 in the local runner only.
     """
 
     config: str | TestPipeline = "swin_t_k400"
@@ -127,6 +140,7 @@ class DatasetSettings:
     ahead: int = 2
     shard_size: int = 16
     replicas: int = 1
+    engine: EngineChoice = TENSORFLOW_FP32
 
     @property
     def pipeline(self) -> TestPipeline:
@@ -155,6 +169,32 @@ class PresetWeights:
 
         preset = get_preset(self.config)
         model = getattr(videoswin_tf, preset.builder)(**preset.model_kwargs())
+        model.load_weights(str(self.weights))
+        return model
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelWeights:
+    """`videoswin_tf.TFSwinTransformer3D` built from its arguments, with weights from a file,
+    when called: what each Ray actor loads once for a model that is not a preset (a config
+    file's, or the one a weights file records). Picklable.
+
+    Attributes:
+        arguments: the builder's arguments (`videoswin_tf.video.model_setup.PredictSetup`'s
+            ``model``).
+        weights: the ``.weights.h5`` (or ``.h5``) file.
+    """
+
+    arguments: dict[str, Any]
+    weights: Path
+
+    def __call__(self):
+        from videoswin_tf.startup import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
+        from videoswin_tf.model import TFSwinTransformer3D
+
+        model = TFSwinTransformer3D(**self.arguments)
         model.load_weights(str(self.weights))
         return model
 
@@ -250,8 +290,9 @@ def predict_dataset(
     items = list({item.video: item for item in reversed(listed)}.values())[::-1]  # first of each
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for partial in out.glob(".*.parquet.partial"):  # left by a killed run
-        partial.unlink()
+    for partial in [*out.glob(".*.partial"), *(out / ROWS).glob(".*.partial")]:
+        partial.unlink()  # left by a killed run
+    ShardWriter.recover(out)
     complete = completed_videos(out)
     todo = [item for item in items if item.video not in complete]
     started = time.perf_counter()
@@ -285,20 +326,25 @@ def completed_videos(out: str | os.PathLike) -> set[str]:
     """The videos with a complete row (no error) in the shards of ``out``."""
     pq = import_extra("pyarrow.parquet")
     done: set[str] = set()
-    for shard in sorted(Path(out).glob("part-*.parquet")):
+    for shard in result_files(out):
         table = pq.read_table(shard, columns=["video", "error"])
         videos, errors = table["video"].to_pylist(), table["error"].to_pylist()
         done.update(video for video, error in zip(videos, errors, strict=True) if error is None)
     return done
 
 
+def result_files(out: str | os.PathLike) -> list[Path]:
+    """The shards of ``out`` and the row files a killed run left, oldest first."""
+    files = [*Path(out).glob("part-*.parquet"), *(Path(out) / ROWS).glob("*.parquet")]
+    return sorted(files, key=lambda path: path.stat().st_mtime_ns)
+
+
 def read_results(out: str | os.PathLike):
-    """One row per video from the shards of ``out`` (a pyarrow Table, `SCHEMA`): its
+    """One row per video from the shards of ``out`` (a pyarrow Table, `COLUMNS`): its
     complete row, else its latest error row."""
     pa, pq = import_extra("pyarrow"), import_extra("pyarrow.parquet")
-    shards = sorted(Path(out).glob("part-*.parquet"), key=lambda p: p.stat().st_mtime_ns)
     rows: dict[str, dict] = {}
-    for shard in shards:
+    for shard in result_files(out):
         for row in pq.read_table(shard).to_pylist():
             if rows.get(row["video"], {}).get("error", "x") is not None:
                 rows[row["video"]] = row
@@ -306,35 +352,70 @@ def read_results(out: str | os.PathLike):
 
 
 class ShardWriter:
-    """Collects rows and writes them ``shard_size`` at a time as ``part-<run>-<n>.parquet``:
-    each to a hidden ``.partial`` file first, then renamed."""
+    """Makes each row durable as it is added, and gathers them into Parquet shards.
+
+    A row is written at once to its own small file ``.rows/<run>-<shard>-<row>.parquet`` (to a
+    ``.partial`` file first, then renamed), so a killed run keeps every video it finished.
+    Every ``shard_size`` rows become the shard ``part-<run>-<shard>.parquet`` (written the same
+    way) and their row files are removed. `recover` turns the row files a killed run left into
+    their shards; the names make that safe to repeat (a shard that exists is not rewritten).
+    Hidden files are skipped by ``pyarrow.dataset`` readers of the folder. One run at a time
+    per folder: a second would gather the first's rows while it runs.
+    """
 
     def __init__(self, out: Path, shard_size: int):
         self.out, self.shard_size = out, shard_size
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        self.pending: list[dict] = []
+        self.pending: list[Path] = []  # row files of the shard being gathered
         self.rows = self.shards = 0
 
     def add(self, row: dict) -> None:
-        self.pending.append(row)
+        path = self.out / ROWS / f"{self.run}-{self.shards:05d}-{len(self.pending):05d}.parquet"
+        path.parent.mkdir(exist_ok=True)
+        write_atomically(import_extra("pyarrow").Table.from_pylist([row], schema=schema()), path)
+        LOG.info("%s: row written", row["video"])
+        self.pending.append(path)
+        self.rows += 1
         if len(self.pending) >= self.shard_size:
             self.flush()
 
     def flush(self) -> None:
-        if not self.pending:
-            return
+        """The pending rows as one shard; their row files removed."""
+        if self.pending:
+            _gather(self.pending, self.out / f"part-{self.run}-{self.shards:05d}.parquet")
+            self.shards += 1
+            self.pending = []
+
+    @staticmethod
+    def recover(out: Path) -> None:
+        """Gather the row files a killed run left in ``out`` into their shards."""
+        groups: dict[str, list[Path]] = {}
+        for path in sorted((out / ROWS).glob("*.parquet")):
+            groups.setdefault(path.stem.rsplit("-", 1)[0], []).append(path)
+        for shard, paths in groups.items():
+            _gather(paths, out / f"part-{shard}.parquet")
+
+
+def write_atomically(table, path: Path) -> None:
+    """A pyarrow Table as a Parquet file at ``path``: a hidden ``.partial`` file renamed, so
+    the file is whole or absent."""
+    pq = import_extra("pyarrow.parquet")
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _gather(row_files: list[Path], shard: Path) -> None:
+    """Row files into ``shard`` (unless a run killed after writing it left them), then
+    removed."""
+    if not shard.exists():
         pa, pq = import_extra("pyarrow"), import_extra("pyarrow.parquet")
-        table = pa.Table.from_pylist(self.pending, schema=schema())
-        name = f"part-{self.run}-{self.shards:05d}.parquet"
-        tmp = self.out / f".{name}.partial"
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, self.out / name)
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.rows += len(self.pending)
-        self.shards += 1
-        self.pending = []
+        write_atomically(pa.concat_tables(pq.read_table(path) for path in row_files), shard)
+    for path in row_files:
+        path.unlink()
 
 
 @dataclasses.dataclass
@@ -369,7 +450,13 @@ def model_row(model, decoded: Decoded, settings: DatasetSettings, names) -> dict
             duration=decoded.frames / decoded.fps if decoded.fps else None,
             views=settings.pipeline.views,
         )
-        out = run_views(model, decoded.views, settings.batch_size, features=settings.features)
+        out = run_views(
+            model,
+            decoded.views,
+            settings.batch_size,
+            features=settings.features,
+            engine=settings.engine,
+        )
         if names is not None:
             probabilities = average_probabilities(out["logits"])
             top = top_classes(probabilities, names, settings.top)
@@ -383,7 +470,12 @@ def model_row(model, decoded: Decoded, settings: DatasetSettings, names) -> dict
             row["feature"] = out["pooled"].mean(axis=0)
         if settings.snippets is not None:
             snippets = snippet_features(
-                model, decoded.item.video, settings.snippets, settings.config, settings.batch_size
+                model,
+                decoded.item.video,
+                settings.snippets,
+                settings.config,
+                settings.batch_size,
+                settings.engine,
             )
             row.update(snippet_features=list(snippets.features), snippet_times=list(snippets.times))
     except Exception as error:
@@ -416,41 +508,57 @@ def failure_text(video: str, error: Exception) -> str:
 
 
 def _run_local(load_model, todo, settings, writer, bar) -> tuple[float, float]:
-    """Rows of ``todo`` to ``writer``; the seconds in the model and loading it."""
-    started = time.perf_counter()
-    model = load_model()
-    load_seconds = time.perf_counter() - started
-    names = class_names(model, settings)
-    model_seconds = 0.0
-    for decoded in _decoded(todo, settings):
+    """Rows of ``todo`` to ``writer``; the seconds in the model and loading it. The decoding
+    workers start, and decode the first videos, while the model loads."""
+    with _DecodeAhead(todo, settings) as decoded:
         started = time.perf_counter()
-        row = model_row(model, decoded, settings, names)
-        model_seconds += time.perf_counter() - started
-        writer.add(row)
-        bar.update(row)
+        model = load_model()
+        load_seconds = time.perf_counter() - started
+        names = class_names(model, settings)
+        model_seconds = 0.0
+        for video in decoded:
+            started = time.perf_counter()
+            row = model_row(model, video, settings, names)
+            model_seconds += time.perf_counter() - started
+            writer.add(row)
+            bar.update(row)
     return model_seconds, load_seconds
 
 
-def _decoded(todo: list[DatasetItem], settings: DatasetSettings) -> Iterator[Decoded]:
-    """The videos decoded in order: in ``settings.workers`` processes, at most ``workers *
-    ahead`` ahead of the consumer, or in this process with no workers."""
-    if settings.workers == 0:
-        yield from (decode_item(item, settings) for item in todo)
-        return
-    context = multiprocessing.get_context("spawn")  # no fork of a process running TensorFlow
-    with concurrent.futures.ProcessPoolExecutor(settings.workers, mp_context=context) as pool:
-        queue: deque = deque()
-        items = iter(todo)
-        for item in items:
-            queue.append(pool.submit(decode_item, item, settings))
-            if len(queue) >= settings.workers * settings.ahead:
-                break
-        while queue:
-            decoded = queue.popleft().result()
-            next_item = next(items, None)
+class _DecodeAhead:
+    """The videos of ``todo`` decoded in order, in ``settings.workers`` processes at most
+    ``workers * ahead`` videos ahead of the consumer (in the consumer's process with no
+    workers). Decoding starts on entering the ``with`` block; leaving it stops the workers."""
+
+    def __init__(self, todo: list[DatasetItem], settings: DatasetSettings):
+        self.todo, self.settings = todo, settings
+        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.queue: deque = deque()
+
+    def __enter__(self) -> _DecodeAhead:
+        workers = self.settings.workers
+        self.items = iter(self.todo)
+        if workers:
+            context = multiprocessing.get_context("spawn")  # no fork of a TensorFlow process
+            self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
+            for item in itertools.islice(self.items, workers * self.settings.ahead):
+                self.queue.append(self.pool.submit(decode_item, item, self.settings))
+        return self
+
+    def __iter__(self) -> Iterator[Decoded]:
+        if self.pool is None:
+            yield from (decode_item(item, self.settings) for item in self.items)
+            return
+        while self.queue:
+            decoded = self.queue.popleft().result()
+            next_item = next(self.items, None)
             if next_item is not None:
-                queue.append(pool.submit(decode_item, next_item, settings))
+                self.queue.append(self.pool.submit(decode_item, next_item, self.settings))
             yield decoded
+
+    def __exit__(self, *exc_info) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 class _Progress:

@@ -28,6 +28,9 @@ from videoswin_tf.video.dataset import (
 )
 from videoswin_tf.video.extra import import_extra
 
+# CPUs a decode task reserves (a replica reserves 1): two decode tasks share a CPU.
+DECODE_CPUS = 0.5
+
 
 def run_ray(
     load_model: Callable[[], Any],
@@ -38,25 +41,39 @@ def run_ray(
     address: str | None = None,
 ) -> tuple[float, float]:
     """Run ``todo`` on Ray Data, handing each row to ``writer`` and ``bar``; the seconds the
-    replicas spent in the model and loading it (each summed over replicas)."""
+    replicas spent in the model and loading it (each summed over replicas).
+
+    Raises:
+        ConnectionError: no Ray cluster answers at ``address`` (one line, what to do).
+    """
     ray = import_extra("ray")
     if not todo:
         return 0.0, 0.0
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as error:  # Ray's own text, then what to do
+            raise ConnectionError(
+                f"could not join the Ray cluster at {address} ({str(error).splitlines()[0]}); "
+                "start one with ray start --head (README, Ray) and pass the address it prints, "
+                "or leave --ray-address out for a local Ray"
+            ) from None
     if bar.bar is None:  # quiet: Ray Data's own progress bars and logs off too
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         items = ray.data.from_items([{"item": pickle.dumps(item)} for item in todo])
-        decoded = items.map(_Decode(settings))
+        # Decode tasks ask for less CPU than the replicas: with equal resources Ray Data fuses
+        # the two stages, and each replica would decode its videos between its model calls.
+        decoded = items.map(_Decode(settings), num_cpus=DECODE_CPUS)
         rows = decoded.map_batches(
             _ModelReplica,
             fn_constructor_args=(load_model, settings),
             batch_size=1,
             batch_format="numpy",
             concurrency=settings.replicas,
+            num_cpus=1,
         )
         model_seconds = load_seconds = 0.0
         for record in rows.iter_rows():

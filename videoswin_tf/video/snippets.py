@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videoswin_tf.inference import TENSORFLOW_FP32, EngineChoice
 from videoswin_tf.presets import TestPipeline
 from videoswin_tf.video.decode import FrameStream, VideoError
 from videoswin_tf.video.predict import DEFAULT_BATCH, run_views, view_pipeline
@@ -113,6 +114,7 @@ def snippet_features(
     snippets: str | SnippetSpec = "32:16",
     config: str | TestPipeline = "swin_t_k400",
     batch_size: int = DEFAULT_BATCH,
+    engine: EngineChoice = TENSORFLOW_FP32,
 ) -> SnippetFeatures:
     """One pooled feature vector per snippet over the whole video, in one streaming pass.
 
@@ -125,6 +127,7 @@ def snippet_features(
         snippets: ``"CLIP:STRIDE"`` (1 crop) or a `SnippetSpec`.
         config: a named config (its frame interval, resize and crop size) or a `TestPipeline`.
         batch_size: views per forward pass.
+        engine: what runs the model (`videoswin_tf.inference`; default TensorFlow in fp32).
 
     Raises:
         videoswin_tf.video.VideoError: the file cannot be read as a video.
@@ -133,7 +136,7 @@ def snippet_features(
     spec = SnippetSpec.parse(snippets) if isinstance(snippets, str) else snippets
     pipeline = snippet_pipeline(config, spec)
     interval, span = pipeline.frame_interval, spec.span(pipeline.frame_interval)
-    runner = _SnippetRunner(model, spec.crops, batch_size)
+    runner = _SnippetRunner(model, spec.crops, batch_size, engine)
     kept: dict[int, np.ndarray] = {}  # index -> resized frame, for snippets not yet cut
     last = None
     num_frames = done = 0
@@ -178,8 +181,8 @@ def _sampled(index: int, stride: int, interval: int, span: int) -> bool:
 class _SnippetRunner:
     """Runs snippets' views through the model in batches; keeps their pooled features."""
 
-    def __init__(self, model, crops: int, batch_size: int):
-        self.model, self.crops, self.batch_size = model, crops, batch_size
+    def __init__(self, model, crops: int, batch_size: int, engine: EngineChoice):
+        self.model, self.crops, self.batch_size, self.engine = model, crops, batch_size, engine
         self.pending: list[np.ndarray] = []  # (crops, T, S, S, 3) uint8 per snippet
         self.features: list[np.ndarray] = []  # (C,) float32 per snippet
 
@@ -196,6 +199,8 @@ class _SnippetRunner:
         if not self.pending:
             return
         views = np.concatenate(self.pending)  # (snippets * crops, T, S, S, 3)
-        pooled = run_views(self.model, views, self.batch_size, features=True)["pooled"]
+        pooled = run_views(self.model, views, self.batch_size, features=True, engine=self.engine)[
+            "pooled"
+        ]
         self.features.extend(pooled.reshape(len(self.pending), self.crops, -1).mean(axis=1))
         self.pending = []

@@ -195,3 +195,18 @@ def test_a_file_with_class_names_gives_the_builder_its_class_names(tmp_path):
     with h5py.File(path, "w") as file:
         file.attrs[CONFIG_ATTRIBUTE] = json.dumps(recorded)
     assert "class_names" not in model_arguments(resolve(str(path)), "tiny", {})
+
+
+def test_predict_video_names_classes_by_the_models_class_names():
+    """A model carrying ``class_names`` (from its weights file or its builder) names its top
+    classes with them; given labels still win, and a model without names falls back to the
+    config's labels or class numbers."""
+    from types import SimpleNamespace
+
+    from videoswin_tf.video.predict import _class_names
+
+    named = SimpleNamespace(num_classes=3, class_names=["pour", "stir", "whisk"])
+    assert _class_names(named, object(), None) == ["pour", "stir", "whisk"]
+    assert _class_names(named, object(), ["a", "b", "c"]) == ["a", "b", "c"]
+    unnamed = SimpleNamespace(num_classes=3, class_names=None)
+    assert _class_names(unnamed, object(), None) == ["0", "1", "2"]

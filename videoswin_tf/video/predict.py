@@ -307,6 +307,8 @@ def _class_names(model, config, labels) -> list[str]:
             )
         return names
     if labels is None:
+        if getattr(model, "class_names", None):
+            return list(model.class_names)
         if not isinstance(config, str):
             return [str(index) for index in range(model.num_classes)]
         labels = get_preset(config).labels

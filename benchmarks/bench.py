@@ -460,7 +460,9 @@ def shape_args(shape) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["swin_t_k400", "swin_b_k400"])
-    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument(
+        "--frames", type=int, help="frames of the clip (default 32; 8 with --backends)"
+    )
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -473,7 +475,7 @@ def main() -> None:
         "--backends",
         action="store_true",
         help="only the Keras backends: TensorFlow, torch and JAX each in its own process, "
-        "interleaved --repeats rounds on 1x--frames x--size^2 (default 8x224), medians",
+        "--repeats interleaved rounds on the first of --configs, medians against TensorFlow's",
     )
     parser.add_argument(
         "--export-configs",
@@ -518,9 +520,9 @@ def main() -> None:
         + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
         + f"; peak = {peak:.0f}"
     )
-    shape = (1, args.frames, args.size, args.size, 3)
+    frames = args.frames or (8 if args.backends else 32)
+    shape = (1, frames, args.size, args.size, 3)
     if args.backends:
-        shape = (1, 8 if args.frames == 32 else args.frames, args.size, args.size, 3)
         backend_rounds(args.configs[0], shape, args.repeats)
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
         return

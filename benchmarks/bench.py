@@ -18,6 +18,7 @@ then one table per run, every figure measured in this run, each row in a fresh p
 
     make bench                                              # Swin-T and Swin-B, 1x32x224x224
     .venv/bin/python benchmarks/bench.py --quick            # Swin-T on 1x8x224x224, no conversion
+    .venv/bin/python benchmarks/bench.py --backends         # TF, torch, JAX interleaved, medians
 
 Targets (issues 11 and 17, a verdict line each): the fp32 default engine at 75% of the matmul
 peak or more and 1.3x KerasCV's best path, bf16 at 2.4x KerasCV's best fp32 path, never slower
@@ -32,6 +33,7 @@ import functools
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -381,6 +383,72 @@ def verdicts(results: dict, flops: float, peak: float) -> None:
         )
 
 
+BACKENDS = ("tensorflow", "torch", "jax")
+
+
+def backend_worker(config: str, shape) -> None:
+    """Serve timed forward passes of this package's default path (``predict_on_batch``) on
+    this process's Keras backend: "ready" once built and warmed up (compiled, on JAX), then
+    one line of seconds for every line read from stdin."""
+    import numpy as np
+    from videoswin_tf.convert.configs.resolve import resolve_config
+    from videoswin_tf.convert.mapping.spec import build_keras_model
+
+    model = build_keras_model(resolve_config(config).replace(num_classes=None))
+    clip = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    model.predict_on_batch(clip)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        model.predict_on_batch(clip)
+        print(time.perf_counter() - start, flush=True)
+
+
+def backend_rounds(config: str, shape, rounds: int) -> None:
+    """Time each installed backend's forward pass in its own process, interleaved (one pass
+    per backend per round, the order rotating), and print medians and best against
+    TensorFlow's, with the verdict on issue 17's target (within 1.5x)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, __file__, "--backend-worker", "--configs", config]
+    workers = {}
+    for backend in BACKENDS:
+        if importlib.util.find_spec(backend) is None:
+            print(f"  {backend}: not installed")
+            continue
+        workers[backend] = subprocess.Popen(
+            [*command, *shape_args(shape)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**env, "KERAS_BACKEND": backend},
+            cwd=ROOT,
+        )
+    for backend, worker in workers.items():
+        if worker.stdout.readline().strip() != "ready":
+            rerun = " ".join([f"KERAS_BACKEND={backend} python", *command[1:], *shape_args(shape)])
+            raise RuntimeError(f"the {backend} worker failed; to see why, run: {rerun}")
+    times = {backend: [] for backend in workers}
+    order = list(workers)
+    for round_ in range(rounds):
+        for backend in order[round_ % len(order) :] + order[: round_ % len(order)]:
+            workers[backend].stdin.write("run\n")
+            workers[backend].stdin.flush()
+            times[backend].append(float(workers[backend].stdout.readline()))
+    for worker in workers.values():
+        worker.stdin.close()
+        worker.wait()
+    print(f"\n{config}, {'x'.join(map(str, shape))}: {rounds} interleaved rounds")
+    print(f"  {'backend':<11} {'median s':>9} {'best s':>8} {'vs TF median':>13}")
+    reference = statistics.median(times["tensorflow"])
+    for backend, seconds in times.items():
+        ratio = statistics.median(seconds) / reference
+        print(
+            f"  {backend:<11} {statistics.median(seconds):>9.3f} {min(seconds):>8.3f} "
+            f"{ratio:>12.2f}x  ({'met' if ratio <= 1.5 else 'missed'}: within 1.5x)"
+        )
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "missed"
 
@@ -392,7 +460,9 @@ def shape_args(shape) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["swin_t_k400", "swin_b_k400"])
-    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument(
+        "--frames", type=int, help="frames of the clip (default 32; 8 with --backends)"
+    )
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -401,6 +471,12 @@ def main() -> None:
         help="Swin-T on 1x8x224x224, best of 2, no conversion table (~3 min)",
     )
     parser.add_argument("--no-conversion", action="store_true", help="skip the conversion table")
+    parser.add_argument(
+        "--backends",
+        action="store_true",
+        help="only the Keras backends: TensorFlow, torch and JAX each in its own process, "
+        "--repeats interleaved rounds on the first of --configs, medians against TensorFlow's",
+    )
     parser.add_argument(
         "--export-configs",
         nargs="*",
@@ -411,6 +487,7 @@ def main() -> None:
     parser.add_argument("--sources", type=Path, default=ROOT / "checkpoints")
     parser.add_argument("--forward-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--export-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--backend-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--exports", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -424,6 +501,9 @@ def main() -> None:
         return
     if args.export_worker:
         print(json.dumps(export_worker(args.configs[0], tuple(args.shape), args.exports)))
+        return
+    if args.backend_worker:
+        backend_worker(args.configs[0], tuple(args.shape))
         return
 
     from videoswin_tf.startup import start_tensorflow_quietly
@@ -440,7 +520,12 @@ def main() -> None:
         + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
         + f"; peak = {peak:.0f}"
     )
-    shape = (1, args.frames, args.size, args.size, 3)
+    frames = args.frames or (8 if args.backends else 32)
+    shape = (1, frames, args.size, args.size, 3)
+    if args.backends:
+        backend_rounds(args.configs[0], shape, args.repeats)
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
+        return
     print(
         f"forward passes on a {'x'.join(map(str, shape))} clip, best of {args.repeats}, "
         "each row in a fresh process"

@@ -15,6 +15,7 @@ from videoswin_tf.layers.windows import shifted_window_mask, shifted_window_regi
 
 COMPARE = """
 import keras, numpy as np
+from videoswin_tf.layers import attention
 from videoswin_tf.layers.attention import WindowAttention3D
 from videoswin_tf.layers.windows import shifted_window_mask, shifted_window_regions
 
@@ -26,12 +27,17 @@ table.assign(np.random.default_rng(1).normal(0, 1.5, tuple(table.shape)).astype(
 regions = shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1))  # 8 windows of 18 tokens
 mask = shifted_window_mask(regions)
 worst = 0.0
-for clips, with_mask in ((1, True), (3, True), (3, False)):
+# With CHUNK_BYTES 8192 (3 windows' 2x18x18 float32 logits; 2 divides the 8 windows of a mask)
+# the windows are attended 2 at a time.
+cases = ((1, True, None), (3, True, None), (3, False, None), (1, True, 8192), (3, True, 8192))
+cases += ((3, False, 8192),)
+for clips, with_mask, chunk_bytes in cases:
+    attention.CHUNK_BYTES = chunk_bytes or 8 * 2**20
     windows = np.random.default_rng(clips).standard_normal((clips * 8, 18, 16)).astype("float32")
     qkv = keras.ops.reshape(layer.qkv(windows), (-1, 18, 3, 2, 8))
     m = mask if with_mask else None
     explicit = keras.ops.convert_to_numpy(layer.explicit_attention(qkv, m, False))
-    fused = keras.ops.convert_to_numpy(layer.backend_attention(qkv, m, clips * 8))
+    fused = keras.ops.convert_to_numpy(layer.backend_attention(qkv, m))
     assert explicit.shape == (clips * 8, 18, 16)
     worst = max(worst, float(np.abs(explicit - fused).max()))
 print(worst)

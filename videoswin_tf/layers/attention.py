@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import keras
@@ -11,6 +12,29 @@ from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
 # Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
 CHUNK_BYTES = 8 * 2**20
+
+# Keras backends whose own ``dot_product_attention`` is faster than the matrix products of
+# `WindowAttention3D.explicit_attention` (measured on Swin-T, README Benchmarks): torch's fused
+# CPU kernel. TensorFlow's is einsums, and on JAX XLA compiles the explicit products faster.
+FUSED_ATTENTION_BACKENDS = ("torch",)
+
+
+def window_bias(bias, mask, batch_windows: int):
+    """One additive bias per window: the relative position bias plus each window's mask.
+
+    Args:
+        bias: ``(1, heads, N', N')``.
+        mask: ``(nWindows, N', N')`` for windows laid out as ``B x nWindows``.
+        batch_windows: ``b``, a multiple of ``nWindows`` or (a chunk in one clip) at most it.
+
+    Returns:
+        ``(b, heads, N', N')``.
+    """
+    bias = bias + mask[:, None]  # (nWindows, heads, N', N')
+    if batch_windows <= mask.shape[0]:
+        return bias
+    repeats = (batch_windows // mask.shape[0], 1, 1, 1, 1)  # several clips
+    return ops.reshape(ops.tile(bias[None], repeats), (-1, *tuple(bias.shape[1:])))
 
 
 def windows_per_chunk(
@@ -113,29 +137,73 @@ class WindowAttention3D(keras.layers.Layer):
     def call(self, windows, attention_mask=None, training=None):
         num_tokens = windows.shape[1]
         qkv = ops.reshape(self.qkv(windows), (-1, num_tokens, 3, self.num_heads, self.head_dim))
-        # The backend's fused attention needs the number of windows, unknown while Keras'
-        # OpenVINO backend traces the model (batch None).
-        explicit = keras.backend.backend() == "tensorflow" or windows.shape[0] is None
-        if explicit or (training and self.attn_drop > 0):
-            x = self.explicit_attention(qkv, attention_mask, training)
+        # The fused kernel needs the number of windows, unknown while Keras' OpenVINO backend
+        # traces the model (batch None), and has no attention dropout.
+        fused = keras.backend.backend() in FUSED_ATTENTION_BACKENDS and windows.shape[0] is not None
+        if fused and not (training and self.attn_drop > 0):
+            x = self.backend_attention(qkv, attention_mask)
         else:
-            x = self.backend_attention(qkv, attention_mask, windows.shape[0])
+            x = self.explicit_attention(qkv, attention_mask, training)
         return self.proj_dropout(self.proj(x), training=training)
 
     def explicit_attention(self, qkv, attention_mask, training):
         """Attention written out in matrix products, with dropout on its weights.
 
         The faster path on TensorFlow, whose oneDNN batched products beat the einsums of its
-        ``dot_product_attention`` (measured on Swin-T: about 10% faster in all), and the only
-        one with attention dropout. Where the number of windows is known, they are attended
-        a few at a time (`windows_per_chunk`) so that each chunk's logits stay in the CPU's
-        cache through the bias, mask, softmax and second product (stage 0 of Swin-T: 3x
-        faster than one pass over all 128 windows' 59M logits).
+        ``dot_product_attention`` (measured on Swin-T: about 10% faster in all), and on JAX
+        (Swin-T 17% less time than with its ``dot_product_attention``), and the only one
+        with attention dropout.
 
         Args:
             qkv: ``(B_, N', 3, heads, head_dim)``.
             attention_mask: ``(nWindows, N', N')`` or ``None``.
             training: whether dropout is active.
+
+        Returns:
+            ``(B_, N', C)``.
+        """
+        attend = functools.partial(self.attend, training=training)
+        return self.attend_in_chunks(qkv, attention_mask, attend)
+
+    def backend_attention(self, qkv, attention_mask):
+        """Attention by the backend's own ``dot_product_attention``, the relative position
+        bias and the chunk's mask summed into its one additive bias: on torch its fused
+        kernel (Swin-T's stage-0 attention 3x faster than the matrix products). No dropout.
+
+        Args:
+            qkv: ``(B_, N', 3, heads, head_dim)``, ``B_`` known.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+
+        Returns:
+            ``(B_, N', C)``.
+        """
+
+        def attend(query, key, value, bias, mask):
+            if mask is not None:
+                bias = window_bias(bias, mask, query.shape[0])
+            # (b, heads, N', head_dim) <-> the kernel's (b, N', heads, head_dim)
+            query, key, value = (ops.transpose(t, (0, 2, 1, 3)) for t in (query, key, value))
+            x = ops.dot_product_attention(query, key, value, bias=bias, scale=1.0)
+            return ops.transpose(x, (0, 2, 1, 3))
+
+        return self.attend_in_chunks(qkv, attention_mask, attend)
+
+    def attend_in_chunks(self, qkv, attention_mask, attend):
+        """``attend`` over the windows a few at a time, in clip order.
+
+        Where the number of windows is known they are attended `windows_per_chunk` at a time,
+        so that each chunk's logits (and on the fused path its bias) stay in the CPU's cache
+        from the bias add to the second product (stage 0 of Swin-T: 3x faster than one pass
+        over all 128 windows' 59M logits on TensorFlow; on torch it also spares building the
+        whole ``(nWindows, heads, N', N')`` bias of a shifted stage).
+
+        Args:
+            qkv: ``(B_, N', 3, heads, head_dim)``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            attend: ``(query, key, value, bias, mask) -> (b, heads, N', head_dim)`` for a
+                chunk's ``(b, heads, N', head_dim)`` query (already scaled), key and value,
+                the bias ``(1, heads, N', N')`` and the chunk's mask ``(b, N', N')`` (or the
+                whole mask, or ``None``).
 
         Returns:
             ``(B_, N', C)``.
@@ -148,7 +216,7 @@ class WindowAttention3D(keras.layers.Layer):
             batch_windows, self.num_heads, num_tokens, attention_mask, self.compute_dtype
         )
         if step is None:
-            x = self.attend(query, key, value, bias, attention_mask, training)
+            x = attend(query, key, value, bias, attention_mask)
         else:
             chunks = []
             for start in range(0, batch_windows, step):
@@ -157,8 +225,7 @@ class WindowAttention3D(keras.layers.Layer):
                 if attention_mask is not None:  # the chunk's windows, in clip order
                     first = start % attention_mask.shape[0]
                     mask = attention_mask[first : first + step]
-                q, k, v = query[window], key[window], value[window]
-                chunks.append(self.attend(q, k, v, bias, mask, training))
+                chunks.append(attend(query[window], key[window], value[window], bias, mask))
             x = ops.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
         # (B_, heads, N', head_dim) -> (B_, N', C)
         return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
@@ -183,31 +250,6 @@ class WindowAttention3D(keras.layers.Layer):
         attn = ops.softmax(attn, axis=-1) if num_tokens > 1 else ops.ones_like(attn)
         attn = self.attn_dropout(attn, training=training)
         return ops.matmul(attn, value)  # (b, heads, N', head_dim)
-
-    def backend_attention(self, qkv, attention_mask, batch_windows):
-        """Attention by the backend's own ``dot_product_attention``, bias and mask summed
-        into one additive bias: on torch its fused kernel (3x faster than the matrix products
-        on stage 0's windows), on JAX about as fast. No dropout.
-
-        Args:
-            qkv: ``(B_, N', 3, heads, head_dim)``.
-            attention_mask: ``(nWindows, N', N')`` or ``None``.
-            batch_windows: ``B_`` (always known on torch and under ``jax.jit``).
-
-        Returns:
-            ``(B_, N', C)``.
-        """
-        num_tokens = qkv.shape[1]
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B_, N', heads, hd)
-        bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
-        if attention_mask is not None:
-            num_windows = attention_mask.shape[0]
-            bias = bias + attention_mask[:, None]  # (nW, heads, N', N')
-            if batch_windows != num_windows:  # several clips: one bias per window of each
-                repeats = (batch_windows // num_windows, 1, 1, 1, 1)
-                bias = ops.reshape(ops.tile(bias[None], repeats), (-1, *tuple(bias.shape[1:])))
-        x = ops.dot_product_attention(query, key, value, bias=bias, scale=self.scale)
-        return ops.reshape(x, (-1, num_tokens, self.dim))  # (B_, N', heads, hd) -> (B_, N', C)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -9,12 +9,16 @@ from keras import ops
 
 
 def exact_gelu(x):
-    """Exact GELU, ``0.5 * x * (1 + erf(x / sqrt(2)))``, written out.
+    """Exact GELU, ``0.5 * x * (1 + erf(x / sqrt(2)))``.
 
-    Keras' ``gelu(approximate=False)`` on TensorFlow 2.21 computes the same function with
-    ``Erfc``, which tf2onnx cannot convert; ``erf`` converts to ONNX ``Erf`` (and to the
-    pattern ONNX Runtime fuses into its GELU kernel), on every backend.
+    Written out on every backend but torch: Keras' ``gelu(approximate=False)`` on TensorFlow
+    2.21 computes the same function with ``Erfc``, which tf2onnx cannot convert; ``erf``
+    converts to ONNX ``Erf`` (and to the pattern ONNX Runtime fuses into its GELU kernel).
+    On torch, which runs each of the five element-wise steps as its own pass over the MLP's
+    largest tensor, Keras' exact GELU is torch's one-pass kernel.
     """
+    if keras.backend.backend() == "torch":
+        return ops.gelu(x, approximate=False)
     return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
 
 

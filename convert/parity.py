@@ -99,7 +99,9 @@ class ParityReport:
 
     The logits pass when their largest absolute difference is at most ``atol`` and at most
     ``rtol`` times the largest reference logit (so tiny logits cannot pass by being tiny).
-    Without a head the backbone output (the last stage) is judged instead.
+    Without a head the backbone output (the last stage) is judged instead. ``outputs`` names
+    what the logits row holds: ``"logits"``, or ``"probs"`` for a reference that ends in
+    softmax (both sides' softmax probabilities are compared then).
     """
 
     config: str
@@ -113,6 +115,7 @@ class ParityReport:
     top5_agreement: float | None
     seconds_reference: float
     seconds_keras: float
+    outputs: str = "logits"
 
     @property
     def judged(self) -> Difference:
@@ -132,7 +135,7 @@ class ParityReport:
 
     def format(self) -> str:
         """The report as printed by the CLI."""
-        rows = [("logits" if self.logits is not None else None, self.logits)]
+        rows = [(self.outputs if self.logits is not None else None, self.logits)]
         rows += [(f"stage {i}", stage) for i, stage in enumerate(self.stages)]
         lines = [
             f"parity: {self.config}, clip {'x'.join(map(str, self.clip_shape))} (seed {self.seed})",
@@ -181,7 +184,14 @@ def compare(
     rtol: float = DEFAULT_RTOL,
     seconds: tuple[float, float] = (0.0, 0.0),
 ) -> ParityReport:
-    """Build a `ParityReport` from the two models' outputs (``stages`` and ``logits``)."""
+    """Build a `ParityReport` from the two models' outputs (``stages`` and ``logits``); a
+    reference whose outputs say ``"softmax": True`` gave probabilities, which are compared with
+    the softmax of the Keras logits."""
+    outputs = "logits"
+    if reference_out.get("softmax"):
+        shifted = np.exp(keras_out["logits"] - keras_out["logits"].max(axis=-1, keepdims=True))
+        keras_out = keras_out | {"logits": shifted / shifted.sum(axis=-1, keepdims=True)}
+        outputs = "probs"
     logits = None
     top1 = top5 = None
     if reference_out["logits"] is not None:
@@ -204,6 +214,7 @@ def compare(
         top5_agreement=top5,
         seconds_reference=seconds[1],
         seconds_keras=seconds[0],
+        outputs=outputs,
     )
 
 

@@ -211,7 +211,7 @@ def seed_config(file: h5py.File, window_hint: Sequence[int] | None = None) -> di
         "embed_dim": int(kernel.shape[-1]),
         "depths": depths,
         "num_heads": heads,
-        "window_size": _window(rows, window_hint),
+        "window_size": window_from_rows(rows, window_hint),
         "patch_size": [int(size) for size in kernel.shape[:3]],
         "include_top": head is not None,
         "num_classes": None if head is None else int(head.shape[1]),
@@ -339,7 +339,12 @@ def _first(groups: dict, group: str, leaf_name: str) -> h5py.Dataset:
     return found[0]
 
 
-def _window(rows: int, hint: Sequence[int] | None) -> list[int]:
+def window_from_rows(rows: int, hint: Sequence[int] | None) -> list[int]:
+    """The window ``(Wd, Wh, Ww)`` whose bias tables have ``rows`` rows (see `seed_config`).
+
+    Raises:
+        LayoutError: no window with the hint's or the seed's spatial size gives ``rows``.
+    """
     if hint is not None and rows == math.prod(2 * size - 1 for size in hint):
         return list(hint)
     spatials = ([tuple(hint[1:])] if hint is not None else []) + [SEED_SPATIAL_WINDOW]

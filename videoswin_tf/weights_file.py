@@ -27,7 +27,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from videoswin_tf import legacy_h5
+from videoswin_tf import kerascv_h5, legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES, builder_call, find_arch
 from videoswin_tf.presets import presets
 
@@ -98,14 +98,21 @@ def save_weights(
 def read_file_config(
     path: str | os.PathLike, window_hint: Sequence[int] | None = None
 ) -> dict | None:
-    """The config a file of ours records or, for a file of the seed's (which records none), the
-    one its shapes give (`legacy_h5.seed_config`, with ``window_hint``), with the preset and
+    """The config a file of ours records or, for a file of the seed's or KerasCV's (which record
+    none), the one its shapes give (`legacy_h5.seed_config`, `kerascv_h5.file_config`, with
+    ``window_hint``), with the preset and
     label map of the release name it carries when they fit; ``None`` for any other file.
 
     Raises:
         WeightsMismatchError: a seed-layout file whose shapes fit no model.
     """
     path = Path(path)
+    with kerascv_h5.open_weights(path) as kerascv:
+        if kerascv is not None:
+            try:
+                return kerascv_h5.file_config(kerascv, window_hint)
+            except legacy_h5.LayoutError as error:
+                raise WeightsMismatchError(f"{path} does not fit this model: {error}") from None
     if not path.is_file() or not h5py.is_hdf5(path):
         return None
     with h5py.File(path, "r") as file:
@@ -194,23 +201,23 @@ def load_weights(
     **kwargs,
 ) -> None:
     """Load ``path`` into ``model`` after `check_fits`: a Keras 2 layout file of this model
-    (the seed's, this package's, or its earlier one: `legacy_h5.LAYOUTS`) by structure, every
-    other file with ``keras_load`` (Keras' own ``load_weights``).
+    (the seed's, this package's, or its earlier one: `legacy_h5.LAYOUTS`) and KerasCV's
+    ``*.weights.h5`` / ``.keras`` files (`kerascv_h5`) by structure, every other file with
+    ``keras_load`` (Keras' own ``load_weights``).
 
     A structural read checks every weight's kind and shape before assigning any; a difference
     raises `WeightsMismatchError` naming the first, or with ``skip_mismatch`` warns and leaves
     those variables as they are.
     """
     check_fits(model, path)
-    layout = _legacy_layout(path)
-    if layout is None:
+    read = _read_by_structure(model, path)
+    if read is None:
         keras_load(str(path), skip_mismatch=skip_mismatch, **kwargs)
         return
-    with h5py.File(path, "r") as file:
-        pairs, problems = legacy_h5.assignments(model, file, layout)
+    name, pairs, problems = read
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        message = f"{path} ({layout.name}) does not fit this model: {problems[0]}{more}"
+        message = f"{path} ({name}) does not fit this model: {problems[0]}{more}"
         if not skip_mismatch:
             raise WeightsMismatchError(
                 f"{message}; load_weights(..., skip_mismatch=True) keeps the model's own values "
@@ -219,6 +226,19 @@ def load_weights(
         warnings.warn(f"{message}; kept the model's own values for those", stacklevel=3)
     for variable, value in pairs:
         variable.assign(value)
+
+
+def _read_by_structure(model, path: str | os.PathLike) -> tuple[str, list, list[str]] | None:
+    """``(layout name, (variable, value) pairs, problems)`` for a file read by structure (a
+    Keras 2 layout, or KerasCV's `kerascv_h5`); ``None`` for any other file."""
+    layout = _legacy_layout(path)
+    if layout is not None:
+        with h5py.File(path, "r") as file:
+            return (layout.name, *legacy_h5.assignments(model, file, layout))
+    with kerascv_h5.open_weights(path) as kerascv:
+        if kerascv is not None:
+            return (kerascv_h5.NAME, *kerascv_h5.assignments(model, kerascv))
+    return None
 
 
 def _legacy_layout(path: str | os.PathLike) -> legacy_h5.Layout | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.references.kerascv import kerascv_forward
 from videoswin_tf.convert.references.mmaction2 import mmaction2_forward
 from videoswin_tf.convert.references.mmaction2_inflation import mmaction2_inflation_forward
 from videoswin_tf.convert.references.seed_keras2 import seed_forward
@@ -41,6 +42,10 @@ REFERENCES: dict[str, Reference] = {
     "seed-keras2": Reference(
         "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) loading the file itself",
         seed_forward,
+    ),
+    "kerascv": Reference(
+        "KerasCV's VideoSwinBackbone/VideoClassifier (keras-cv 0.9) loading the file itself",
+        kerascv_forward,
     ),
 }
 

@@ -36,6 +36,8 @@ from videoswin_tf.convert.sources.layout import Source, SourceError, listing, re
 from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
 from videoswin_tf.convert.sources.training_objects import training_object_globals
 
+from videoswin_tf.kerascv_h5 import is_kerascv_archive
+
 CONTAINERS = ("state_dict", "model")
 PREFIXES = ("backbone.", "cls_head.")
 DDP_PREFIX = "module."
@@ -115,6 +117,10 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
         from videoswin_tf.convert.sources.keras_h5 import read_h5
 
         return read_h5(path)
+    if kind is Kind.KERAS_ARCHIVE and is_kerascv_archive(path):
+        from videoswin_tf.convert.sources.kerascv import read_kerascv
+
+        return read_kerascv(path)
     if kind is not Kind.TORCH:
         raise CheckpointError(NOT_READ[kind].format(path=path))
     raw = _read(path)

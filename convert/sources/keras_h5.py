@@ -37,7 +37,7 @@ def read_h5(path: Path):
     """
     import h5py
 
-    from videoswin_tf import legacy_h5
+    from videoswin_tf import kerascv_h5, legacy_h5
     from videoswin_tf.weights_file import CONFIG_ATTRIBUTE
 
     back = (
@@ -45,9 +45,14 @@ def read_h5(path: Path):
         f"--format mmaction2 --out {path.name.split('.')[0]}.pth"
     )
     with h5py.File(path, "r") as file:
+        kerascv = kerascv_h5.is_kerascv(file)
         layout = legacy_h5.detect(file)
         if layout is legacy_h5.SEED and CONFIG_ATTRIBUTE not in file.attrs:
             return _read_seed(path)
+        if kerascv and CONFIG_ATTRIBUTE not in file.attrs:
+            from videoswin_tf.convert.sources.kerascv import read_kerascv
+
+            return read_kerascv(path)
         if CONFIG_ATTRIBUTE in file.attrs or layout is not None:
             what = (
                 "a Keras weights file written by videoswin-tf"

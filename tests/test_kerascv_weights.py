@@ -19,7 +19,13 @@ import pytest
 from click.testing import CliRunner
 from videoswin_tf.convert.cli import main
 
-from videoswin_tf import TFSwinTransformer3D, WeightsMismatchError
+from videoswin_tf import (
+    TFSwinTransformer3D,
+    VideoSwinBackbone,
+    VideoSwinVideoClassifier,
+    WeightsMismatchError,
+    tf_video_swin_tiny,
+)
 
 ARCH = {
     "embed_dim": 16,
@@ -90,7 +96,9 @@ def convert_cli(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("name", ["classifier.weights.h5", "classifier.keras"])
+@pytest.mark.parametrize(
+    "name", ["classifier.weights.h5", pytest.param("classifier.keras", marks=pytest.mark.slow)]
+)
 def test_load_weights_reads_kerascvs_classifier(kerascv_files, name):
     model = TFSwinTransformer3D(**ARCH, num_classes=CLASSES)
     model.load_weights(str(kerascv_files["folder"] / name))
@@ -98,11 +106,29 @@ def test_load_weights_reads_kerascvs_classifier(kerascv_files, name):
     assert relative_difference(probabilities, kerascv_files["probabilities"]) < RTOL
 
 
+@pytest.mark.slow
 def test_load_weights_reads_kerascvs_backbone(kerascv_files):
     model = TFSwinTransformer3D(**ARCH, include_top=False)
     model.load_weights(str(kerascv_files["folder"] / "backbone.weights.h5"))
     features = model.stage_features(CLIP)[-1]
     assert relative_difference(features, kerascv_files["features"]) < RTOL
+
+
+def test_the_backbone_class_reads_kerascvs_archive_without_its_head(kerascv_files):
+    path = str(kerascv_files["folder"] / "classifier.keras")
+    backbone = VideoSwinBackbone(**ARCH)
+    backbone.load_weights(path)  # the head in the file is skipped
+    features = backbone.stage_features(CLIP)[-1]
+    assert relative_difference(features, kerascv_files["features"]) < RTOL
+
+
+@pytest.mark.slow
+def test_the_classifier_class_reads_kerascvs_archive(kerascv_files):
+    path = str(kerascv_files["folder"] / "classifier.keras")
+    classifier = VideoSwinVideoClassifier(backbone=VideoSwinBackbone(**ARCH), num_classes=CLASSES)
+    classifier.load_weights(path)
+    probabilities = softmax(np.asarray(classifier(CLIP), "float64"))
+    assert relative_difference(probabilities, kerascv_files["probabilities"]) < RTOL
 
 
 def test_a_kerascv_file_for_another_model_is_the_clear_mismatch_error(kerascv_files):
@@ -184,3 +210,46 @@ def test_kerascvs_other_files_convert_with_parity(kerascv_files, tmp_path, name)
         model.load_weights(str(out))
         features = model.stage_features(CLIP)[-1]
         assert relative_difference(features, kerascv_files["features"]) < RTOL
+
+
+@pytest.mark.slow
+def test_a_kerascv_swin_t_archive_is_a_builders_weights(tmp_path):
+    """KerasCV's default backbone (Swin-T, window 8x7x7) under a 400-class classifier, built on
+    16x224x224 clips (8 token frames: the window's table keeps its size)."""
+    backbone = keras_cv.models.VideoSwinBackbone(input_shape=(16, 224, 224, 3))
+    classifier = keras_cv.models.VideoClassifier(backbone=backbone, num_classes=400)
+    stress(classifier, 2)
+    path = tmp_path / "videoswin_tiny_kinetics400_classifier.keras"
+    classifier.save(str(path))
+    model = tf_video_swin_tiny(weights=str(path))
+    assert (model.num_classes, model.window_size) == (400, (8, 7, 7))
+    loaded = TFSwinTransformer3D(num_classes=400)
+    loaded.load_weights(str(path))
+    assert all(
+        np.array_equal(np.asarray(mine), np.asarray(theirs))
+        for mine, theirs in zip(model.weights, loaded.weights, strict=True)
+    )
+    kernel = np.asarray(classifier.get_layer("predictions").kernel)
+    assert np.array_equal(np.asarray(model.head.fc_cls.kernel), kernel)
+    with pytest.raises(WeightsMismatchError) as caught:
+        tf_video_swin_tiny(num_classes=174).load_weights(str(path))
+    assert str(caught.value) == (
+        f"{path} does not fit this model: classes (num_classes): the file's head has 400, the "
+        "model's 174; build the model the file fits: tf_video_swin_tiny(num_classes=400); for a "
+        f"new head, load the backbone alone with tf_video_swin_tiny(weights='{path}', "
+        "include_top=False)"
+    )
+
+
+def test_a_kerascv_classifier_pooling_by_maximum_is_refused(tmp_path):
+    backbone = keras_cv.models.VideoSwinBackbone(input_shape=INPUT, **ARCH)
+    classifier = keras_cv.models.VideoClassifier(backbone, num_classes=CLASSES, pooling="max")
+    path = tmp_path / "max.keras"
+    classifier.save(str(path))
+    result = convert_cli("--pth", str(path), "--no-parity")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {path}: a KerasCV VideoClassifier with pooling='max' and "
+        "activation='softmax'; this package's head averages and gives logits (or softmax "
+        "probabilities), so only pooling='avg' with activation 'softmax' or None converts"
+    )

@@ -29,7 +29,7 @@ from typing import Any
 import h5py
 import keras
 
-from videoswin_tf import legacy_h5
+from videoswin_tf import kerascv_h5, legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES
 from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.presets import Preset, presets
@@ -195,7 +195,10 @@ def backbone_arguments(backbone) -> dict[str, Any]:
 
 def head_classes(path: str | os.PathLike) -> int | None:
     """Classes of the I3D head that a ``TFSwinTransformer3D`` weights file holds (either
-    format), or ``None`` for a backbone-only file (or one that is not HDF5)."""
+    format, or KerasCV's), or ``None`` for a backbone-only file (or one that is not HDF5)."""
+    with kerascv_h5.open_weights(path) as kerascv:
+        if kerascv is not None:
+            return kerascv_h5.head_classes(kerascv)
     if not Path(path).is_file() or not h5py.is_hdf5(path):
         return None
     with h5py.File(path, "r") as file:
@@ -211,7 +214,11 @@ def head_classes(path: str | os.PathLike) -> int | None:
 
 
 def is_single_model_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a weights file in ``TFSwinTransformer3D``'s layout (either format)."""
+    """Whether ``path`` is a weights file in ``TFSwinTransformer3D``'s layout (either format),
+    or KerasCV's, which it reads by structure."""
+    with kerascv_h5.open_weights(path) as kerascv:
+        if kerascv is not None:
+            return True
     if not Path(path).is_file() or not h5py.is_hdf5(path):
         return False
     with h5py.File(path, "r") as file:

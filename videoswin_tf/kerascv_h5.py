@@ -142,7 +142,7 @@ def file_config(file: h5py.Group, window_hint: Sequence[int] | None = None) -> d
             "of some stages, and no model of one window holds those; build the KerasCV model on "
             "a clip at least as large as the window (e.g. 32x224x224) and save it again"
         )
-    head = _dataset(file, HEAD[1] + "/vars/0") if root and HEAD[1] in file else None
+    head = _dataset(file, HEAD[1] + "/vars/0") if head_classes(file) is not None else None
     return {
         "embed_dim": int(kernel.shape[-1]),
         "depths": [len(tables[stage]) for stage in sorted(tables)],
@@ -154,6 +154,12 @@ def file_config(file: h5py.Group, window_hint: Sequence[int] | None = None) -> d
         "preset": None,
         "labels": None,
     }
+
+
+def head_classes(file: h5py.Group) -> int | None:
+    """Classes of a classifier file's head; ``None`` for a backbone's file."""
+    head = f"{HEAD[1]}/vars/1"
+    return int(file[head].shape[0]) if backbone_root(file) and head in file else None
 
 
 def assignments(model, file: h5py.Group) -> tuple[list, list[str]]:

@@ -11,11 +11,13 @@ output.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 INSTALL = "pip install keras-cv==0.9.0"
+MASK_WARNING = ".*does not support masking.*"
 
 
 def kerascv_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
@@ -58,12 +60,17 @@ def kerascv_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
         model.load_weights(str(checkpoint.file))
     except Exception as error:  # Keras raises many types for a file that does not fit
         raise ConversionError(f"KerasCV's model does not load {checkpoint.file}: {error}") from None
-    features = np.asarray(backbone(clip, training=False), dtype=np.float32)
+    with warnings.catch_warnings():
+        # KerasCV passes the shift mask positionally, which Keras takes for a masking mask
+        warnings.filterwarnings("ignore", message=MASK_WARNING, category=UserWarning)
+        features = np.asarray(backbone(clip, training=False), dtype=np.float32)
+        stages = [*_stage_maps(backbone, clip), features]
+        logits = None if model is backbone else np.asarray(model(clip, training=False))
     return {
-        "stages": [*_stage_maps(backbone, clip), features],
+        "stages": stages,
         "pooled": features.mean(axis=(1, 2, 3)),
-        "logits": None if model is backbone else np.asarray(model(clip, training=False)),
-        "softmax": model is not backbone and activation == "softmax",
+        "logits": logits,
+        "softmax": logits is not None and activation == "softmax",
     }
 
 

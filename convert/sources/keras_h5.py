@@ -1,5 +1,6 @@
-"""HDF5 files given as ``--pth``, told apart by structure: the seed's ``.h5`` files convert, the
-files this package wrote need no conversion, any other is named by what it holds.
+"""HDF5 files given as ``--pth``, told apart by structure: the seed's ``.h5`` files and KerasCV's
+``*.weights.h5`` (`sources.kerascv`) convert, the files this package wrote need no conversion,
+any other is named by what it holds.
 
 The seed's files (`videoswin_tf.legacy_h5.SEED`, recognised by `legacy_h5.detect`; they record no
 config) are read by structure into the Keras model their shapes give (`legacy_h5.seed_config`)
@@ -26,8 +27,8 @@ SEED_H5 = Source(
 
 
 def read_h5(path: Path):
-    """The seed's ``.h5`` file ``path`` as a `LoadedCheckpoint` (canonical state, the layout
-    named, ``file`` set for the seed's own model to load).
+    """The seed's ``.h5`` file or KerasCV's ``*.weights.h5`` ``path`` as a `LoadedCheckpoint`
+    (canonical state, the layout named, ``file`` set for the source's own model to load).
 
     Raises:
         CheckpointError: the file is not the seed's: ours (the message gives the call that

@@ -31,6 +31,7 @@ KERASCV = Source(
 # What this package's head does: average over D, H, W, then a dense layer.
 POOLING = "avg"
 ACTIVATIONS = ("softmax", "linear", None)  # a classifier's outputs: probabilities or logits
+ARCHIVED = ("VideoSwinBackbone", "VideoClassifier")  # config.json's top-level class_name
 
 
 def archive_model(path: Path) -> dict[str, Any]:
@@ -38,11 +39,19 @@ def archive_model(path: Path) -> dict[str, Any]:
     config), ``pooling`` and ``activation`` (None for a backbone archive).
 
     Raises:
-        CheckpointError: the classifier pools by maximum or ends in an activation other than
-            softmax or none, which this package's head does not compute.
+        CheckpointError: the archive holds another model than `ARCHIVED`, or a classifier that
+            pools by maximum or ends in an activation other than softmax or none, which this
+            package's head does not compute.
     """
-    config = kerascv_h5.archive_config(path)["config"]
-    if "backbone" not in config:
+    archive = kerascv_h5.archive_config(path)
+    kind, config = archive.get("class_name"), archive.get("config", {})
+    if kind not in ARCHIVED:
+        raise CheckpointError(
+            f"{path}: a .keras archive of a {kind} model that holds keras_cv's classes; only "
+            f"archives of {' and '.join(ARCHIVED)} convert: save the VideoSwinBackbone (or the "
+            "VideoClassifier) itself"
+        )
+    if kind == "VideoSwinBackbone":
         return {"backbone": config, "pooling": None, "activation": None}
     pooling, activation = config.get("pooling", POOLING), config.get("activation", "softmax")
     if pooling != POOLING or activation not in ACTIVATIONS:
@@ -67,6 +76,7 @@ def read_kerascv(path: Path):
     from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
     from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
 
+    from videoswin_tf.legacy_h5 import LayoutError
     from videoswin_tf.weights_file import WeightsMismatchError
 
     archive = kerascv_h5.is_kerascv_archive(path)
@@ -78,7 +88,7 @@ def read_kerascv(path: Path):
         spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
         model = build_keras_model(spec)
         model.load_weights(str(path))
-    except (WeightsMismatchError, kerascv_h5.legacy_h5.LayoutError) as error:
+    except (WeightsMismatchError, LayoutError) as error:
         raise CheckpointError(f"{path}: {error}") from None
     window = "x".join(str(size) for size in spec.window_size)
     notes = [
@@ -87,8 +97,9 @@ def read_kerascv(path: Path):
     ]
     if described is None:
         notes.append(
-            "a .weights.h5 records no classes of its own: the Keras 3 rewrite's files have this "
-            "structure too; a classifier is taken to end in KerasCV's default softmax"
+            "a .weights.h5 records no model config: the Keras 3 rewrite's files have this "
+            "structure too; a classifier is compared as KerasCV builds it by default, ending in "
+            "softmax"
         )
     else:
         kind = "VideoClassifier" if described["pooling"] else "VideoSwinBackbone"

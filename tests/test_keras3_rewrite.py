@@ -215,12 +215,30 @@ def test_the_same_groups_under_kerascvs_layer_names_are_left_to_its_reader(rewri
     embedding = "layers/video_swin_patching_and_embedding/vars"
     with h5py.File(renamed, "r+") as file:
         file[embedding].attrs["name"] = "videoswin_patching_and_embedding"
-    with h5py.File(nameless, "r+") as file:
-        file.visititems(lambda name, item: item.attrs.pop("name", None))
+    with h5py.File(nameless, "r+") as file:  # visititems stops at the first non-None return
+        file.visititems(lambda name, item: item.attrs.pop("name", None) and None)
     with open_weights(renamed, REWRITE) as found:
         assert found is None
     with open_weights(nameless, REWRITE) as found:
         assert found is not None and not found[1].head and len(found[1].stages) == 4
+
+
+def test_a_weights_file_without_layer_names_converts_as_the_rewrites(rewrite_files, tmp_path):
+    """Keras before 3.9 records no layer names: such a .weights.h5 of either code goes to the
+    one documented default, the rewrite, and the [load] notes say so."""
+    nameless = tmp_path / "old_keras.weights.h5"
+    shutil.copy(rewrite_files["folder"] / "backbone.weights.h5", nameless)
+    with h5py.File(nameless, "r+") as file:
+        file.visititems(lambda name, item: item.attrs.pop("name", None) and None)
+        names = []
+        file.visititems(lambda name, item: names.append(name) if "name" in item.attrs else None)
+    assert names == []
+    loaded = load_checkpoint(nameless)
+    assert loaded.source is KERAS3_REWRITE
+    assert loaded.notes[1] == (
+        "the file records no layer names (Keras before 3.9), so the rewrite's and KerasCV's "
+        "files are alike: read as the rewrite's (the same weights either way)"
+    )
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -25,8 +25,9 @@ Examples:
   vswin-convert --pth swin_tiny_patch4_window7_224.pth --config swin_t_k400   # 2D, inflated
   vswin-convert --pth swin3d_t-7615ae03.pth                                # torchvision
   VIDEOSWIN_SEED_REFERENCE=VideoSwin vswin-convert --pth TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5
-  VIDEOSWIN_REWRITE_REFERENCE=VideoSwin vswin-convert \
+  VIDEOSWIN_REWRITE_REFERENCE=VideoSwin vswin-convert \\
       --pth videoswin_tiny_kinetics400_classifier.weights.h5           # the Keras 3 rewrite's
+  vswin-convert --pth videoswin_tiny_kinetics400_classifier.keras    # KerasCV's (keras-cv 0.9)
   vswin-convert to-torch --weights mine.weights.h5 --format mmaction2 --out mine.pth
 
 \b
@@ -87,7 +88,10 @@ def parity_clip_options(command: Callable) -> Callable:
     "variables are read, as data, never the graph; parity as for its .h5. The Keras 3 rewrite's "
     ".weights.h5 and .keras files (innat/VideoSwin v2), read as data by structure, with parity "
     "against its model loading the file (set VIDEOSWIN_REWRITE_REFERENCE to the folder holding "
-    "its videoswin package). The file's kind is checked first: torch never sees anything but its "
+    "its videoswin package), and KerasCV's (keras-cv 0.9) the same way, with parity against "
+    "KerasCV's model; which code wrote a file is read from a .keras archive's config.json or the "
+    "layer names Keras 3.9+ records, and a .weights.h5 without names is taken for the rewrite's. "
+    "The file's kind is checked first: torch never sees anything but its "
     "own files.",
 )
 @click.option(

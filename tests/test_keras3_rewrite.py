@@ -30,6 +30,7 @@ from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.keras3_rewrite import REWRITE_CODE_VARIABLE, rewrite_forward
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 from videoswin_tf.convert.sources.keras3_rewrite import KERAS3_REWRITE
+from weight_stress import stress
 
 from videoswin_tf import (
     TFSwinTransformer3D,
@@ -38,7 +39,7 @@ from videoswin_tf import (
     WeightsMismatchError,
     tf_video_swin_tiny,
 )
-from videoswin_tf.rewrite_h5 import open_weights
+from videoswin_tf.keras3_h5 import REWRITE, open_weights
 from videoswin_tf.weights_file import read_file_config
 
 ARGUMENTS = {  # the rewrite's VideoSwinT builder arguments of the small model
@@ -59,6 +60,7 @@ OURS = {  # the same model here
 CLIP = np.random.default_rng(0).standard_normal((1, 4, 224, 224, 3)).astype("float32")
 FILES = ("classifier.weights.h5", "classifier.keras", "backbone.weights.h5", "backbone.keras")
 RTOL = 1e-5  # max |diff| over max |reference|
+HEAD = ("predictions", 0.3)  # the head's kernel N(0, 0.3) (`weight_stress.stress`)
 
 
 def rewrite_reference() -> Path:
@@ -90,29 +92,6 @@ def rewrite_package():
             del sys.modules[name]
 
 
-def stress(model, seed: int) -> None:
-    """Every weight re-drawn to a distinct, non-trivial value (the rewrite initialises bias
-    tables to zeros and LayerNorms to 1 and 0, which hide a wrong mapping): bias tables
-    ``N(0, 1.5)``, LayerNorm scales ``U(0.5, 1.5)`` and offsets ``U(-0.5, 0.5)``, kernels
-    ``N(0, 1 / fan_in)``, biases ``N(0, 0.2)``, the head's kernel ``N(0, 0.3)``."""
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        shape = tuple(weight.shape)
-        if weight.name == "relative_position_bias_table":
-            value = rng.normal(0.0, 1.5, shape)
-        elif weight.name == "gamma":
-            value = rng.uniform(0.5, 1.5, shape)
-        elif weight.name == "beta":
-            value = rng.uniform(-0.5, 0.5, shape)
-        elif weight.name == "kernel" and "predictions" in weight.path:
-            value = rng.normal(0.0, 0.3, shape)
-        elif weight.name == "kernel":
-            value = rng.normal(0.0, 1.0 / np.sqrt(np.prod(shape[:-1])), shape)
-        else:
-            value = rng.normal(0.0, 0.2, shape)
-        weight.assign(value.astype("float32"))
-
-
 @pytest.fixture(scope="module")
 def rewrite_files(tmp_path_factory):
     """The four files, written by the rewrite's code, and its outputs on `CLIP`:
@@ -120,7 +99,7 @@ def rewrite_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rewrite")
     with rewrite_package() as rewrite:
         classifier = rewrite.VideoSwinT(**ARGUMENTS)
-        stress(classifier, seed=1)
+        stress(classifier, 1, head=HEAD)
         backbone = classifier.layers[1]
         classifier.save_weights(str(folder / "classifier.weights.h5"))
         classifier.save(str(folder / "classifier.keras"))
@@ -236,12 +215,30 @@ def test_the_same_groups_under_kerascvs_layer_names_are_left_to_its_reader(rewri
     embedding = "layers/video_swin_patching_and_embedding/vars"
     with h5py.File(renamed, "r+") as file:
         file[embedding].attrs["name"] = "videoswin_patching_and_embedding"
-    with h5py.File(nameless, "r+") as file:
-        file.visititems(lambda name, item: item.attrs.pop("name", None))
-    with open_weights(renamed) as found:
+    with h5py.File(nameless, "r+") as file:  # visititems stops at the first non-None return
+        file.visititems(lambda name, item: item.attrs.pop("name", None) and None)
+    with open_weights(renamed, REWRITE) as found:
         assert found is None
-    with open_weights(nameless) as found:
+    with open_weights(nameless, REWRITE) as found:
         assert found is not None and not found[1].head and len(found[1].stages) == 4
+
+
+def test_a_weights_file_without_layer_names_converts_as_the_rewrites(rewrite_files, tmp_path):
+    """Keras before 3.9 records no layer names: such a .weights.h5 of either code goes to the
+    one documented default, the rewrite, and the [load] notes say so."""
+    nameless = tmp_path / "old_keras.weights.h5"
+    shutil.copy(rewrite_files["folder"] / "backbone.weights.h5", nameless)
+    with h5py.File(nameless, "r+") as file:
+        file.visititems(lambda name, item: item.attrs.pop("name", None) and None)
+        names = []
+        file.visititems(lambda name, item: names.append(name) if "name" in item.attrs else None)
+    assert names == []
+    loaded = load_checkpoint(nameless)
+    assert loaded.source is KERAS3_REWRITE
+    assert loaded.notes[1] == (
+        "the file records no layer names (Keras before 3.9), so the rewrite's and KerasCV's "
+        "files are alike: read as the rewrite's (the same weights either way)"
+    )
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -256,7 +253,7 @@ def test_the_converter_reads_them_as_data_into_the_canonical_state(rewrite_files
     )
     window = "config.json" if name.endswith(".keras") else "the bias tables' rows"
     notes = [
-        f"read {82 if head else 80} Keras weights by structure (videoswin_tf.rewrite_h5); "
+        f"read {82 if head else 80} Keras weights by structure (videoswin_tf.keras3_h5); "
         f"window 2x7x7 from {window}"
     ]
     if head:
@@ -315,7 +312,7 @@ def test_a_swin_t_classifier_file_as_the_rewrite_publishes_it_loads_by_weights(t
     clip = np.random.default_rng(3).standard_normal((1, 32, 224, 224, 3)).astype("float32")
     with rewrite_package() as rewrite:
         classifier = rewrite.VideoSwinT(num_classes=400)
-        stress(classifier, seed=2)
+        stress(classifier, 2, head=HEAD)
         classifier.save_weights(str(path))
         expected = ops.convert_to_numpy(classifier(clip, training=False))
     model = tf_video_swin_tiny(weights=str(path))

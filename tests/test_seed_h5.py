@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SMALL_SPEC
+from weight_stress import stress
 
 from videoswin_tf import (
     TFSwinTransformer3D,
@@ -36,6 +37,7 @@ CLIP = np.random.default_rng(0).standard_normal((1, 32, 56, 56, 3)).astype("floa
 T_K400 = "TFVideoSwinT_K400_IN1K_P244_W877_32x224"
 B_SSV2 = "TFVideoSwinB_SSV2_K400_P244_W1677_32x224"
 RTOL = 1e-5  # max |diff| over max |reference logit|
+HEAD = ("cls_head", 0.1)  # the head's kernel N(0, 0.1), as seed_keras2.stress draws it
 SMALL = SMALL_SPEC.keras_kwargs()
 
 
@@ -75,26 +77,6 @@ def run_seed(folder: Path, jobs: list[dict], clip: np.ndarray = CLIP) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def stress(model, seed: int) -> None:
-    """This package's model with every weight re-drawn (the scales of seed_keras2.stress)."""
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        shape = tuple(weight.shape)
-        if weight.name == "relative_position_bias_table":
-            value = rng.normal(0.0, 1.5, shape)
-        elif weight.name == "gamma":
-            value = rng.uniform(0.5, 1.5, shape)
-        elif weight.name == "beta":
-            value = rng.uniform(-0.5, 0.5, shape)
-        elif weight.name == "kernel" and "cls_head" in weight.path:
-            value = rng.normal(0.0, 0.1, shape)
-        elif weight.name == "kernel":
-            value = rng.normal(0.0, 1.0 / np.sqrt(np.prod(shape[:-1])), shape)
-        else:
-            value = rng.normal(0.0, 0.2, shape)
-        weight.assign(value.astype("float32"))
-
-
 def relative_difference(got, want) -> float:
     got, want = np.asarray(got, "float64"), np.asarray(want, "float64")
     assert got.shape == want.shape
@@ -108,7 +90,7 @@ def seed_files(tmp_path_factory) -> dict:
     it, with every model's logits on `CLIP`."""
     folder = tmp_path_factory.mktemp("seed")
     ours = tf_video_swin_tiny(num_classes=400)
-    stress(ours, 7)
+    stress(ours, 7, head=HEAD)
     save_weights(ours, folder / "ours_t.h5", preset="swin_t_k400", labels="k400")
     np.save(folder / "ours_t.npy", np.asarray(ours(CLIP)))
     run_seed(
@@ -285,7 +267,7 @@ def write_earlier(model, path: Path) -> None:
 
 def test_files_of_the_earlier_layout_still_load(tmp_path):
     model = TFSwinTransformer3D(**SMALL)
-    stress(model, 3)
+    stress(model, 3, head=HEAD)
     write_earlier(model, tmp_path / "earlier.h5")
     with h5py.File(tmp_path / "earlier.h5", "r") as file:  # the bias table before qkv
         assert [
@@ -304,7 +286,7 @@ def test_files_of_the_earlier_layout_still_load(tmp_path):
 def test_a_file_without_a_recorded_config_fits_by_its_shapes(tmp_path):
     # A seed-layout file of a custom size and window, recording nothing, like the seed's own.
     model = TFSwinTransformer3D(**SMALL)
-    stress(model, 4)
+    stress(model, 4, head=HEAD)
     path = tmp_path / "custom.h5"
     save_weights(model, path)
     with h5py.File(path, "r+") as file:

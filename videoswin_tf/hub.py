@@ -29,7 +29,7 @@ from typing import Any
 import h5py
 import keras
 
-from videoswin_tf import legacy_h5, rewrite_h5
+from videoswin_tf import keras3_h5, legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES
 from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.presets import Preset, presets
@@ -196,11 +196,11 @@ def backbone_arguments(backbone) -> dict[str, Any]:
 
 def head_classes(path: str | os.PathLike) -> int | None:
     """Classes of the I3D head that a ``TFSwinTransformer3D`` weights file holds (either
-    format, or the Keras 3 rewrite's), or ``None`` for a backbone-only file (or one that is not
-    HDF5)."""
-    with rewrite_h5.open_weights(path) as rewrite:
-        if rewrite is not None:
-            return rewrite_h5.head_classes(*rewrite)
+    format, or a Keras 3 one of the rewrite's or KerasCV's), or ``None`` for a backbone-only
+    file (or one that is not HDF5)."""
+    with keras3_h5.open_weights(path) as found:
+        if found is not None:
+            return keras3_h5.head_classes(found.file, found.layout)
     if not Path(path).is_file() or not h5py.is_hdf5(path):
         return None
     with h5py.File(path, "r") as file:
@@ -217,9 +217,9 @@ def head_classes(path: str | os.PathLike) -> int | None:
 
 def is_single_model_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a weights file in ``TFSwinTransformer3D``'s layout (either format) or
-    the Keras 3 rewrite's, which its `load_weights` reads."""
-    with rewrite_h5.open_weights(path) as rewrite:
-        if rewrite is not None:
+    a Keras 3 one of the rewrite's or KerasCV's, which its `load_weights` reads."""
+    with keras3_h5.open_weights(path) as found:
+        if found is not None:
             return True
     if not Path(path).is_file() or not h5py.is_hdf5(path):
         return False

@@ -10,6 +10,7 @@ from typing import Any
 
 from videoswin_tf.architectures import ARCHITECTURES, find_arch
 from videoswin_tf.downloads import fetch_preset_weights
+from videoswin_tf.keras3_h5 import archive_source
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import Preset, lookup, presets
 from videoswin_tf.weights_file import read_file_config, refuse_saved_model, weights_format
@@ -51,7 +52,7 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
     """The source that ``weights`` names: a preset (``"swin_t_k400"``), another name of it
     (`Preset.names`: ``"TFVideoSwinT_K400_IN1K_P244_W877_32x224"``,
     ``"videoswin_tiny_kinetics400_classifier"``, ``"videoswin_tiny_kinetics400"``) or a
-    ``.h5`` / ``.weights.h5`` file."""
+    ``.h5`` / ``.weights.h5`` file (or a ``.keras`` archive of the rewrite's or KerasCV's)."""
     known = presets()
     found = lookup(str(weights))
     if found is not None:
@@ -77,7 +78,8 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
             f"of one (e.g. {example.release!r} or {example.names[-2]!r}), nor an existing .h5 "
             "or .weights.h5 file"
         )
-    weights_format(path)
+    if archive_source(path) is None:  # their .keras archives are read by structure too
+        weights_format(path)
     config = read_file_config(path)
     if config is None:
         return WeightsSource(f"weights={str(weights)!r}", None, {}, None, path=path)

@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from videoswin_tf import legacy_h5, rewrite_h5
+from videoswin_tf import keras3_h5, legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES, builder_call, find_arch
 from videoswin_tf.presets import presets
 
@@ -132,19 +132,19 @@ def save_weights(
 def read_file_config(
     path: str | os.PathLike, window_hint: Sequence[int] | None = None
 ) -> dict | None:
-    """The config a file of ours records or, for a file of the seed's or of its Keras 3 rewrite
-    (which record none), the one its shapes give (`legacy_h5.seed_config`,
-    `rewrite_h5.file_config`, with ``window_hint``), with the preset and
+    """The config a file of ours records or, for a file of the seed's or a Keras 3 one of its
+    rewrite or of KerasCV (which record none), the one its shapes give (`legacy_h5.seed_config`,
+    `keras3_h5.file_config`, with ``window_hint``), with the preset and
     label map of the release name it carries when they fit; ``None`` for any other file.
 
     Raises:
         WeightsMismatchError: a seed-layout file whose shapes fit no model.
     """
     path = Path(path)
-    with rewrite_h5.open_weights(path) as rewrite:
-        if rewrite is not None:
+    with keras3_h5.open_weights(path) as found:
+        if found is not None:
             try:
-                return rewrite_h5.file_config(*rewrite, window_hint)
+                return keras3_h5.file_config(found.file, found.layout, window_hint)
             except legacy_h5.LayoutError as error:
                 raise WeightsMismatchError(f"{path} does not fit this model: {error}") from None
     if not path.is_file() or not h5py.is_hdf5(path):
@@ -236,8 +236,8 @@ def load_weights(
 ) -> None:
     """Load ``path`` into ``model`` after `check_fits`: a Keras 2 layout file of this model
     (the seed's, this package's, or its earlier one: `legacy_h5.LAYOUTS`) and the Keras 3
-    rewrite's ``*.weights.h5`` / ``.keras`` files (`rewrite_h5`) by structure, every other file
-    with ``keras_load`` (Keras' own ``load_weights``).
+    rewrite's and KerasCV's ``*.weights.h5`` / ``.keras`` files (`keras3_h5`) by structure,
+    every other file with ``keras_load`` (Keras' own ``load_weights``).
 
     A structural read checks every weight's kind and shape before assigning any; a difference
     raises `WeightsMismatchError` naming the first, or with ``skip_mismatch`` warns and leaves
@@ -268,14 +268,14 @@ def load_weights(
 
 def _read_by_structure(model, path: str | os.PathLike) -> tuple[str, list, list[str]] | None:
     """``(layout name, (variable, value) pairs, problems)`` for a file read by structure (a
-    Keras 2 layout, or the Keras 3 rewrite's `rewrite_h5`), ``None`` for any other file."""
+    Keras 2 layout, or a Keras 3 one of `keras3_h5.SOURCES`), ``None`` for any other file."""
     layout = _legacy_layout(path)
     if layout is not None:
         with h5py.File(path, "r") as file:
             return (layout.name, *legacy_h5.assignments(model, file, layout))
-    with rewrite_h5.open_weights(path) as rewrite:
-        if rewrite is not None:
-            return (rewrite_h5.NAME, *rewrite_h5.assignments(model, *rewrite))
+    with keras3_h5.open_weights(path) as found:
+        if found is not None:
+            return (found.source.name, *keras3_h5.assignments(model, found.file, found.layout))
     return None
 
 

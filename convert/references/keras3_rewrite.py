@@ -8,8 +8,9 @@ videoswin_tf.convert.references.keras3_rewrite <rewrite code> <job.json>``); the
 ``videoswin`` from the folder ``VIDEOSWIN_REWRITE_REFERENCE`` names, builds the model with the
 rewrite's ``VideoSwinT`` builder (which takes every size's arguments; its ``VideoSwinB`` is the
 same function with other defaults) for the clip's shape, and writes back the four stage maps and
-the head's output. A classifier whose head ends in softmax (the rewrite's default) gives
-probabilities, and parity compares probabilities then.
+the head's output (`references.keras3_stages`, shared with KerasCV's reference). A classifier
+whose head ends in softmax (the rewrite's default) gives probabilities, and parity compares
+probabilities then.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import numpy as np
 REWRITE_CODE_VARIABLE = "VIDEOSWIN_REWRITE_REFERENCE"
 REWRITE_PATCH = (2, 4, 4)  # the rewrite's builders do not pass patch_size on
 OUTPUT_CHARS = 2000  # of the child's stderr quoted when it fails
-STAGE_CHECK = 1e-5  # the stage walk's last map against the backbone's own output, relative
 
 
 def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
     """The rewrite's model for ``spec`` and ``checkpoint.file`` (its head activation and
     rescaling as the file records them), with the file loaded by the rewrite's own
-    ``load_weights``, on ``clip``: ``{"stages": 4 maps, "pooled": None, "logits": (B, classes)
-    or None, "softmax": whether the head ends in softmax, so "logits" holds probabilities}``.
+    ``load_weights``, on ``clip``: ``{"stages": 4 maps, "pooled": (B, C), "logits": (B,
+    classes) or None, "softmax": whether the head ends in softmax, so "logits" holds
+    probabilities}``.
 
     Raises:
         ConversionError: the rewrite's code is not named by ``VIDEOSWIN_REWRITE_REFERENCE``,
@@ -42,7 +43,7 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
             rewrite's process fails (its last lines quoted).
     """
     from videoswin_tf.convert.errors import ConversionError
-    from videoswin_tf.convert.sources.keras3_rewrite import recorded_model
+    from videoswin_tf.convert.sources.keras3 import recorded
 
     folder = os.environ.get(REWRITE_CODE_VARIABLE)
     if not folder or not (Path(folder) / "videoswin").is_dir():
@@ -51,7 +52,7 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
             f"{REWRITE_CODE_VARIABLE} to the folder that holds its videoswin package (a "
             "checkout of innat/VideoSwin v2), or pass --no-parity"
         )
-    _, rewrite = recorded_model(checkpoint.file)
+    rewrite = recorded(checkpoint.file)
     if tuple(spec.patch_size) != REWRITE_PATCH or rewrite.include_rescaling:
         raise ConversionError(
             f"{checkpoint.file}: the rewrite's builders fix the patch at {REWRITE_PATCH} and "
@@ -90,10 +91,11 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
             raise ConversionError(f"the rewrite's model failed to run on the file: {tail}")
         with np.load(work / "out.npz") as out:
             stages = [out[f"stage{index}"] for index in range(len(spec.depths))]
-            logits = out["head"] if "head" in out else None
+            logits = out["logits"] if "logits" in out else None
+            pooled = out["pooled"]
     return {
         "stages": stages,
-        "pooled": None,
+        "pooled": pooled,
         "logits": logits,
         "softmax": rewrite.activation == "softmax" and logits is not None,
     }
@@ -101,10 +103,10 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
 
 def _run_rewrite(folder: str, job_path: str) -> None:
     """The child: build the rewrite's model, load the file with its ``load_weights``, and save
-    each stage's map before its patch merging (the rewrite's basic layer merges at its end, so
-    its blocks are walked as its ``call`` walks them), the last after ``top_norm``, and the
-    head's output. The walk's last map must equal the backbone's own output."""
-    import keras
+    its outputs (`keras3_stages.keras3_outputs`) to the job's ``.npz``."""
+    from videoswin_tf.convert.references.keras3_stages import keras3_outputs
+
+    from videoswin_tf.keras3_h5 import REWRITE
 
     sys.path.insert(0, folder)
     from videoswin import VideoSwinT
@@ -114,24 +116,12 @@ def _run_rewrite(folder: str, job_path: str) -> None:
     model = VideoSwinT(**job["arguments"])
     model.load_weights(job["weights"])
     backbone = model if not job["arguments"]["include_top"] else model.layers[1]
-    x = backbone.get_layer("patching_and_embedding")(clip)
-    stages = []
-    for index in range(len(job["arguments"]["depths"])):
-        stage = backbone.get_layer(f"videoswin_basic_layer_{index + 1}")
-        for block in stage.blocks:
-            x = block(x, stage.attn_mask, training=False)
-        stages.append(keras.ops.convert_to_numpy(x))
-        if stage.downsampling_layer is not None:
-            x = stage.downsample(x)
-    stages[-1] = keras.ops.convert_to_numpy(backbone.get_layer("top_norm")(stages[-1]))
-    own = keras.ops.convert_to_numpy(backbone(clip, training=False))
-    drift = float(np.abs(own - stages[-1]).max() / np.abs(own).max())
-    if drift > STAGE_CHECK:
-        raise SystemExit(f"the stage walk differs from the backbone's output by {drift:.2e}")
-    out = {f"stage{index}": stage for index, stage in enumerate(stages)}
-    if job["arguments"]["include_top"]:
-        out["head"] = keras.ops.convert_to_numpy(model(clip, training=False))
-    np.savez(job["out"], **out)
+    outputs = keras3_outputs(backbone, model, clip, REWRITE.embedding_name)
+    saved = {f"stage{index}": stage for index, stage in enumerate(outputs["stages"])}
+    saved["pooled"] = outputs["pooled"]
+    if outputs["logits"] is not None:
+        saved["logits"] = outputs["logits"]
+    np.savez(job["out"], **saved)
 
 
 if __name__ == "__main__":

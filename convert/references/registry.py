@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.keras3_rewrite import rewrite_forward
+from videoswin_tf.convert.references.kerascv import kerascv_forward
 from videoswin_tf.convert.references.mmaction2 import mmaction2_forward
 from videoswin_tf.convert.references.mmaction2_inflation import mmaction2_inflation_forward
 from videoswin_tf.convert.references.mmaction2_recognizer import recognizer_forward
@@ -57,6 +58,10 @@ REFERENCES: dict[str, Reference] = {
         "the seed's tf.keras model (innat/VideoSwin v1, Keras 2) restoring the SavedModel's "
         "variables itself",
         seed_forward,
+    ),
+    "kerascv": Reference(
+        "KerasCV's VideoSwinBackbone/VideoClassifier (keras-cv 0.9) loading the file itself",
+        kerascv_forward,
     ),
 }
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from videoswin_tf.convert.errors import CheckpointError
-from videoswin_tf.convert.sources import keras3_rewrite
+from videoswin_tf.convert.sources import keras3
 from videoswin_tf.convert.sources.dataset_meta import dataset_classes
 from videoswin_tf.convert.sources.detection import detect_source
 from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
@@ -99,8 +99,8 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
     """Read ``path`` safely and bring it to canonical form.
 
     What ``path`` is decides the reader (`sources.file_kind.identify`): the Keras 3 rewrite's
-    ``.weights.h5`` and ``.keras`` files go to `sources.keras3_rewrite`, the seed's ``.h5`` files
-    to `sources.keras_h5`, its SavedModel folders to `sources.saved_model` (variables read as
+    and KerasCV's ``.weights.h5`` and ``.keras`` files go to `sources.keras3`, the seed's ``.h5``
+    files to `sources.keras_h5`, its SavedModel folders to `sources.saved_model` (variables read as
     data), torch's files to torch's ``weights_only`` loader, and every other
     kind is refused before any reader sees it.
 
@@ -122,8 +122,8 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
     """
     path = Path(path)
     kind = identify(path)
-    if keras3_rewrite.recognises(path, kind):
-        return keras3_rewrite.read_rewrite(path)
+    if keras3.recognises(path, kind):
+        return keras3.read_keras3(path)
     if kind is Kind.HDF5:
         from videoswin_tf.convert.sources.keras_h5 import read_h5
 

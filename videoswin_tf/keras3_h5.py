@@ -1,10 +1,12 @@
-"""The Keras 3 rewrite's weight files (innat/VideoSwin v2: ``VideoSwin{T,S,B}`` classifiers and
-``VideoSwinBackbone``), read by structure.
+"""Keras 3 Video Swin weight files, read by structure: the Keras 3 rewrite's (innat/VideoSwin v2:
+``VideoSwin{T,S,B}`` classifiers and ``VideoSwinBackbone``) and KerasCV's port of it
+(``keras_cv.models.VideoSwinBackbone`` and a ``VideoClassifier`` over it, keras-cv 0.9).
 
 Keras 3 saves a model as nested groups named after each layer's class (snake case, a counter for
 repeats: ``dense``, ``dense_1``) with a ``vars`` group holding the layer's own variables as
-``0``, ``1``, ... in creation order. The rewrite's files, ``model.save_weights("*.weights.h5")``
-or the ``model.weights.h5`` member of a ``model.save("*.keras")`` archive, therefore hold::
+``0``, ``1``, ... in creation order. Both codes have the same classes, so their files,
+``model.save_weights("*.weights.h5")`` or the ``model.weights.h5`` member of a
+``model.save("*.keras")`` archive, hold the same groups::
 
     [layers/video_swin_backbone/]           the backbone (the file root for a backbone alone)
       layers/video_swin_patching_and_embedding/layers/{conv3d,layer_normalization}/vars
@@ -18,9 +20,13 @@ or the ``model.weights.h5`` member of a ``model.save("*.keras")`` archive, there
 
 `TABLE` maps each of those onto this package's model (`videoswin_tf.TFSwinTransformer3D`), whose
 variables have the same layouts (Keras on both sides), so values are copied as they are.
+`SOURCES` says which code wrote a file: a ``.keras`` archive by the classes its config.json
+names, a ``*.weights.h5`` by the name Keras (3.9 and later) records on the patch embedding's
+``vars`` group. A ``*.weights.h5`` of an older Keras records no names and holds the same weights
+either way: it is read as `DEFAULT`'s (the rewrite, the code KerasCV ported).
 `file_config` reads the model a file fits off its shapes; `assignments` pairs every variable
 with its value and names every difference. A ``.keras`` archive is opened as data (its zip's
-weights member through h5py): its code is never loaded.
+weights member through h5py, its config.json as JSON): its code is never loaded.
 """
 
 from __future__ import annotations
@@ -33,13 +39,12 @@ import os
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 
 from videoswin_tf import legacy_h5
 
-NAME = "the Keras 3 rewrite's layout, innat/VideoSwin v2"  # as messages name it
 ARCHIVE_CONFIG = "config.json"
 ARCHIVE_WEIGHTS = "model.weights.h5"
 BACKBONE = "layers/video_swin_backbone"
@@ -50,12 +55,51 @@ MERGING = "downsample"
 HEAD = "layers/dense"
 TOP_NORM = "layers/layer_normalization"
 BIAS_TABLE = "attn/vars/0"
-# The name the rewrite gives its patch embedding, which Keras (3.9 and later) records on the
-# layer's ``vars`` group; KerasCV's port of the same code, saved with the same groups, names it
-# ``videoswin_patching_and_embedding``. Files of older Keras record no names and are the same.
-EMBEDDING_NAME = "patching_and_embedding"
-# The rewrite's registered packages and module (config.json's ``registered_name``/``module``).
-REWRITE_PACKAGES = ("swin.transformer.", "videoswin.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Keras3Source:
+    """One code that saves this layout, and what tells its files apart.
+
+    Attributes:
+        name: the layout, as messages name it.
+        owner: the code, possessive, as notes name it (``"the rewrite's"``).
+        builder: the code as the subject of a sentence (``"KerasCV"``).
+        model: its model, as advice names it (``"the KerasCV model"``).
+        embedding_name: the name its patch embedding layer has (recorded by Keras >= 3.9 on the
+            layer's ``vars`` group, and the layer `get_layer` finds in its model).
+        packages: how the ``registered_name``/``module`` of its classes start in a ``.keras``
+            archive's config.json.
+        activation: its classifiers' default head activation (a ``*.weights.h5`` records none).
+    """
+
+    name: str
+    owner: str
+    builder: str
+    model: str
+    embedding_name: str
+    packages: tuple[str, ...]
+    activation: str | None = "softmax"
+
+
+REWRITE = Keras3Source(
+    "the Keras 3 rewrite's layout, innat/VideoSwin v2",
+    "the rewrite's",
+    "the rewrite",
+    "the rewrite's model",
+    "patching_and_embedding",
+    ("swin.transformer.", "videoswin."),
+)
+KERASCV = Keras3Source(
+    "KerasCV's VideoSwinBackbone layout (keras-cv 0.9, Keras 3)",
+    "KerasCV's",
+    "KerasCV",
+    "the KerasCV model",
+    "videoswin_patching_and_embedding",
+    ("keras_cv",),
+)
+SOURCES = (REWRITE, KERASCV)
+DEFAULT = REWRITE  # for a *.weights.h5 that records no layer names (Keras before 3.9)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,23 +187,49 @@ def _part(part: Part, group: str, **index: int) -> Iterator[tuple[str, str]]:
         )
 
 
-def detect(root: h5py.Group) -> Layout | None:
-    """The `Layout` of ``root`` (a Keras 3 weights file's root group) when it holds the
-    rewrite's backbone, else ``None``: the groups must be the rewrite's and, where the file
-    records layer names, the patch embedding must carry the rewrite's (`EMBEDDING_NAME`)."""
+class Found(NamedTuple):
+    """An open Keras 3 Video Swin weights file: its root group, `Layout` and `Keras3Source`."""
+
+    file: h5py.Group
+    layout: Layout
+    source: Keras3Source
+
+
+def detect(root: h5py.Group, archived: Keras3Source | None = None) -> Found | None:
+    """``root`` (a Keras 3 weights file's root group) as `Found` when it holds a Video Swin
+    backbone in this layout, else ``None``. The source is ``archived`` (the one a ``.keras``
+    archive's config.json names) or the one whose patch embedding name the file records
+    (`DEFAULT` when it records none); a recorded name of neither is ``None``."""
     backbone = BACKBONE if f"{BACKBONE}/{EMBEDDING}" in root else ""
     prefix = f"{backbone}/" if backbone else ""
     if f"{prefix}{EMBEDDING}" not in root or f"{prefix}{STAGE}" not in root:
         return None
-    recorded = root.get(f"{prefix}{EMBEDDING}/vars")
-    name = recorded.attrs.get("name") if recorded is not None else None
-    if name is not None and (name.decode() if isinstance(name, bytes) else name) != EMBEDDING_NAME:
-        return None  # the same groups under other layer names: another port (KerasCV)
+    source = archived or _named_source(root.get(f"{prefix}{EMBEDDING}/vars"))
+    if source is None:
+        return None
     stages = []
     for stage in _numbered(root, prefix + STAGE):
         merging = f"{stage}/{MERGING}" if f"{stage}/{MERGING}" in root else None
         stages.append((tuple(_numbered(root, f"{stage}/{BLOCK}")), merging))
-    return Layout(backbone, tuple(stages), head=bool(backbone) and f"{HEAD}/vars/0" in root)
+    head = bool(backbone) and f"{HEAD}/vars/0" in root
+    return Found(root, Layout(backbone, tuple(stages), head), source)
+
+
+def records_names(found: Found) -> bool:
+    """Whether the file records its layers' names (Keras 3.9 and later), which tell the sources'
+    ``*.weights.h5`` apart."""
+    prefix = f"{found.layout.backbone}/" if found.layout.backbone else ""
+    group = found.file.get(f"{prefix}{EMBEDDING}/vars")
+    return group is not None and "name" in group.attrs
+
+
+def _named_source(group: h5py.Group | None) -> Keras3Source | None:
+    """The source whose patch embedding name ``group`` records; `DEFAULT` when none is."""
+    name = group.attrs.get("name") if group is not None else None
+    if name is None:
+        return DEFAULT
+    name = name.decode() if isinstance(name, bytes) else name
+    return next((source for source in SOURCES if source.embedding_name == name), None)
 
 
 def _numbered(root: h5py.Group, base: str) -> list[str]:
@@ -172,8 +242,8 @@ def _numbered(root: h5py.Group, base: str) -> list[str]:
 
 
 def file_config(root: h5py.Group, layout: Layout, window_hint: Sequence[int] | None = None):
-    """The model config ``root`` fits, read off its shapes (the rewrite's weights files record
-    none): width and patch from the patch embedding's kernel ``(Pd, Ph, Pw, 3, C)``, depth as
+    """The model config ``root`` fits, read off its shapes (these files record none): width
+    and patch from the patch embedding's kernel ``(Pd, Ph, Pw, 3, C)``, depth as
     blocks per stage, heads as the bias tables' columns, the window from the first stage's
     table rows (`legacy_h5.window_from_rows`), classes from the head's kernel.
 
@@ -197,6 +267,29 @@ def file_config(root: h5py.Group, layout: Layout, window_hint: Sequence[int] | N
         "preset": None,
         "labels": None,
     }
+
+
+def check_one_window(found: Found) -> None:
+    """Refuse a file whose stages' bias tables differ in rows: both codes size each table by the
+    window they use on the clip the model was built on (a window no smaller than the tokens
+    shrinks to them), so a model built on a clip smaller than its window holds tables that no
+    model of one window does.
+
+    Raises:
+        legacy_h5.LayoutError: the rows differ (the message says how to save a file that fits).
+    """
+    rows = sorted(
+        {int(_dataset(found.file, f"{block}/{BIAS_TABLE}").shape[0])
+         for blocks, _ in found.layout.stages for block in blocks}
+    )  # fmt: skip
+    if len(rows) > 1:
+        raise legacy_h5.LayoutError(
+            f"its bias tables have {', '.join(map(str, rows[:-1]))} and {rows[-1]} rows in "
+            f"different stages: {found.source.builder} built the model on a clip smaller than "
+            "its window, which shrank the window of some stages, and no model of one window "
+            f"holds those; build {found.source.model} on a clip at least as large as the window "
+            "(e.g. 32x224x224) and save it again"
+        )
 
 
 def head_classes(root: h5py.Group, layout: Layout) -> int | None:
@@ -266,17 +359,18 @@ def _resolve(model, path: str):
     return node
 
 
-def is_rewrite_archive(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a ``.keras`` archive whose config.json names the rewrite's classes
-    (registered as ``swin.transformer.*`` or from its ``videoswin`` modules)."""
+def archive_source(path: str | os.PathLike) -> Keras3Source | None:
+    """The source whose classes a ``.keras`` archive's config.json names (read as data), or
+    ``None`` for a file that is no such archive."""
     try:
         with zipfile.ZipFile(path) as archive:
             if ARCHIVE_WEIGHTS not in archive.namelist():
-                return False
+                return None
             config = json.loads(archive.read(ARCHIVE_CONFIG))
     except (zipfile.BadZipFile, OSError, KeyError, ValueError):
-        return False
-    return any(name.startswith(REWRITE_PACKAGES) for name in class_names(config))
+        return None
+    names = class_names(config)
+    return next((s for s in SOURCES if any(name.startswith(s.packages) for name in names)), None)
 
 
 def class_names(config: Any) -> list[str]:
@@ -296,24 +390,25 @@ def archive_config(path: str | os.PathLike) -> dict:
 
 
 @contextlib.contextmanager
-def open_weights(path: str | os.PathLike) -> Iterator[tuple[h5py.File, Layout] | None]:
-    """The open weights of a rewrite file (``*.weights.h5``, or a ``.keras`` archive's weights
-    member read into memory) and its `Layout`; ``None`` for any other file."""
+def open_weights(
+    path: str | os.PathLike, source: Keras3Source | None = None
+) -> Iterator[Found | None]:
+    """The open weights of a Keras 3 Video Swin file (``*.weights.h5``, or a ``.keras``
+    archive's weights member read into memory) as `Found`; ``None`` for any other file, or
+    (with ``source``) for a file of another source."""
     path = Path(path)
+    archived = None
     if not path.is_file():
         yield None
         return
     if h5py.is_hdf5(path):
-        source: Any = path
-    elif zipfile.is_zipfile(path) and is_rewrite_archive(path):
+        data: Any = path
+    elif zipfile.is_zipfile(path) and (archived := archive_source(path)) is not None:
         with zipfile.ZipFile(path) as archive:
-            source = io.BytesIO(archive.read(ARCHIVE_WEIGHTS))
+            data = io.BytesIO(archive.read(ARCHIVE_WEIGHTS))
     else:
         yield None
         return
-    with h5py.File(source, "r") as file:
-        if "layer_names" in file.attrs:  # a Keras 2 layout
-            yield None
-            return
-        layout = detect(file)
-        yield None if layout is None else (file, layout)
+    with h5py.File(data, "r") as file:
+        found = None if "layer_names" in file.attrs else detect(file, archived)  # Keras 2's
+        yield None if found is None or source not in (None, found.source) else found

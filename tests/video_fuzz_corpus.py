@@ -34,6 +34,8 @@ from pathlib import Path
 
 from video_files import encode, encode_audio_with_cover, encode_joined_ts, encode_with_cover
 
+from videoswin_tf.video.dataset import ROWS
+
 GROUP_SIZE = 12  # videos per command and per dataset run
 # Both runs of a group (each starting TensorFlow and the model, then 12 videos of at most 64x64
 # pixels) took 28 to 135 s on 2 shared cores at load 12 to 15; a run past this limit is killed
@@ -331,11 +333,16 @@ def judge_dataset(
     out: Path,
 ) -> list[Outcome]:
     """Each video's outcome in one dataset run of ``cases``: one Parquet row each, complete or
-    with its one-line error; only whole shards in the folder."""
+    with its one-line error; only whole shards in the folder (and an empty ``.rows/``)."""
     run_problems = []
     if exit_code != 0 or "Traceback" in output:
         run_problems.append(f"the run ended with exit {exit_code}: {output[-300:]!r}")
     names = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
+    if ROWS in names:  # a finished run has gathered every row file into its shards
+        left = sorted(path.name for path in (out / ROWS).iterdir())
+        if left:
+            run_problems.append(f"row files not gathered into shards: {left}")
+        names.remove(ROWS)
     if any(not re.fullmatch(r"part-.*\.parquet", name) for name in names):
         run_problems.append(f"not only shards in the folder: {names}")
     rows: dict[str, list[dict]] = {}

@@ -20,6 +20,30 @@ PIPELINE = TestPipeline(
     num_crops=1,
 )
 LABELS = [f"class {i}" for i in range(10)]
+# The small model as a config file vswin-predict and vswin-convert take ("arch": None: the
+# explicit fields of `conftest.SMALL_SPEC`), with `PIPELINE`'s one-clip one-crop protocol and no
+# label map, so its classes are named by number.
+SMALL_CONFIG = {
+    "name": "small",
+    "arch": None,
+    "embed_dim": 32,
+    "depths": [1, 1, 2, 1],
+    "num_heads": [1, 2, 4, 8],
+    "window_size": [2, 3, 3],
+    "patch_size": [2, 4, 4],
+    "drop_path_rate": 0.1,
+    "num_classes": 10,
+    "clip_frames": PIPELINE.clip_len,
+    "clip_size": PIPELINE.crop_size,
+    "release": None,
+    "source": None,
+    "test_pipeline": {
+        "frame_interval": PIPELINE.frame_interval,
+        "num_clips": PIPELINE.num_clips,
+        "frame_uniform": PIPELINE.frame_uniform,
+        "num_crops": PIPELINE.num_crops,
+    },
+}
 
 
 @dataclasses.dataclass(frozen=True)

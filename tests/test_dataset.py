@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_SPEC
-from dataset_model import LABELS, PIPELINE, SmallWeights
+from dataset_model import LABELS, PIPELINE, SMALL_CONFIG, SmallWeights
 from video_files import encode, encode_audio
 from videoswin_tf.convert.mapping.rules import assign
 from videoswin_tf.convert.mapping.spec import build_keras_model
@@ -244,24 +244,6 @@ def test_cli_dataset_run_with_a_broken_list_exits_1(videos, tmp_path):
     assert [len(row["probabilities"] or []) for row in rows if row["error"] is None] == [400]
 
 
-# The small model as a JSON config vswin-convert takes ("arch": null: explicit fields), with
-# the test pipeline of dataset_model.PIPELINE; no label map, so classes are named by number.
-SMALL_JSON = {
-    "name": "small",
-    "arch": None,
-    "embed_dim": 32,
-    "depths": [1, 1, 2, 1],
-    "num_heads": [1, 2, 4, 8],
-    "window_size": [2, 3, 3],
-    "patch_size": [2, 4, 4],
-    "drop_path_rate": 0.1,
-    "num_classes": 10,
-    "clip_frames": 4,
-    "clip_size": 32,
-    "release": None,
-    "source": None,
-    "test_pipeline": {"frame_interval": 2, "num_clips": 1, "frame_uniform": False, "num_crops": 1},
-}
 NUMBERS = [str(index) for index in range(10)]
 
 
@@ -272,7 +254,7 @@ def recorded(model, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("recorded")
     save_weights(model, folder / "small.weights.h5")
-    (folder / "small.json").write_text(json.dumps(SMALL_JSON))
+    (folder / "small.json").write_text(json.dumps(SMALL_CONFIG))
     return folder / "small.weights.h5", folder / "small.json"
 
 

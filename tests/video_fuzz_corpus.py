@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dataset_model import SMALL_CONFIG
 from video_files import encode, encode_audio_with_cover, encode_joined_ts, encode_with_cover
 
 from videoswin_tf.video.dataset import ROWS
@@ -43,24 +44,6 @@ GROUP_SIZE = 12  # videos per command and per dataset run
 GROUP_LIMIT_S = 240
 WORKERS = 2
 COMMAND = Path(sys.executable).parent / "vswin-predict"
-# The small test model (`conftest.SMALL_SPEC`) as a config file vswin-predict takes, with its
-# one-clip one-crop protocol (`dataset_model.PIPELINE`).
-SMALL_CONFIG = {
-    "name": "small",
-    "arch": None,
-    "embed_dim": 32,
-    "depths": [1, 1, 2, 1],
-    "num_heads": [1, 2, 4, 8],
-    "window_size": [2, 3, 3],
-    "patch_size": [2, 4, 4],
-    "drop_path_rate": 0.1,
-    "num_classes": 10,
-    "clip_frames": 4,
-    "clip_size": 32,
-    "release": None,
-    "source": None,
-    "test_pipeline": {"frame_interval": 2, "num_clips": 1, "num_crops": 1},
-}
 SNIPPETS = "4:3"
 NO_VIDEO_STREAM = "has no video stream (found "
 # The catch-all one-line reports of an exception that is no `VideoError`: vswin-predict's

@@ -135,3 +135,66 @@ def test_cli_names_an_hdf5_file_in_one_line(tmp_path):
         "vswin-convert or the seed"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]
+
+
+@pytest.fixture(scope="module")
+def cut_files(tmp_path_factory):
+    """The small model's weights written whole, then cut to half their bytes as an interrupted
+    download leaves them: ``.weights.h5``, ``.h5`` and a ``.keras`` archive."""
+    folder = tmp_path_factory.mktemp("cut")
+    model = build_keras_model(SMALL_SPEC)
+    cut = {}
+    for name in ("small.weights.h5", "small.h5"):
+        save_weights(model, folder / name)
+        data = (folder / name).read_bytes()
+        cut[name] = folder / f"cut_{name}"
+        cut[name].write_bytes(data[: len(data) // 2])
+    with zipfile.ZipFile(folder / "small.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.write(folder / "small.weights.h5", "model.weights.h5")
+    data = (folder / "small.keras").read_bytes()
+    cut["small.keras"] = folder / "cut_small.keras"
+    cut["small.keras"].write_bytes(data[: len(data) // 2])
+    return model, cut
+
+
+CUT_SHORT = (
+    "it is probably cut short (an interrupted download or copy): fetch or write the file again"
+)
+
+
+def test_a_file_cut_short_is_one_line_everywhere(cut_files, tmp_path, torch_never_reads):
+    """A truncated HDF5 or .keras file is named as such by vswin-convert --pth, to-torch,
+    load_weights and weights=, never h5py's OSError or zipfile's BadZipFile."""
+    model, cut = cut_files
+    h5 = cut["small.weights.h5"]
+    reason = f"{h5}: cannot be read (Unable to synchronously open file (truncated file: eof = "
+    for path in (h5, cut["small.h5"]):
+        message = error_of(path)
+        assert message.startswith(f"{path}: cannot be read (Unable to synchronously open file")
+        assert message.endswith(CUT_SHORT)
+        with pytest.raises(ValueError) as caught:
+            model.load_weights(str(path))
+        assert str(caught.value) == message
+    with pytest.raises(ValueError) as caught:
+        model.load_weights(str(cut["small.keras"]))
+    assert (
+        str(caught.value)
+        == f"{cut['small.keras']}: cannot be read (File is not a zip file); {CUT_SHORT}"
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "to-torch",
+            "--weights",
+            str(h5),
+            "--format",
+            "mmaction2",
+            "--out",
+            str(tmp_path / "x.pth"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1].startswith(f"error: {reason}")
+    assert result.output.splitlines()[-1].endswith(CUT_SHORT)
+    assert not (tmp_path / "x.pth").exists()

@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ NATIVE_SUFFIX = ".weights.h5"
 LEGACY_SUFFIX = ".h5"
 REPORT_SUFFIX = ".parity.json"  # the converter's parity report, beside the weights file
 CONFIG_ATTRIBUTE = "videoswin_tf_config"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
 # The model config keys a file records and `check_fits` compares, with how errors name them.
 FITTED_KEYS = {
     "embed_dim": "width (embed_dim)",
@@ -69,6 +72,34 @@ def refuse_saved_model(path: str | os.PathLike) -> None:
         f"its variables once with: vswin-convert --pth {shlex.quote(str(path))} --out "
         f"{shlex.quote(out)}, then load {out}"
     )
+
+
+def refuse_unreadable(path: str | os.PathLike) -> None:
+    """A one-line `ValueError` for an HDF5 or zip (``.keras``) file ``path`` that cannot be
+    opened, most often one cut short by an interrupted download or copy (h5py's and zipfile's
+    own errors say neither what happened nor what to do); nothing for any other path.
+
+    Raises:
+        ValueError: ``path`` starts as an HDF5 or zip file but cannot be read as one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "rb") as file:
+        head = file.read(len(HDF5_SIGNATURE))
+    try:
+        if head == HDF5_SIGNATURE:
+            with h5py.File(path, "r"):
+                pass
+        elif head.startswith(ZIP_SIGNATURE):
+            with zipfile.ZipFile(path):
+                pass
+    except (OSError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"{path}: cannot be read ({reason}); it is probably cut short (an interrupted "
+            "download or copy): fetch or write the file again"
+        ) from None
 
 
 def weights_format(path: str | os.PathLike) -> str:
@@ -141,6 +172,7 @@ def read_file_config(
         WeightsMismatchError: a seed-layout file whose shapes fit no model.
     """
     path = Path(path)
+    refuse_unreadable(path)
     with keras3_h5.open_weights(path) as found:
         if found is not None:
             try:
@@ -247,6 +279,7 @@ def load_weights(
         ValueError: ``path`` is a SavedModel folder (`refuse_saved_model`).
     """
     refuse_saved_model(path)
+    refuse_unreadable(path)
     check_fits(model, path)
     read = _read_by_structure(model, path)
     if read is None:

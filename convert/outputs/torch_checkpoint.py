@@ -181,11 +181,19 @@ def to_torch(
 def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object, list[str] | None]:
     """The model ``path`` records, built and holding the file's values, and the class names
     the file records (or None)."""
-    from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
+    from videoswin_tf.weights_file import (
+        WeightsMismatchError,
+        read_file_config,
+        refuse_unreadable,
+    )
 
     with progress.phase("load", str(path)):
         if not path.is_file():
             raise ConversionError(f"{path}: file not found; pass the .weights.h5 file to convert")
+        try:
+            refuse_unreadable(path)
+        except ValueError as error:
+            raise ConversionError(str(error)) from None
         try:
             config = read_file_config(path)
             if config is None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from videoswin_tf.convert.errors import CheckpointError
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-ZIP_SIGNATURE = b"PK\x03\x04"
+from videoswin_tf.weights_file import HDF5_SIGNATURE, ZIP_SIGNATURE, refuse_unreadable
+
 PICKLE_PROTOCOL = b"\x80"  # protocol 2 and later, which every torch.save writes
 SHOWN = 6  # names listed in a message before "..."
 
@@ -54,6 +54,10 @@ def identify(path: Path) -> Kind:
     import h5py
 
     if h5py.is_hdf5(path):  # also finds the signature after a user block
+        try:
+            refuse_unreadable(path)
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
         return Kind.HDF5
     with open(path, "rb") as file:
         head = file.read(len(HDF5_SIGNATURE))

@@ -86,8 +86,9 @@ def test_keras_archives_saved_models_and_other_zips_are_named(tmp_path, torch_ne
         file.writestr("config.json", "{}")
         file.writestr("model.weights.h5", b"")
     assert error_of(archive) == (
-        f"{archive}: is a Keras model archive (.keras: a zip holding config.json), which "
-        "vswin-convert does not read; pass the PyTorch checkpoint it was made from"
+        f"{archive}: is a Keras model archive (.keras: a zip holding config.json) of no Video "
+        "Swin model vswin-convert reads (it reads the Keras 3 rewrite's and KerasCV's); pass the "
+        "PyTorch checkpoint it was made from"
     )
     saved = tmp_path / "saved"
     (saved / "variables").mkdir(parents=True)

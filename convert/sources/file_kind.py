@@ -31,8 +31,9 @@ class Kind(enum.Enum):
 
 # What is said about the kinds no reader takes yet.
 NOT_READ = {
-    Kind.KERAS_ARCHIVE: "{path}: is a Keras model archive (.keras: a zip holding config.json), "
-    "which vswin-convert does not read; pass the PyTorch checkpoint it was made from",
+    Kind.KERAS_ARCHIVE: "{path}: is a Keras model archive (.keras: a zip holding config.json) "
+    "of no Video Swin model vswin-convert reads (it reads the Keras 3 rewrite's and KerasCV's); "
+    "pass the PyTorch checkpoint it was made from",
 }
 
 

@@ -199,3 +199,24 @@ def test_a_file_cut_short_is_one_line_everywhere(cut_files, tmp_path, torch_neve
     assert result.output.splitlines()[-1].startswith(f"error: {reason}")
     assert result.output.splitlines()[-1].endswith(CUT_SHORT)
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_weights_argument_names_a_cut_or_foreign_keras_archive(cut_files, tmp_path):
+    """``weights=`` on a truncated ``.keras`` says it is cut short, and on a ``.keras`` of some
+    other model that it is none this package reads, not that the name must end in ``.h5``."""
+    from videoswin_tf.pretrained import resolve
+
+    cut = cut_files[1]["small.keras"]
+    with pytest.raises(ValueError) as caught:
+        resolve(str(cut))
+    assert str(caught.value) == f"{cut}: cannot be read (File is not a zip file); {CUT_SHORT}"
+    foreign = tmp_path / "other.keras"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("config.json", '{"class_name": "Sequential", "module": "keras"}')
+        archive.writestr("model.weights.h5", b"")
+    with pytest.raises(ValueError) as caught:
+        resolve(str(foreign))
+    assert str(caught.value) == (
+        f"weights={str(foreign)!r} is a .keras archive of no Video Swin model this package reads "
+        "(it reads the Keras 3 rewrite's and KerasCV's); pass a .weights.h5 or .h5 file"
+    )

@@ -13,7 +13,13 @@ from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.keras3_h5 import archive_source
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import Preset, lookup, presets
-from videoswin_tf.weights_file import read_file_config, refuse_saved_model, weights_format
+from videoswin_tf.weights_file import (
+    KERAS_ARCHIVE_SUFFIX,
+    read_file_config,
+    refuse_saved_model,
+    refuse_unreadable,
+    weights_format,
+)
 
 # Builder arguments that a source of weights fixes and a caller may only repeat.
 SHAPE_ARGUMENTS = ("window_size", "patch_size")
@@ -75,10 +81,17 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
         example = next(iter(known.values()))
         raise ValueError(
             f"weights={str(weights)!r} is neither a preset ({', '.join(known)}), another name "
-            f"of one (e.g. {example.release!r} or {example.names[-2]!r}), nor an existing .h5 "
-            "or .weights.h5 file"
+            f"of one (e.g. {example.release!r} or {example.names[-2]!r}), nor an existing .h5, "
+            ".weights.h5 or .keras file"
         )
+    refuse_unreadable(path)
     if archive_source(path) is None:  # their .keras archives are read by structure too
+        if path.name.endswith(KERAS_ARCHIVE_SUFFIX):
+            raise ValueError(
+                f"weights={str(weights)!r} is a .keras archive of no Video Swin model this "
+                "package reads (it reads the Keras 3 rewrite's and KerasCV's); pass a "
+                ".weights.h5 or .h5 file"
+            )
         weights_format(path)
     config = read_file_config(path)
     if config is None:

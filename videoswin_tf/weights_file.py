@@ -35,6 +35,7 @@ from videoswin_tf.presets import presets
 
 NATIVE_SUFFIX = ".weights.h5"
 LEGACY_SUFFIX = ".h5"
+KERAS_ARCHIVE_SUFFIX = ".keras"  # a whole-model archive (zip); the Keras 3 ports' are read
 REPORT_SUFFIX = ".parity.json"  # the converter's parity report, beside the weights file
 CONFIG_ATTRIBUTE = "videoswin_tf_config"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import h5py
 
 from videoswin_tf import legacy_h5
+from videoswin_tf.variable_paths import resolve
 
 ARCHIVE_CONFIG = "config.json"
 ARCHIVE_WEIGHTS = "model.weights.h5"
@@ -310,7 +311,7 @@ def assignments(model, root: h5py.Group, layout: Layout) -> tuple[list, list[str
     place for); all pairs are checked, none is assigned."""
     pairs, problems, used = [], [], set()
     for file_path, model_path in layout.entries():
-        variable = _resolve(model, model_path)
+        variable = resolve(model, model_path)
         if variable is None:
             if file_path in root:
                 problems.append(f"{file_path} has no place in the model ({model_path})")
@@ -343,20 +344,6 @@ def _datasets(root: h5py.Group) -> list[str]:
 
     root.visititems(visit)
     return found
-
-
-def _resolve(model, path: str):
-    """The object at the dotted ``path`` on ``model`` (numbers index lists), or ``None``."""
-    node = model
-    for part in path.split("."):
-        if part.isdigit():
-            index = int(part)
-            node = node[index] if isinstance(node, (list, tuple)) and index < len(node) else None
-        else:
-            node = getattr(node, part, None)
-        if node is None:
-            return None
-    return node
 
 
 def archive_source(path: str | os.PathLike) -> Keras3Source | None:

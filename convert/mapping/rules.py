@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from videoswin_tf.layers.windows import relative_position_index
+from videoswin_tf.variable_paths import resolve
 
 
 def same(tensor: np.ndarray) -> np.ndarray:
@@ -132,20 +133,6 @@ def expected_keys(model) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarr
                 if resolve(model, full_path) is not None:
                     expected[key.format(**names)] = (full_path, transform)
     return expected
-
-
-def resolve(model, path: str):
-    """The object at ``path`` on ``model`` (attributes, numbers index lists), or None."""
-    node = model
-    for part in path.split("."):
-        if part.isdigit():
-            index = int(part)
-            node = node[index] if isinstance(node, (list, tuple)) and index < len(node) else None
-        else:
-            node = getattr(node, part, None)
-        if node is None:
-            return None
-    return node
 
 
 def plan(model, state: dict[str, np.ndarray]) -> list[Assignment]:

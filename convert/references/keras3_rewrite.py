@@ -2,32 +2,30 @@
 file with its own ``load_weights``, in a process of its own.
 
 The rewrite's package is called ``videoswin``, as the seed's is, and registers its classes with
-Keras when imported, so it runs apart from the converter: the parent writes the clip and a job to
-``.npy``/``.json`` in a temporary folder and runs this module (``python -m
-videoswin_tf.convert.references.keras3_rewrite <rewrite code> <job.json>``); the child imports
-``videoswin`` from the folder ``VIDEOSWIN_REWRITE_REFERENCE`` names, builds the model with the
-rewrite's ``VideoSwinT`` builder (which takes every size's arguments; its ``VideoSwinB`` is the
-same function with other defaults) for the clip's shape, and writes back the four stage maps and
-the head's output (`references.keras3_stages`, shared with KerasCV's reference). A classifier
-whose head ends in softmax (the rewrite's default) gives probabilities, and parity compares
-probabilities then.
+Keras when imported, so it runs apart from the converter, in a child process
+(`references.child`): the child imports ``videoswin`` from the folder
+``VIDEOSWIN_REWRITE_REFERENCE`` names, builds the model with the rewrite's ``VideoSwinT``
+builder (which takes every size's arguments; its ``VideoSwinB`` is the same function with
+other defaults) for the clip's shape, and writes back the four stage maps and the head's output
+(`references.keras3_stages`, shared with KerasCV's reference). A classifier whose head ends in
+softmax (the rewrite's default) gives probabilities, and parity compares probabilities then.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from videoswin_tf.convert.references.child import (
+    child_job,
+    child_outputs,
+    run_child,
+    upstream_folder,
+)
 
 REWRITE_CODE_VARIABLE = "VIDEOSWIN_REWRITE_REFERENCE"
 REWRITE_PATCH = (2, 4, 4)  # the rewrite's builders do not pass patch_size on
-OUTPUT_CHARS = 2000  # of the child's stderr quoted when it fails
 
 
 def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
@@ -45,13 +43,12 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
     from videoswin_tf.convert.errors import ConversionError
     from videoswin_tf.convert.sources.keras3 import recorded
 
-    folder = os.environ.get(REWRITE_CODE_VARIABLE)
-    if not folder or not (Path(folder) / "videoswin").is_dir():
-        raise ConversionError(
-            "parity for the Keras 3 rewrite's files runs the rewrite's own model: set "
-            f"{REWRITE_CODE_VARIABLE} to the folder that holds its videoswin package (a "
-            "checkout of innat/VideoSwin v2), or pass --no-parity"
-        )
+    folder = upstream_folder(
+        REWRITE_CODE_VARIABLE,
+        "parity for the Keras 3 rewrite's files runs the rewrite's own model: set "
+        f"{REWRITE_CODE_VARIABLE} to the folder that holds its videoswin package (a "
+        "checkout of innat/VideoSwin v2), or pass --no-parity",
+    )
     rewrite = recorded(checkpoint.file)
     if tuple(spec.patch_size) != REWRITE_PATCH or rewrite.include_rescaling:
         raise ConversionError(
@@ -60,59 +57,40 @@ def rewrite_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
             f"patch {tuple(spec.patch_size)}, include_rescaling={rewrite.include_rescaling}: "
             "pass --no-parity"
         )
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        np.save(work / "clip.npy", np.ascontiguousarray(clip, dtype=np.float32))
-        job = {
-            "clip": str(work / "clip.npy"),
-            "weights": str(checkpoint.file),
-            "out": str(work / "out.npz"),
-            "arguments": {
-                "input_shape": list(clip.shape[1:]),
-                "embed_size": spec.embed_dim,
-                "depths": list(spec.depths),
-                "num_heads": list(spec.num_heads),
-                "window_size": list(spec.window_size),
-                "include_top": spec.num_classes is not None,
-                "num_classes": spec.num_classes or 1,
-                "activation": rewrite.activation,
-            },
-        }
-        (work / "job.json").write_text(json.dumps(job))
-        env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-        result = subprocess.run(
-            [sys.executable, "-m", __name__, folder, str(work / "job.json")],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if result.returncode != 0:
-            tail = " | ".join(result.stderr.strip().splitlines()[-3:])[-OUTPUT_CHARS:]
-            raise ConversionError(f"the rewrite's model failed to run on the file: {tail}")
-        with np.load(work / "out.npz") as out:
-            stages = [out[f"stage{index}"] for index in range(len(spec.depths))]
-            logits = out["logits"] if "logits" in out else None
-            pooled = out["pooled"]
+    arguments = {
+        "input_shape": list(clip.shape[1:]),
+        "embed_size": spec.embed_dim,
+        "depths": list(spec.depths),
+        "num_heads": list(spec.num_heads),
+        "window_size": list(spec.window_size),
+        "include_top": spec.num_classes is not None,
+        "num_classes": spec.num_classes or 1,
+        "activation": rewrite.activation,
+    }
+    out = run_child(
+        __name__,
+        folder,
+        clip,
+        {"weights": str(checkpoint.file), "arguments": arguments},
+        "the rewrite's model failed to run on the file",
+    )
+    logits = out.get("logits")
     return {
-        "stages": stages,
-        "pooled": pooled,
+        "stages": [out[f"stage{index}"] for index in range(len(spec.depths))],
+        "pooled": out["pooled"],
         "logits": logits,
         "softmax": rewrite.activation == "softmax" and logits is not None,
     }
 
 
-def _run_rewrite(folder: str, job_path: str) -> None:
+def _run_rewrite(job: dict[str, Any], clip: np.ndarray) -> None:
     """The child: build the rewrite's model, load the file with its ``load_weights``, and save
-    its outputs (`keras3_stages.keras3_outputs`) to the job's ``.npz``."""
+    its outputs (`keras3_stages.keras3_outputs`)."""
+    from videoswin import VideoSwinT
     from videoswin_tf.convert.references.keras3_stages import keras3_outputs
 
     from videoswin_tf.keras3_h5 import REWRITE
 
-    sys.path.insert(0, folder)
-    from videoswin import VideoSwinT
-
-    job = json.loads(Path(job_path).read_text())
-    clip = np.load(job["clip"])
     model = VideoSwinT(**job["arguments"])
     model.load_weights(job["weights"])
     backbone = model if not job["arguments"]["include_top"] else model.layers[1]
@@ -121,8 +99,8 @@ def _run_rewrite(folder: str, job_path: str) -> None:
     saved["pooled"] = outputs["pooled"]
     if outputs["logits"] is not None:
         saved["logits"] = outputs["logits"]
-    np.savez(job["out"], **saved)
+    child_outputs(job, saved)
 
 
 if __name__ == "__main__":
-    _run_rewrite(sys.argv[1], sys.argv[2])
+    _run_rewrite(*child_job(sys.argv))

@@ -4,27 +4,26 @@ file with its own ``load_weights`` under Keras 2 (``tf-keras``), in a process of
 restores by the model's own attribute names (TensorFlow's object-graph matching, every variable
 of the model required), independently of the converter's reading by saved order.
 
-The parent writes the clip and a job to ``.npy``/``.json`` in a temporary folder and runs this
-module (``python -m videoswin_tf.convert.references.seed_keras2 <seed code> <job.json>``) with
-``TF_USE_LEGACY_KERAS=1``; the child imports the seed's ``videoswin`` package from the folder
-``VIDEOSWIN_SEED_REFERENCE`` names and writes the logits back. Only logits come back: the seed's
-model gives no stage features.
+It runs in a child process (`references.child`) with ``TF_USE_LEGACY_KERAS=1``: the child
+imports the seed's ``videoswin`` package from the folder ``VIDEOSWIN_SEED_REFERENCE`` names and
+saves the logits. Only logits come back: the seed's model gives no stage features.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from videoswin_tf.convert.references.child import (
+    child_job,
+    child_outputs,
+    run_child,
+    upstream_folder,
+)
 
 SEED_CODE_VARIABLE = "VIDEOSWIN_SEED_REFERENCE"
-OUTPUT_CHARS = 2000  # of the child's stderr quoted when it fails
 
 
 def seed_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
@@ -37,49 +36,39 @@ def seed_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
     """
     from videoswin_tf.convert.errors import ConversionError
 
-    folder = os.environ.get(SEED_CODE_VARIABLE)
     what = "SavedModel folder" if Path(checkpoint.file).is_dir() else ".h5"
-    if not folder or not (Path(folder) / "videoswin").is_dir():
-        raise ConversionError(
-            f"parity for the seed's {what} runs the seed's own model: set {SEED_CODE_VARIABLE} to "
-            "the folder that holds its videoswin package (a checkout of innat/VideoSwin), or "
-            "pass --no-parity"
-        )
+    folder = upstream_folder(
+        SEED_CODE_VARIABLE,
+        f"parity for the seed's {what} runs the seed's own model: set {SEED_CODE_VARIABLE} to "
+        "the folder that holds its videoswin package (a checkout of innat/VideoSwin), or "
+        "pass --no-parity",
+    )
     if spec.num_classes is None:
         raise ConversionError(
             f"{checkpoint.file}: the seed's model is compared on logits and this file has no "
             "head; pass --no-parity"
         )
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        np.save(work / "clip.npy", np.ascontiguousarray(clip, dtype=np.float32))
-        job = {
-            "clip": str(work / "clip.npy"),
-            "weights": str(checkpoint.file),
-            "logits": str(work / "logits.npy"),
-            "patch_size": list(spec.patch_size),
-            "embed_dim": spec.embed_dim,
-            "depths": list(spec.depths),
-            "num_heads": list(spec.num_heads),
-            "window_size": list(spec.window_size),
-            "num_classes": spec.num_classes,
-        }
-        (work / "job.json").write_text(json.dumps(job))
-        env = os.environ | {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        result = subprocess.run(
-            [sys.executable, "-m", __name__, folder, str(work / "job.json")],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if result.returncode != 0:
-            tail = " | ".join(result.stderr.strip().splitlines()[-3:])[-OUTPUT_CHARS:]
-            raise ConversionError(f"the seed's model failed to run on the file: {tail}")
-        logits = np.load(work / "logits.npy")
-    return {"stages": [], "pooled": None, "logits": logits.astype(np.float32)}
+    job = {
+        "weights": str(checkpoint.file),
+        "patch_size": list(spec.patch_size),
+        "embed_dim": spec.embed_dim,
+        "depths": list(spec.depths),
+        "num_heads": list(spec.num_heads),
+        "window_size": list(spec.window_size),
+        "num_classes": spec.num_classes,
+    }
+    out = run_child(
+        __name__,
+        folder,
+        clip,
+        job,
+        "the seed's model failed to run on the file",
+        env={"TF_USE_LEGACY_KERAS": "1"},
+    )
+    return {"stages": [], "pooled": None, "logits": out["logits"].astype(np.float32)}
 
 
-def _run_seed(folder: str, job_path: str) -> None:
+def _run_seed(job: dict[str, Any], clip: np.ndarray) -> None:
     """The child: build the seed's model as its builders do (LayerNorm epsilon 1e-5, patch
     norm, drop path 0.2), call it on the clip (the seed fixes padding and masks at the first
     call), load the file (or a SavedModel folder's variables) with the seed's
@@ -87,12 +76,8 @@ def _run_seed(folder: str, job_path: str) -> None:
     import functools
 
     import tensorflow as tf
-
-    sys.path.insert(0, folder)
     from videoswin import model as seed
 
-    job = json.loads(Path(job_path).read_text())
-    clip = np.load(job["clip"])
     model = seed.TFSwinTransformer3D(
         patch_size=tuple(job["patch_size"]),
         embed_dim=job["embed_dim"],
@@ -112,8 +97,8 @@ def _run_seed(folder: str, job_path: str) -> None:
         status.expect_partial().assert_existing_objects_matched()
     else:
         model.load_weights(str(weights))
-    np.save(job["logits"], model(clip, training=False).numpy())
+    child_outputs(job, {"logits": model(clip, training=False).numpy()})
 
 
 if __name__ == "__main__":
-    _run_seed(sys.argv[1], sys.argv[2])
+    _run_seed(*child_job(sys.argv))

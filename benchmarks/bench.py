@@ -160,16 +160,9 @@ def forward_runner(implementation: str, engine: str, spec, clip, exports: Path):
         tensor = tf.constant(clip)
         return lambda: function(clip=tensor)["logits"].numpy()
     if implementation == "keras_cv":
-        import keras_cv
+        from videoswin_tf.convert.references.kerascv import kerascv_backbone
 
-        model = keras_cv.models.VideoSwinBackbone(
-            input_shape=clip.shape[1:],
-            embed_dim=spec.embed_dim,
-            depths=list(spec.depths),
-            num_heads=list(spec.num_heads),
-            window_size=list(spec.window_size),
-            patch_size=list(spec.patch_size),
-        )
+        model = kerascv_backbone(spec, clip.shape[1:])
         model.compile(jit_compile=engine == "xla")
         return lambda: model.predict_on_batch(clip)
 

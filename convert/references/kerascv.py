@@ -10,11 +10,31 @@ shared with the rewrite's reference); the last is the whole backbone's output.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 INSTALL = "pip install keras-cv==0.9.0"
+
+
+def kerascv_backbone(spec, input_shape: Sequence[int]):
+    """KerasCV's ``VideoSwinBackbone`` for ``spec`` (width, depths, heads, window, patch) on
+    clips of ``input_shape`` ``(T, H, W, 3)``, freshly initialised.
+
+    Raises:
+        ImportError: keras_cv is not installed (`INSTALL`).
+    """
+    import keras_cv
+
+    return keras_cv.models.VideoSwinBackbone(
+        input_shape=tuple(input_shape),
+        embed_dim=spec.embed_dim,
+        patch_size=list(spec.patch_size),
+        window_size=list(spec.window_size),
+        depths=list(spec.depths),
+        num_heads=list(spec.num_heads),
+    )
 
 
 def kerascv_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
@@ -38,14 +58,7 @@ def kerascv_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
             f"parity for KerasCV's files runs KerasCV's own model, and keras_cv does not import "
             f"({error}); {INSTALL}, or pass --no-parity"
         ) from None
-    backbone = keras_cv.models.VideoSwinBackbone(
-        input_shape=clip.shape[1:],
-        embed_dim=spec.embed_dim,
-        patch_size=list(spec.patch_size),
-        window_size=list(spec.window_size),
-        depths=list(spec.depths),
-        num_heads=list(spec.num_heads),
-    )
+    backbone = kerascv_backbone(spec, clip.shape[1:])
     activation = recorded(checkpoint.file).activation or "linear"
     model = backbone
     if spec.num_classes is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -21,9 +20,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from convert_runs import converted
 from keras import ops
-from videoswin_tf.convert.cli import main
+from upstream_code import upstream_code
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.rules import extract
 from videoswin_tf.convert.mapping.spec import ModelSpec
@@ -64,18 +63,8 @@ HEAD = ("predictions", 0.3)  # the head's kernel N(0, 0.3) (`weight_stress.stres
 
 
 def rewrite_reference() -> Path:
-    """The folder holding the rewrite's ``videoswin`` package: ``VIDEOSWIN_REWRITE_REFERENCE``,
-    or ``shared/reference/innat_videoswin/v2`` beside the checkout or one of its parents."""
-    if REWRITE_CODE_VARIABLE in os.environ:
-        return Path(os.environ[REWRITE_CODE_VARIABLE])
-    for parent in Path(__file__).resolve().parents:
-        folder = parent / "shared" / "reference" / "innat_videoswin" / "v2"
-        if folder.is_dir():
-            return folder
-    raise FileNotFoundError(
-        "the Keras 3 rewrite's code (shared/reference/innat_videoswin/v2) is not beside this "
-        f"checkout; set {REWRITE_CODE_VARIABLE} to the folder that holds its videoswin package"
-    )
+    """The folder holding the rewrite's ``videoswin`` package (`upstream_code`)."""
+    return upstream_code(REWRITE_CODE_VARIABLE, "v2", "the Keras 3 rewrite's code")
 
 
 @contextlib.contextmanager
@@ -289,10 +278,7 @@ def test_vswin_convert_passes_parity_against_the_rewrites_own_model(
 ):
     monkeypatch.setenv(REWRITE_CODE_VARIABLE, str(rewrite_reference()))
     out = tmp_path / "converted.weights.h5"
-    arguments = ["--pth", str(rewrite_files["folder"] / name), "--out", str(out)]
-    result = CliRunner().invoke(main, [*arguments, "--parity-frames", "4"])
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines, _ = converted(rewrite_files["folder"] / name, out, "--parity-frames", "4")
     verdict = next(line for line in lines if line.strip().startswith(("PASS", "FAIL")))
     if name.startswith("classifier"):
         assert any(line.strip().startswith("probs    [1, 7]") for line in lines)

@@ -11,13 +11,10 @@ shifts in time too.
 
 from __future__ import annotations
 
-import json
-
 import keras_cv
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from videoswin_tf.convert.cli import main
+from convert_runs import converted, refused
 from weight_stress import stress
 
 from videoswin_tf import (
@@ -38,6 +35,7 @@ INPUT = (8, 224, 224, 3)
 CLASSES = 5
 CLIP = np.random.default_rng(1).standard_normal((1, *INPUT)).astype("float32")
 RTOL = 1e-5  # max |diff| over max |reference value|
+PARITY = ("--parity-frames", "8", "--parity-size", "224")  # the files' own clip
 LAYOUT = "KerasCV's VideoSwinBackbone layout (keras-cv 0.9, Keras 3), read by structure"
 
 
@@ -72,10 +70,6 @@ def relative_difference(got, want) -> float:
 def softmax(logits) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-def convert_cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.mark.parametrize(
@@ -125,13 +119,11 @@ def test_a_kerascv_file_for_another_model_is_the_clear_mismatch_error(kerascv_fi
 
 
 def test_kerascvs_classifier_converts_with_parity_on_probabilities(kerascv_files, tmp_path):
-    out = tmp_path / "classifier.weights.h5"
-    result = convert_cli(
-        *("--pth", str(kerascv_files["folder"] / "classifier.weights.h5"), "--out", str(out)),
-        *("--parity-frames", "8", "--parity-size", "224"),
+    lines, report = converted(
+        kerascv_files["folder"] / "classifier.weights.h5",
+        tmp_path / "classifier.weights.h5",
+        *PARITY,
     )
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
     assert lines[1] == f"        {LAYOUT}, 129 tensors"
     assert lines[2] == (
         "        note: read 121 Keras weights by structure (videoswin_tf.keras3_h5); window "
@@ -141,8 +133,7 @@ def test_kerascvs_classifier_converts_with_parity_on_probabilities(kerascv_files
         "[parity] KerasCV's VideoSwinBackbone/VideoClassifier (keras-cv 0.9) loading the file "
         "itself vs Keras model loaded from the file" in lines
     )
-    assert any(line.startswith("  probs    [1, 5]") for line in lines), result.output
-    report = json.loads((tmp_path / "classifier.parity.json").read_text())
+    assert any(line.startswith("  probs    [1, 5]") for line in lines), lines
     assert report["passed"] and report["outputs"] == "probs"
     assert report["logits"]["relative"] < RTOL and report["logits"]["reference_scale"] > 0.3
     assert [stage["shape"] for stage in report["stages"]] == [
@@ -158,9 +149,7 @@ def test_a_kerascv_model_built_on_a_clip_smaller_than_its_window_is_refused(tmp_
     small = keras_cv.models.VideoSwinBackbone(input_shape=(4, 64, 64, 3), **ARCH)
     path = tmp_path / "shrunk.weights.h5"
     small.save_weights(str(path))
-    result = convert_cli("--pth", str(path), "--no-parity")
-    assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == (
+    assert refused("--pth", path, "--no-parity") == (
         f"error: {path}: its bias tables have 27, 147 and 507 rows in different stages: "
         "KerasCV built the model on a clip smaller than its window, which shrank the window of "
         "some stages, and no model of one window holds those; build the KerasCV model on a clip "
@@ -172,12 +161,7 @@ def test_a_kerascv_model_built_on_a_clip_smaller_than_its_window_is_refused(tmp_
 @pytest.mark.parametrize("name", ["classifier.keras", "backbone.weights.h5", "backbone.keras"])
 def test_kerascvs_other_files_convert_with_parity(kerascv_files, tmp_path, name):
     out = tmp_path / "converted.weights.h5"
-    result = convert_cli(
-        *("--pth", str(kerascv_files["folder"] / name), "--out", str(out)),
-        *("--parity-frames", "8", "--parity-size", "224"),
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "converted.parity.json").read_text())
+    _, report = converted(kerascv_files["folder"] / name, out, *PARITY)
     assert report["passed"]
     assert all(stage["relative"] < RTOL for stage in report["stages"])
     if "classifier" in name:
@@ -228,9 +212,7 @@ def test_a_kerascv_classifier_pooling_by_maximum_is_refused(tmp_path):
     classifier = keras_cv.models.VideoClassifier(backbone, num_classes=CLASSES, pooling="max")
     path = tmp_path / "max.keras"
     classifier.save(str(path))
-    result = convert_cli("--pth", str(path), "--no-parity")
-    assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == (
+    assert refused("--pth", path, "--no-parity") == (
         f"error: {path}: a KerasCV VideoClassifier with pooling='max' and "
         "activation='softmax'; this package's head averages and gives logits (or softmax "
         "probabilities), so only pooling='avg' with activation 'softmax' or None converts"

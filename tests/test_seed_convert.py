@@ -3,13 +3,10 @@ tf.keras model loading the same file under Keras 2 (a process of its own)."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from convert_runs import convert_cli, converted, refused
 from test_seed_h5 import CLIP, run_seed, seed_reference
-from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
 
 from videoswin_tf import TFSwinTransformer3D
@@ -37,21 +34,12 @@ def seed_file(tmp_path_factory):
     return folder / NAME
 
 
-def convert_cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 def test_the_seeds_h5_converts_with_parity_against_the_seeds_model(
     seed_file, tmp_path, monkeypatch
 ):
     monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
     out = tmp_path / "small.weights.h5"
-    result = convert_cli(
-        *("--pth", str(seed_file), "--out", str(out)),
-        *("--parity-frames", "8", "--parity-size", "64"),
-    )
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines, report = converted(seed_file, out, "--parity-frames", "8", "--parity-size", "64")
     assert lines[1] == (
         "        the seed's Keras 2 .h5 layout (innat/VideoSwin v1), read by structure, 87 tensors"
     )
@@ -63,7 +51,6 @@ def test_the_seeds_h5_converts_with_parity_against_the_seeds_model(
         "[parity] the seed's tf.keras model (innat/VideoSwin v1, Keras 2) loading the file "
         "itself vs Keras model loaded from the file" in lines
     )
-    report = json.loads((tmp_path / "small.parity.json").read_text())
     assert report["passed"] and report["logits"]["shape"] == [1, 7]
     assert report["logits"]["max_abs"] < 1e-4 and report["logits"]["reference_scale"] > 0.1
     # and the written file gives the logits the seed's process saved when it wrote the .h5
@@ -86,9 +73,7 @@ def test_the_default_output_is_named_after_the_seeds_file(seed_file, tmp_path, m
 def test_without_the_seeds_code_parity_is_a_one_line_error(seed_file, tmp_path, monkeypatch):
     monkeypatch.delenv(SEED_CODE_VARIABLE, raising=False)
     out = tmp_path / "small.weights.h5"
-    result = convert_cli("--pth", str(seed_file), "--out", str(out), "--parity-size", "64")
-    assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == (
+    assert refused("--pth", seed_file, "--out", out, "--parity-size", "64") == (
         f"error: parity for the seed's .h5 runs the seed's own model: set {SEED_CODE_VARIABLE} "
         "to the folder that holds its videoswin package (a checkout of innat/VideoSwin), or pass "
         "--no-parity"

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SMALL_SPEC
+from upstream_code import upstream_code
 from weight_stress import stress
 
 from videoswin_tf import (
@@ -42,18 +43,8 @@ SMALL = SMALL_SPEC.keras_kwargs()
 
 
 def seed_reference() -> Path:
-    """The folder holding the seed's ``videoswin`` package: ``VIDEOSWIN_SEED_REFERENCE``, or
-    ``shared/reference/innat_videoswin/v1`` beside the checkout or one of its parents."""
-    if "VIDEOSWIN_SEED_REFERENCE" in os.environ:
-        return Path(os.environ["VIDEOSWIN_SEED_REFERENCE"])
-    for parent in Path(__file__).resolve().parents:
-        folder = parent / "shared" / "reference" / "innat_videoswin" / "v1"
-        if folder.is_dir():
-            return folder
-    raise FileNotFoundError(
-        "the seed's reference code (shared/reference/innat_videoswin/v1) is not beside this "
-        "checkout; set VIDEOSWIN_SEED_REFERENCE to the folder that holds its videoswin package"
-    )
+    """The folder holding the seed's ``videoswin`` package (`upstream_code`)."""
+    return upstream_code("VIDEOSWIN_SEED_REFERENCE", "v1", "the seed's reference code")
 
 
 def run_seed(folder: Path, jobs: list[dict], clip: np.ndarray = CLIP) -> None:

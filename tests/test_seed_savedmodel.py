@@ -15,10 +15,9 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
+from convert_runs import convert_cli, converted
 from test_file_kind import error_of
 from test_seed_h5 import CLIP, RTOL, run_seed, seed_reference
-from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
 from videoswin_tf.convert.sources import saved_model
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
@@ -32,6 +31,7 @@ from videoswin_tf import (
 
 SMALL_SEED = {"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]}
 SMALL_FOLDER = "TFVideoSwinSmall_K400_P244_W877"
+PARITY = ("--parity-frames", "8", "--parity-size", "64")  # a small clip: 8 frames of 64x64
 T_K400 = "TFVideoSwinT_K400_IN1K_P244_W877_32x224"
 LAYOUT = (
     "        the seed's TensorFlow SavedModel folder (innat/VideoSwin v1), variables read as "
@@ -46,10 +46,6 @@ def seed_folder(tmp_path_factory):
     job = {"action": "save", "arch": SMALL_SEED, "num_classes": 400, "path": SMALL_FOLDER}
     run_seed(folder, [job | {"window_size": [8, 7, 7], "seed": 5}])
     return folder / SMALL_FOLDER
-
-
-def convert_cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def relative_to_seed(weights, folder, **model_kwargs) -> float:
@@ -192,7 +188,7 @@ def test_the_printed_command_converts_with_parity_against_the_seeds_model(
     printed = expected_refusal(seed_folder).split("once with: ", 1)[1]
     command = shlex.split(printed.split(", then load", 1)[0])
     assert command[0] == "vswin-convert"
-    result = convert_cli(*command[1:], "--parity-frames", "8", "--parity-size", "64")
+    result = convert_cli(*command[1:], *PARITY)
     assert result.exit_code == 0, result.output
     assert (
         "[parity] the seed's tf.keras model (innat/VideoSwin v1, Keras 2) restoring the "
@@ -213,11 +209,7 @@ def test_the_seeds_swin_t_k400_folder_converts_with_parity(tmp_path, monkeypatch
     folder = tmp_path / T_K400
     monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
     out = tmp_path / f"{T_K400}.weights.h5"
-    result = convert_cli(
-        *("--pth", str(folder), "--out", str(out)), *("--parity-frames", "8", "--parity-size", "64")
-    )
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines, _ = converted(folder, out, *PARITY)
     assert lines[1] == LAYOUT.replace("87 tensors", "185 tensors")
     assert lines[2].startswith("        note: read 173 variables from variables/variables ")
     assert (
@@ -240,12 +232,9 @@ def test_a_folder_with_optimizer_and_metric_variables_converts(tmp_path, monkeyp
     assert any(key.startswith("optimizer/") for key in reader.get_variable_to_shape_map())
     monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
     out = tmp_path / "trained.weights.h5"
-    result = convert_cli(
-        *("--pth", str(folder), "--out", str(out)), *("--parity-frames", "8", "--parity-size", "64")
-    )
-    assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[1] == LAYOUT
-    passed = [line for line in result.output.splitlines() if line.startswith("  PASS: ")]
+    lines, _ = converted(folder, out, *PARITY)
+    assert lines[1] == LAYOUT
+    passed = [line for line in lines if line.startswith("  PASS: ")]
     assert len(passed) == 1 and float(passed[0].split("relative ")[1].split(" ")[0]) < RTOL
     kwargs = SMALL_SEED | {"window_size": (8, 7, 7), "num_classes": 400}
     assert relative_to_seed(out, folder, **kwargs) < RTOL

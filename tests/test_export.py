@@ -25,52 +25,62 @@ def run_cli(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+def model_files(folder: Path, stem: str, spec) -> tuple[Path, Path, keras.Model]:
+    """A config file for ``spec`` (``<stem>.json``), a weights file of a model of it seeded
+    with 0 (``<stem>.weights.h5``), and that model."""
+    config = folder / f"{stem}.json"
+    config.write_text(json.dumps({**dataclasses.asdict(spec), "arch": None}))
+    keras.utils.set_random_seed(0)
+    model = build_keras_model(spec)
+    weights = folder / f"{stem}.weights.h5"
+    model.save_weights(weights)
+    return config, weights, model
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> tuple[Path, Path, keras.Model]:
     """A config file for SMALL_SPEC, a weights file of a seeded model, and that model."""
-    folder = tmp_path_factory.mktemp("small")
-    config = folder / "small.json"
-    fields = dataclasses.asdict(SMALL_SPEC)
-    config.write_text(json.dumps({**fields, "arch": None}))
-    keras.utils.set_random_seed(0)
-    model = build_keras_model(SMALL_SPEC)
-    weights = folder / "small.weights.h5"
-    model.save_weights(weights)
-    return config, weights, model
+    return model_files(tmp_path_factory.mktemp("small"), "small", SMALL_SPEC)
 
 
 def clip(shape, seed=1):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def test_saved_model_serves_a_named_clip_and_uint8_frames(tmp_path, small):
-    config, weights, model = small
-    out = tmp_path / "small_saved_model"
+def export(files: tuple[Path, Path, keras.Model], fmt: str, out: Path, *options) -> str:
+    """``vswin-convert export`` of ``files``' weights (`model_files`) to ``out`` in ``fmt``,
+    which must pass its parity check; its output."""
+    config, weights, _ = files
     result = run_cli(
-        "export",
-        "--weights",
-        weights,
-        "--config",
-        config,
-        "--format",
-        "saved_model",
-        "--out",
-        out,
-        "--any-batch",
+        "export", "--weights", weights, "--config", config, "--format", fmt, "--out", out, *options
     )
     assert result.exit_code == 0, result.output
-    assert "serving_default (clip)" in result.output
-    assert "serve_frames (uint8)" in result.output
     assert "PASS" in result.output
+    return result.output
+
+
+def runs_as(model: keras.Model, run, shape) -> np.ndarray:
+    """``run`` (an export called on a float clip) on a seeded clip of ``shape``, asserted to
+    give ``model``'s logits within 1e-4."""
+    x = clip(shape)
+    got = run(x)
+    np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4, rtol=0)
+    return got
+
+
+def test_saved_model_serves_a_named_clip_and_uint8_frames(tmp_path, small):
+    model = small[2]
+    out = tmp_path / "small_saved_model"
+    output = export(small, "saved_model", out, "--any-batch")
+    assert "serving_default (clip)" in output
+    assert "serve_frames (uint8)" in output
 
     loaded = tf.saved_model.load(str(out))
     assert set(loaded.signatures) == {"serving_default", "serve_frames"}
     serve = loaded.signatures["serving_default"]
     (spec,) = serve.structured_input_signature[1].values()
     assert (spec.name, spec.dtype, tuple(spec.shape)) == ("clip", tf.float32, (None, 4, 32, 32, 3))
-    x = clip((3, 4, 32, 32, 3))  # any batch
-    served = serve(clip=tf.constant(x))["logits"].numpy()
-    np.testing.assert_allclose(served, model(x).numpy(), atol=1e-4, rtol=0)
+    runs_as(model, lambda x: serve(clip=tf.constant(x))["logits"].numpy(), (3, 4, 32, 32, 3))
 
     # The uint8 endpoint normalizes with the training mean and std, written out here.
     frames = np.random.default_rng(2).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
@@ -81,35 +91,16 @@ def test_saved_model_serves_a_named_clip_and_uint8_frames(tmp_path, small):
 
 
 def test_onnx_runs_in_onnx_runtime_with_parity(tmp_path, small):
-    config, weights, model = small
+    model = small[2]
     out = tmp_path / "small.onnx"
-    result = run_cli(
-        "export",
-        "--weights",
-        weights,
-        "--config",
-        config,
-        "--format",
-        "onnx",
-        "--out",
-        out,
-        "--frames",
-        6,
-        "--size",
-        40,
-        "--batch",
-        2,
-    )
-    assert result.exit_code == 0, result.output
-    assert "clip (onnxruntime)" in result.output and "PASS" in result.output
+    output = export(small, "onnx", out, "--frames", 6, "--size", 40, "--batch", 2)
+    assert "clip (onnxruntime)" in output
 
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (onnx_input,) = session.get_inputs()
     assert (onnx_input.name, onnx_input.shape) == ("clip", [2, 6, 40, 40, 3])
-    x = clip((2, 6, 40, 40, 3))
-    (logits,) = session.run(["logits"], {"clip": x})
+    logits = runs_as(model, lambda x: session.run(["logits"], {"clip": x})[0], (2, 6, 40, 40, 3))
     assert logits.shape == (2, SMALL_SPEC.num_classes)
-    np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -117,36 +108,8 @@ def window877(tmp_path_factory) -> tuple[Path, Path, keras.Model]:
     """Like `small` with Swin-T's window, so that biases (heads, 392, 392) and masks
     (windows, 392, 392) weigh what they weigh there, and two blocks in stage 0 (the second
     shifted on a 16x56x56 clip's 8x14x14 map)."""
-    folder = tmp_path_factory.mktemp("window877")
     spec = dataclasses.replace(SMALL_SPEC, depths=(2, 1, 1, 1), window_size=(8, 7, 7))
-    config = folder / "window877.json"
-    config.write_text(json.dumps({**dataclasses.asdict(spec), "arch": None}))
-    keras.utils.set_random_seed(0)
-    model = build_keras_model(spec)
-    weights = folder / "window877.weights.h5"
-    model.save_weights(weights)
-    return config, weights, model
-
-
-def export_16x56(window877, fmt: str, out: Path):
-    config, weights, _ = window877
-    result = run_cli(
-        "export",
-        "--weights",
-        weights,
-        "--config",
-        config,
-        "--format",
-        fmt,
-        "--out",
-        out,
-        "--frames",
-        16,
-        "--size",
-        56,
-    )
-    assert result.exit_code == 0, result.output
-    assert "PASS" in result.output
+    return model_files(tmp_path_factory.mktemp("window877"), "window877", spec)
 
 
 def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path, window877):
@@ -157,7 +120,7 @@ def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path, window87
 
     _, weights, model = window877
     out = tmp_path / "window877.onnx"
-    export_16x56(window877, "onnx", out)
+    export(window877, "onnx", out, "--frames", 16, "--size", 56)
 
     assert out.stat().st_size <= 1.1 * weights.stat().st_size
     graph = onnx.load(out).graph
@@ -165,9 +128,7 @@ def test_onnx_computes_attention_biases_and_masks_at_run_time(tmp_path, window87
     assert len(gathers) == 5  # one per block
     assert sum(n.op_type == "Where" and n.name.endswith("/where") for n in graph.node) == 1
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    x = clip((1, 16, 56, 56, 3))
-    (logits,) = session.run(["logits"], {"clip": x})
-    np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4, rtol=0)
+    runs_as(model, lambda x: session.run(["logits"], {"clip": x})[0], (1, 16, 56, 56, 3))
 
 
 @pytest.mark.slow
@@ -178,7 +139,7 @@ def test_openvino_ir_read_from_the_onnx_export_keeps_its_size(tmp_path, window87
 
     _, weights, model = window877
     out = tmp_path / "window877_openvino"
-    export_16x56(window877, "openvino", out)
+    export(window877, "openvino", out, "--frames", 16, "--size", 56)
 
     assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml"]
     assert (out / "model.bin").stat().st_size <= 1.1 * weights.stat().st_size
@@ -188,8 +149,7 @@ def test_openvino_ir_read_from_the_onnx_export_keeps_its_size(tmp_path, window87
     assert sum(op.get_type_name() == "Gather" for op in gathers) == 5  # one per block
     assert sum(op.get_type_name() == "Select" for op in ops) == 1  # the shifted block's mask
     compiled = openvino.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    x = clip((1, 16, 56, 56, 3))
-    np.testing.assert_allclose(compiled(x)[0], model(x).numpy(), atol=1e-4, rtol=0)
+    runs_as(model, lambda x: compiled(x)[0], (1, 16, 56, 56, 3))
 
 
 def test_export_that_differs_fails_and_writes_nothing(tmp_path, small, monkeypatch):
@@ -260,13 +220,9 @@ def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small, monkeypatch, 
         monkeypatch.setattr(
             importlib.util, "find_spec", lambda name: None if name == "tf2onnx" else find_spec(name)
         )
-    config, weights, model = small
+    model = small[2]
     out = tmp_path / "small_openvino"
-    result = run_cli(
-        "export", "--weights", weights, "--config", config, "--format", "openvino", "--out", out
-    )
-    assert result.exit_code == 0, result.output
-    assert "clip (openvino fp32)" in result.output and "PASS" in result.output
+    assert "clip (openvino fp32)" in export(small, "openvino", out)
     assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small_openvino"]
 
@@ -276,8 +232,7 @@ def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small, monkeypatch, 
     rebuilt = any("runtime_bias" in op.get_friendly_name() for op in ir.get_ops())
     assert rebuilt == (route == "onnx")  # biases computed at run time only through ONNX
     compiled = core.compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    x = clip((1, 4, 32, 32, 3))
-    np.testing.assert_allclose(compiled(x)[0], model(x).numpy(), atol=1e-4, rtol=0)
+    runs_as(model, lambda x: compiled(x)[0], (1, 4, 32, 32, 3))
     # float32 weights (OpenVINO's default would store them as fp16)
     constants = [op for op in ir.get_ops() if op.get_type_name() == "Constant"]
     types = {op.get_output_element_type(0) for op in constants if op.get_byte_size() > 1024}

@@ -1,4 +1,7 @@
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -17,3 +20,19 @@ SMALL_SPEC = ModelSpec(
     clip_frames=4,
     clip_size=32,
 )
+
+
+@pytest.fixture(scope="session")
+def small_weights(tmp_path_factory) -> Path:
+    """`SMALL_SPEC` with the distinctive state of seed 0 (`references.synthetic`: every weight
+    its own value), saved as ``small.weights.h5``."""
+    from videoswin_tf.convert.mapping.rules import assign
+    from videoswin_tf.convert.mapping.spec import build_keras_model
+    from videoswin_tf.convert.references.synthetic import distinctive_state
+
+    state = {key: value.numpy() for key, value in distinctive_state(SMALL_SPEC, seed=0).items()}
+    model = build_keras_model(SMALL_SPEC)
+    assign(model, state)
+    path = tmp_path_factory.mktemp("weights") / "small.weights.h5"
+    model.save_weights(str(path))
+    return path

@@ -17,12 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import SMALL_SPEC
 from dataset_model import LABELS, PIPELINE, SMALL_CONFIG, SmallWeights
 from video_files import encode, encode_audio
-from videoswin_tf.convert.mapping.rules import assign
-from videoswin_tf.convert.mapping.spec import build_keras_model
-from videoswin_tf.convert.references.synthetic import distinctive_state
 
 from videoswin_tf.video import predict_video, snippet_features
 from videoswin_tf.video.dataset import (
@@ -40,18 +36,8 @@ SETTINGS = DatasetSettings(config=PIPELINE, labels=LABELS, top=3, workers=1, sha
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    state = {key: value.numpy() for key, value in distinctive_state(SMALL_SPEC, seed=0).items()}
-    model = build_keras_model(SMALL_SPEC)
-    assign(model, state)
-    path = tmp_path_factory.mktemp("weights") / "small.weights.h5"
-    model.save_weights(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(weights):
-    return SmallWeights(str(weights))()
+def model(small_weights):
+    return SmallWeights(str(small_weights))()
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +157,7 @@ def written_videos(log: str) -> set[str]:
     }
 
 
-def test_a_run_killed_with_sigkill_keeps_every_finished_video(weights, tmp_path):
+def test_a_run_killed_with_sigkill_keeps_every_finished_video(small_weights, tmp_path):
     """Killed mid-shard (shards of 100 rows, 12 videos): every video logged as finished is kept,
     the rerun redoes only the others, and the end is one complete row per video in one shard."""
     videos = [str(encode(tmp_path / f"k{i}.mp4", 8 + i, 40, 32)) for i in range(12)]
@@ -179,7 +165,7 @@ def test_a_run_killed_with_sigkill_keeps_every_finished_video(weights, tmp_path)
     script = tmp_path / "run.py"
     tests = str(Path(__file__).parent)
     script.write_text(
-        KILLED_RUN.format(tests=tests, videos=videos, weights=str(weights), out=str(out))
+        KILLED_RUN.format(tests=tests, videos=videos, weights=str(small_weights), out=str(out))
     )
     log = tmp_path / "killed.log"
     with log.open("w") as sink:
@@ -326,7 +312,7 @@ def test_cli_dataset_run_takes_the_config_the_weights_record(model, recorded, vi
     np.testing.assert_allclose(row["feature"], one.features, atol=1e-6, rtol=0)
 
 
-def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monkeypatch):
+def test_ray_runner_rows_equal_the_local_runner(small_weights, videos, tmp_path, monkeypatch):
     """A local 2-CPU Ray, offline (no dashboard, no usage reporting): the same rows as the
     local runner, features within 1e-6."""
     import ray
@@ -339,11 +325,11 @@ def test_ray_runner_rows_equal_the_local_runner(weights, videos, tmp_path, monke
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         on_ray = predict_dataset(
-            SmallWeights(str(weights)), items, tmp_path / "ray", settings, "ray", False
+            SmallWeights(str(small_weights)), items, tmp_path / "ray", settings, "ray", False
         )
     finally:
         ray.shutdown()
-    local = predict_dataset(SmallWeights(str(weights)), items, tmp_path / "local", settings)
+    local = predict_dataset(SmallWeights(str(small_weights)), items, tmp_path / "local", settings)
     assert (on_ray.written, on_ray.failed) == (local.written, local.failed) == (6, 1)
     ray_rows = {row["video"]: row for row in read_results(tmp_path / "ray").to_pylist()}
     local_rows = {row["video"]: row for row in read_results(tmp_path / "local").to_pylist()}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 
 import pytest
-from conftest import SMALL_SPEC
 from video_fuzz_corpus import (
     DAMAGES,
     GROUP_SIZE,
@@ -22,23 +21,10 @@ from video_fuzz_corpus import (
     run_corpus,
     summary,
 )
-from videoswin_tf.convert.mapping.rules import assign
-from videoswin_tf.convert.mapping.spec import build_keras_model
-from videoswin_tf.convert.references.synthetic import distinctive_state
 
 SEED = 0
 CORPUS = range(4 * len(KINDS) * len(DAMAGES))  # 240 cases, 4 of each kind and damage
 SAMPLE = CORPUS[: 5 * GROUP_SIZE : 5]  # 12 cases: every kind once, every damage twice or more
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    state = {key: value.numpy() for key, value in distinctive_state(SMALL_SPEC, seed=0).items()}
-    model = build_keras_model(SMALL_SPEC)
-    assign(model, state)
-    path = tmp_path_factory.mktemp("weights") / "small.weights.h5"
-    model.save_weights(str(path))
-    return path
 
 
 def check(outcomes: list[Outcome]) -> collections.Counter:
@@ -154,12 +140,12 @@ def test_the_dataset_judge_fails_what_it_must(tmp_path):
     assert outcome.problem.endswith("; 0 rows")
 
 
-def test_video_fuzz_sample(weights):
-    kinds = check(run_corpus(SEED, list(SAMPLE), weights))
+def test_video_fuzz_sample(small_weights):
+    kinds = check(run_corpus(SEED, list(SAMPLE), small_weights))
     assert set(kinds) == {"result", "error"}, kinds  # both endings occur: neither is vacuous
 
 
 @pytest.mark.slow
-def test_video_fuzz_corpus(weights):
-    kinds = check(run_corpus(SEED, list(CORPUS), weights, log=print))
+def test_video_fuzz_corpus(small_weights):
+    kinds = check(run_corpus(SEED, list(CORPUS), small_weights, log=print))
     assert set(kinds) == {"result", "error"}, kinds

@@ -136,13 +136,30 @@ def test_missing_truncated_and_audio_only_files_are_error_rows(model, videos, tm
 
 
 KILLED_RUN = """
-import json, logging, sys
+import json, logging, os, sys, time
 sys.path.insert(0, {tests!r})
 from dataset_model import LABELS, PIPELINE, SmallWeights
 from videoswin_tf.video.dataset import DatasetSettings, predict_dataset
 
+
+class HoldAfterRows(logging.Handler):
+    # With HOLD_AFTER=N the run stops after logging its N-th row, so the kill lands mid-run
+    # however loaded the machine is (a fast run could otherwise finish before the kill).
+    def __init__(self, rows):
+        super().__init__()
+        self.left = rows
+
+    def emit(self, record):
+        if "row written" in record.getMessage():
+            self.left -= 1
+            if self.left == 0:
+                time.sleep(600)
+
+
 if __name__ == "__main__":  # the decoding workers are spawned: they import this file
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
+    if os.environ.get("HOLD_AFTER"):
+        logging.getLogger().addHandler(HoldAfterRows(int(os.environ["HOLD_AFTER"])))
     settings = DatasetSettings(config=PIPELINE, labels=LABELS, workers=1, shard_size=100)
     videos = {videos!r}
     summary = predict_dataset(SmallWeights({weights!r}), videos, {out!r}, settings, progress=False)
@@ -170,7 +187,10 @@ def test_a_run_killed_with_sigkill_keeps_every_finished_video(small_weights, tmp
     log = tmp_path / "killed.log"
     with log.open("w") as sink:
         run = subprocess.Popen(
-            [sys.executable, "-u", str(script)], stdout=sink, start_new_session=True
+            [sys.executable, "-u", str(script)],
+            stdout=sink,
+            start_new_session=True,
+            env={**os.environ, "HOLD_AFTER": "3"},
         )
         deadline = time.monotonic() + 120
         while len(written_videos(log.read_text())) < 3:
@@ -182,7 +202,7 @@ def test_a_run_killed_with_sigkill_keeps_every_finished_video(small_weights, tmp
     finished = written_videos(log.read_text())
     kept = {row["video"] for row in read_results(out).to_pylist() if row["error"] is None}
     assert not list(out.glob("part-*.parquet")), "the kill came after a shard: nothing tested"
-    assert finished <= kept and len(kept) < 12, (finished, kept)
+    assert finished == kept and len(kept) == 3, (finished, kept)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     redone = written_videos(done.stdout)

@@ -3,17 +3,18 @@
 Prints the CPU, the fp32 matmul peak measured in this run (numpy and TensorFlow, 4096x4096),
 then one table per run, every figure measured in this run, each row in a fresh process:
 
-- forward: one pass on the same clip by each implementation and engine (`ROWS`): this
-  package's default path (``predict_on_batch``, the engine the model chooses), called eagerly,
-  as a graph, under XLA, in bf16 (``mixed_bfloat16``), on the OpenVINO engine in fp32 and
-  bf16 (``vswin-predict --engine openvino``), and on the JAX, torch and OpenVINO Keras
+- forward: one pass on the same clip by each implementation and engine (`ROWS`): this package's
+  default path (``predict_on_batch``, the engine the model chooses), called eagerly, as a graph,
+  under XLA, in bf16 (``mixed_bfloat16``), on the OpenVINO engine in fp32 and bf16 (``vswin-predict
+  --engine openvino``; ``ov-fp32`` is a user's first run, ``ov-cached`` a later one reading the
+  ``VSWIN_OPENVINO_CACHE`` an earlier process filled), and on the JAX, torch and OpenVINO Keras
   backends; KerasCV's ``VideoSwinBackbone`` as a graph and under XLA; mmaction2's
   ``SwinTransformer3D`` eagerly under ``no_grad``, in fp32 and under bf16 autocast; and this
   package's ONNX export in ONNX Runtime and SavedModel export in TensorFlow (``vswin-convert
-  export``, parity-checked first). Seconds are the best of ``--repeats``; GFLOP/s count the
-  model's matrix products (`flops.backbone_flops`); memory is the peak resident size while
-  building and running (imports excluded from the peak by resetting it first), and what
-  building and running added to the resident size;
+  export``, parity-checked first). Seconds are the best of ``--repeats``; GFLOP/s count the model's
+  matrix products (`flops.backbone_flops`); memory is the peak resident size while building and
+  running (imports excluded from the peak by resetting it first), and what building and running
+  added to the resident size;
 - conversion: ``vswin-convert --no-parity`` in a fresh process, wall time and peak memory.
 
     make bench                                              # Swin-T and Swin-B, 1x32x224x224

@@ -15,7 +15,8 @@ in a weak-keyed table, so it is built once per process and forgotten with the mo
   bf16. Each clip shape compiles once (the last, smaller batch of a video is a second shape).
   The converted model is written as IR and compiled from that file, after the trace and the
   in-memory model are dropped: OpenVINO then maps the IR's constants from the file instead of
-  keeping the traced graph's copies (issue 17: Swin-T 1x32x224x224 peaked 0.17 GiB lower).
+  keeping the traced graph's copies (issue 17, Swin-T 1x32x224x224 in fresh processes: the
+  memory added by building and running fell from 1.38 to 1.11 GiB, medians of three).
   ``VSWIN_OPENVINO_CACHE`` names a folder that keeps those IR files (``ir/<key>/``, keyed by
   `ir_key`) for later processes, which then skip tracing and converting, and OpenVINO's own
   compiled-blob cache (``CACHE_DIR``). Without it the IR goes to a temporary folder, removed

@@ -133,3 +133,93 @@ def test_bf16_stays_close_to_fp32_with_stressed_weights(stressed, engine):
     top5_bf16 = [set(np.argsort(-row)[:5]) for row in bf16]
     overlap = np.mean([len(a & b) / 5 for a, b in zip(top5, top5_bf16, strict=True)])
     assert overlap >= 0.9
+
+
+@pytest.mark.slow
+def test_openvino_ir_is_cached_by_weights_and_shape(monkeypatch, tmp_path):
+    """With VSWIN_OPENVINO_CACHE, a later model with the same weights compiles the cached IR
+    without converting again; other weights or another clip shape convert into their own
+    folder; no half-written folder is left."""
+    converted = []
+    original = inference.openvino_model
+    monkeypatch.setattr(
+        inference,
+        "openvino_model",
+        lambda net, shape: converted.append(shape) or original(net, shape),
+    )
+    monkeypatch.setenv(inference.CACHE_ENV, str(tmp_path))
+    model = build_keras_model(SMALL_SPEC)
+    clip = np.random.default_rng(0).standard_normal((1, 4, 32, 32, 3)).astype(np.float32)
+    first = inference.openvino_runner(model, model, "fp32", clip.shape)(clip)
+    same = build_keras_model(SMALL_SPEC)
+    same.set_weights(model.get_weights())
+    again = inference.openvino_runner(same, same, "fp32", clip.shape)(clip)
+    np.testing.assert_array_equal(first, again)
+    assert converted == [clip.shape]
+    other = build_keras_model(SMALL_SPEC)
+    other.set_weights([w + 1 if i == 0 else w for i, w in enumerate(model.get_weights())])
+    inference.openvino_runner(other, other, "fp32", clip.shape)
+    inference.openvino_runner(same, same, "fp32", (2, *clip.shape[1:]))
+    assert converted == [clip.shape, clip.shape, (2, *clip.shape[1:])]
+    folders = sorted((tmp_path / "ir").iterdir())
+    assert [f.name for f in folders if f.name.startswith(".")] == []
+    assert len(folders) == 3
+    assert {f.name for f in folders} == {
+        inference.ir_key(model, clip.shape),
+        inference.ir_key(other, clip.shape),
+        inference.ir_key(same, (2, *clip.shape[1:])),
+    }
+    assert all(sorted(p.name for p in f.iterdir()) == ["model.bin", "model.xml"] for f in folders)
+
+
+@pytest.mark.slow
+def test_openvino_ir_without_a_cache_leaves_no_file(monkeypatch, tmp_path):
+    """Without VSWIN_OPENVINO_CACHE the IR is compiled from a temporary folder that is gone
+    once the runner exists, and the runner still computes TensorFlow's output."""
+    monkeypatch.delenv(inference.CACHE_ENV, raising=False)
+    monkeypatch.setattr(inference.tempfile, "tempdir", str(tmp_path))
+    model = build_keras_model(SMALL_SPEC)
+    clip = np.random.default_rng(0).standard_normal((1, 4, 32, 32, 3)).astype(np.float32)
+    run = inference.openvino_runner(model, model, "fp32", clip.shape)
+    assert list(tmp_path.iterdir()) == []
+    np.testing.assert_allclose(run(clip), model.predict_on_batch(clip), atol=1e-4, rtol=1e-5)
+
+
+def test_ir_key_names_weights_shape_and_versions(monkeypatch):
+    """The cache key changes with any weight, the clip shape and OpenVINO's version, and a
+    net that is no Keras model is not cached (fast: no conversion)."""
+    import openvino
+
+    model = build_keras_model(SMALL_SPEC)
+    shape = (1, 4, 32, 32, 3)
+    key = inference.ir_key(model, shape)
+    assert len(key) == 64 and key == inference.ir_key(model, shape)
+    assert inference.ir_key(model, (2, *shape[1:])) != key
+    weights = model.get_weights()
+    weights[-1] = weights[-1] + np.float32(1e-6)
+    model.set_weights(weights)
+    changed = inference.ir_key(model, shape)
+    assert changed != key
+    monkeypatch.setattr(openvino, "__version__", "0.0.0")
+    assert inference.ir_key(model, shape) not in (key, changed)
+    assert inference.ir_key(lambda clip: clip, shape) is None
+
+
+def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
+    """The IR goes to a hidden folder renamed into place: a failed write leaves nothing, and
+    a folder another process finished first is kept as it is."""
+
+    def write(net, shape, xml):
+        xml.write_text(net)
+        if net == "fails":
+            raise OSError("disk full")
+
+    monkeypatch.setattr(inference, "_write_ir", write)
+    folder = tmp_path / "ir" / "key"
+    with pytest.raises(OSError, match=r"^disk full$"):
+        inference._write_ir_atomically("fails", (1,), folder)
+    assert list((tmp_path / "ir").iterdir()) == []
+    inference._write_ir_atomically("first", (1,), folder)
+    inference._write_ir_atomically("second", (1,), folder)
+    assert [p.name for p in (tmp_path / "ir").iterdir()] == ["key"]
+    assert (folder / "model.xml").read_text() == "first"

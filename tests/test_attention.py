@@ -65,3 +65,27 @@ def test_attention_dropout_is_active_in_training_only():
     trained = keras.ops.convert_to_numpy(layer(windows, attention_mask=mask, training=True))
     np.testing.assert_array_equal(inference, again)
     assert np.abs(trained - inference).max() > 1e-2
+
+
+def test_fusable_attention_attends_in_one_pass_with_the_same_result(monkeypatch):
+    """Inside `fusable_attention` (the OpenVINO trace) the windows are not chunked and q, k, v
+    are transposed one by one; the result equals the chunked one, and the block resets."""
+    from videoswin_tf.layers import attention
+    from videoswin_tf.layers.attention import fusable_attention, windows_per_chunk
+
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 8192)  # 2 of a mask's 8 windows at a time
+    keras.utils.set_random_seed(0)
+    layer = WindowAttention3D(16, (2, 3, 3), 2)
+    layer.build((None, 18, 16))
+    table = layer.relative_position_bias_table
+    table.assign(np.random.default_rng(1).normal(0, 1.5, tuple(table.shape)).astype("float32"))
+    mask = shifted_window_mask(shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1)))
+    windows = np.random.default_rng(2).standard_normal((3 * 8, 18, 16)).astype("float32")
+    assert windows_per_chunk(24, 2, 18, mask, "float32") == 2
+    for with_mask in (mask, None):
+        chunked = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
+        with fusable_attention():
+            assert windows_per_chunk(24, 2, 18, mask, "float32") is None
+            fused = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
+        np.testing.assert_allclose(fused, chunked, atol=1e-6, rtol=0)
+    assert windows_per_chunk(24, 2, 18, mask, "float32") == 2

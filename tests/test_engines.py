@@ -223,3 +223,22 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
     inference._write_ir_atomically("second", (1,), folder)
     assert [p.name for p in (tmp_path / "ir").iterdir()] == ["key"]
     assert (folder / "model.xml").read_text() == "first"
+
+
+def test_openvino_traces_one_attention_per_block(monkeypatch):
+    """Even where TensorFlow would attend in chunks (made tiny here), the graph converted for
+    OpenVINO has one attention per block (5 in the small model), no per-chunk slices or
+    concats, and gives TensorFlow's logits."""
+    import collections
+
+    from videoswin_tf.layers import attention
+
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 64)  # one window per chunk in TensorFlow
+    model = build_keras_model(SMALL_SPEC)
+    converted = inference.openvino_model(model, (2, 4, 32, 32, 3))
+    ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
+    assert ops["Softmax"] + ops["ScaledDotProductAttention"] == 5, ops
+    assert ops["Concat"] == 3, ops  # the three patch mergings' only
+    clip = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype("float32")
+    compiled = inference.compile_openvino(converted)
+    np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)

@@ -187,17 +187,21 @@ def openvino_model(net, clip_shape: tuple[int | None, ...]):
     """``net`` (a Keras model or function of float clips) as an ``openvino.Model`` for clips
     of ``clip_shape`` (``None`` for a dimension of any size): traced by ``tf.function`` and
     converted in memory by ``openvino.convert_model``. Its input is ``clip``; its outputs are
-    ``net``'s dict keys, or ``output`` for a single tensor."""
+    ``net``'s dict keys, or ``output`` for a single tensor. Attention is traced in the pattern
+    OpenVINO fuses (`fusable_attention`)."""
     import openvino
     import tensorflow as tf
+
+    from videoswin_tf.layers.attention import fusable_attention
 
     def forward(clip):
         out = net(clip, training=False)
         return dict(out) if isinstance(out, dict) else {"output": out}
 
-    function = tf.function(forward).get_concrete_function(
-        tf.TensorSpec(clip_shape, tf.float32, name="clip")
-    )
+    with fusable_attention():
+        function = tf.function(forward).get_concrete_function(
+            tf.TensorSpec(clip_shape, tf.float32, name="clip")
+        )
     return openvino.convert_model(function)
 
 

@@ -212,8 +212,10 @@ def write_openvino(model, path: Path, shape: tuple[int | None, ...]) -> None:
     With tf2onnx installed (the ``export`` extra) the IR is read from the ONNX export: OpenVINO's
     ONNX reader keeps its run-time attention biases and masks, so the IR is about the size of
     the weights. Without it, the IR is converted in memory from a traced function
-    (`videoswin_tf.inference`), whose conversion folds them into constants (4.1x the weights
-    on Swin-T at 32x224x224: 469 MB).
+    (`videoswin_tf.inference`), whose conversion folds them into constants (6.3x the weights
+    on Swin-T at 32x224x224: 714 MB, with attention traced in one pass for OpenVINO's fused
+    kernel). The ONNX export keeps TensorFlow's chunked attention: traced in one pass, tf2onnx
+    folding Swin-T's whole-clip biases and masks ran out of memory (killed at 8.9 GB).
     """
     import openvino
 

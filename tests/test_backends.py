@@ -1,7 +1,8 @@
 """The model tests again, on Keras's other backends.
 
-PyTorch is installed anyway (the converter needs it), so its run is part of the default suite.
-JAX is optional: `make test-slow` installs the ``jax`` extra and runs it (CI does).
+PyTorch is installed anyway (the converter needs it), so its run is part of the default suite,
+except the tests in `LONG_ON_TORCH`: they run on torch in `make test-slow`. JAX is optional:
+`make test-slow` installs the ``jax`` extra and runs it (CI does).
 """
 
 import os
@@ -13,9 +14,22 @@ import pytest
 
 # The model's tests, and the backbone/classifier pair's.
 MODEL_TESTS = ("test_model.py", "test_backbone_classifier.py")
+# Their tests that build full-size models (Swin-T to Swin-L) or start a second process: on the
+# torch backend they take most of the run (torch initialises and runs full-size models several
+# times slower than TensorFlow here). The same tests run on TensorFlow in `make test`, and the
+# small models' tests cover the torch code paths; on torch these run in `make test-slow`.
+LONG_ON_TORCH = (
+    "test_trainable_parameters_equal_the_reference",  # six full-size models, Swin-L among them
+    "test_backbone_only_has_no_head_parameters",  # Swin-T
+    "test_head_in_channels_must_match_the_backbone",  # Swin-T, for an error
+    "test_seed_snippet_runs_as_written",  # Swin-T twice, on a 32x224x224 clip
+    "test_from_preset_on_a_published_name",  # Swin-T K400 twice, and a backbone
+    "test_from_preset_on_hf_offline",  # a second process importing torch and Keras
+)
 
 
-def run_model_tests(backend: str) -> None:
+def run_model_tests(backend: str, selection: str | None = None) -> None:
+    """Run `MODEL_TESTS` under ``KERAS_BACKEND=backend``, those ``-k selection`` picks if given."""
     env = {**os.environ, "KERAS_BACKEND": backend}
     probe = subprocess.run(
         [sys.executable, "-c", "import keras; print(keras.backend.backend())"],
@@ -34,6 +48,7 @@ def run_model_tests(backend: str) -> None:
             "-p",
             "no:cacheprovider",
             *(str(Path(__file__).with_name(name)) for name in MODEL_TESTS),
+            *(["-k", selection] if selection else []),
         ],
         env=env,
         capture_output=True,
@@ -45,7 +60,19 @@ def run_model_tests(backend: str) -> None:
 
 def test_model_tests_pass_on_the_torch_backend():
     pytest.importorskip("torch")
-    run_model_tests("torch")
+    run_model_tests("torch", f"not ({' or '.join(LONG_ON_TORCH)})")
+
+
+def test_the_long_tests_are_model_tests():
+    """A renamed test must not drop out of both torch runs unnoticed."""
+    source = "".join(Path(__file__).with_name(name).read_text() for name in MODEL_TESTS)
+    assert [name for name in LONG_ON_TORCH if f"\ndef {name}(" not in source] == []
+
+
+@pytest.mark.slow
+def test_the_long_model_tests_pass_on_the_torch_backend():
+    pytest.importorskip("torch")
+    run_model_tests("torch", " or ".join(LONG_ON_TORCH))
 
 
 @pytest.mark.slow

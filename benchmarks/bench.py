@@ -521,8 +521,9 @@ def ask(worker: subprocess.Popen, command: str, parse=float):
 
 def dense_table(products, seconds: dict[str, list[float]], passes: dict[str, list]) -> None:
     """Print each backend's fp32 GFLOP/s on the model's Dense products, their CPU time against
-    the pass's (median CPU seconds of ``passes``, (wall, CPU) pairs), and the rest of the pass:
-    a backend cannot come closer to TensorFlow than its Dense products and its rest allow."""
+    the pass's (median CPU seconds of ``passes``, (wall, CPU) pairs), and the rest of the pass
+    (element-wise work, attention, copies); then the pass against TensorFlow's with only one of
+    the two parts at TensorFlow's time: what each part alone can win."""
     print("\n  fp32 Dense products through keras.ops.matmul, GFLOP/s per CPU second (best of 5)")
     print(f"  {'m x k x n':<16} {'count':>5} " + " ".join(f"{name:>10}" for name in seconds))
     for index, product in enumerate(products):
@@ -539,6 +540,14 @@ def dense_table(products, seconds: dict[str, list[float]], passes: dict[str, lis
         "Dense CPU s": (f"{dense[name]:.3f}" for name in seconds),
         "rest CPU s": (f"{cpu[name] - dense[name]:.3f}" for name in seconds),
         "Dense vs TF's pass": (f"{dense[name] / cpu['tensorflow']:.2f}x" for name in seconds),
+        "pass, TF's Dense rate": (
+            f"{(cpu[name] - dense[name] + dense['tensorflow']) / cpu['tensorflow']:.2f}x"
+            for name in seconds
+        ),
+        "pass, TF's rest": (
+            f"{(dense[name] + cpu['tensorflow'] - dense['tensorflow']) / cpu['tensorflow']:.2f}x"
+            for name in seconds
+        ),
     }
     for label, cells in rows.items():
         print(f"  {label:<22} " + " ".join(f"{cell:>10}" for cell in cells))

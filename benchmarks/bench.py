@@ -393,10 +393,48 @@ def verdicts(results: dict, flops: float, peak: float) -> None:
 BACKENDS = ("tensorflow", "torch", "jax")
 
 
+def dense_products(config: str, shape) -> list:
+    """The Dense layers' matrix products (`flops.Product`) of one forward pass of ``config``."""
+    from flops import matrix_products
+    from videoswin_tf.convert.configs.resolve import resolve_config
+
+    spec = resolve_config(config)
+    products = matrix_products(
+        spec.embed_dim, spec.depths, spec.window_size, spec.patch_size, shape
+    )
+    return [product for product in products if product.kind == "dense"]
+
+
+def dense_seconds(products, repeats: int = 5) -> list[float]:
+    """Best-of-``repeats`` CPU seconds of this process (all its threads) for ``keras.ops.matmul``
+    on fp32 operands of each product's shape, on this process's Keras backend: the kernel its
+    Dense layers call. CPU time, not wall time, so that other processes' load does not count."""
+    import numpy as np
+    from keras import ops
+
+    def wait(result):  # JAX dispatches asynchronously; the others return when done
+        getattr(result, "block_until_ready", lambda: None)()
+
+    rng = np.random.default_rng(0)
+    seconds = []
+    for product in products:
+        x = ops.convert_to_tensor(rng.standard_normal((product.m, product.k), dtype="float32"))
+        w = ops.convert_to_tensor(rng.standard_normal((product.k, product.n), dtype="float32"))
+        wait(ops.matmul(x, w))
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            wait(ops.matmul(x, w))
+            times.append(time.process_time() - start)
+        seconds.append(min(times))
+    return seconds
+
+
 def backend_worker(config: str, shape) -> None:
-    """Serve timed forward passes of this package's default path (``predict_on_batch``) on
-    this process's Keras backend: "ready" once built and warmed up (compiled, on JAX), then
-    one line of seconds for every line read from stdin."""
+    """Serve this process's Keras backend: "ready" once the model is built and warmed up
+    (compiled, on JAX), then for each line read from stdin, "run": the wall and CPU seconds of
+    one forward pass of this package's default path (``predict_on_batch``); "dense": a JSON list
+    of the CPU seconds of each Dense product of `dense_products`."""
     import numpy as np
     from videoswin_tf.convert.configs.resolve import resolve_config
     from videoswin_tf.convert.mapping.spec import build_keras_model
@@ -405,17 +443,38 @@ def backend_worker(config: str, shape) -> None:
     clip = np.random.default_rng(0).standard_normal(shape).astype("float32")
     model.predict_on_batch(clip)
     print("ready", flush=True)
-    for _ in sys.stdin:
-        start = time.perf_counter()
+    for line in sys.stdin:
+        if line.strip() == "dense":
+            print(json.dumps(dense_seconds(dense_products(config, shape))), flush=True)
+            continue
+        start, cpu = time.perf_counter(), time.process_time()
         model.predict_on_batch(clip)
-        print(time.perf_counter() - start, flush=True)
+        print(json.dumps([time.perf_counter() - start, time.process_time() - cpu]), flush=True)
 
 
-def backend_rounds(config: str, shape, rounds: int) -> None:
+def thread_settings(threads: int) -> dict[str, str]:
+    """Environment holding every backend's CPU pools to ``threads`` (torch: OpenMP; TensorFlow:
+    its intra-op pool, inter-op 1; XLA on JAX: one Eigen thread when ``threads`` is 1)."""
+    settings = {
+        "OMP_NUM_THREADS": str(threads),
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
+    if threads == 1:
+        settings["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+    return settings
+
+
+def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
     """Time each installed backend's forward pass in its own process, interleaved (one pass
     per backend per round, the order rotating), and print medians and best against
     TensorFlow's, with the verdict on issue 17's target (within 1.5x)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONWARNINGS": "ignore",
+        **thread_settings(threads),
+    }
     command = [sys.executable, __file__, "--backend-worker", "--configs", config]
     workers = {}
     for backend in BACKENDS:
@@ -439,21 +498,66 @@ def backend_rounds(config: str, shape, rounds: int) -> None:
     order = list(workers)
     for round_ in range(rounds):
         for backend in order[round_ % len(order) :] + order[: round_ % len(order)]:
-            workers[backend].stdin.write("run\n")
-            workers[backend].stdin.flush()
-            times[backend].append(float(workers[backend].stdout.readline()))
+            times[backend].append(ask(workers[backend], "run", json.loads))
+    dense = {backend: ask(worker, "dense", json.loads) for backend, worker in workers.items()}
     for worker in workers.values():
         worker.stdin.close()
         worker.wait()
-    print(f"\n{config}, {'x'.join(map(str, shape))}: {rounds} interleaved rounds")
-    print(f"  {'backend':<11} {'median s':>9} {'best s':>8} {'vs TF median':>13}")
-    reference = statistics.median(times["tensorflow"])
-    for backend, seconds in times.items():
-        ratio = statistics.median(seconds) / reference
+    print(
+        f"\n{config}, {'x'.join(map(str, shape))}: {rounds} interleaved rounds, "
+        f"{threads} thread{'s' * (threads > 1)} each"
+    )
+    print(f"  {'backend':<11} {'median s':>9} {'best s':>8} {'CPU s':>7} {'vs TF median':>13}")
+    reference = statistics.median(wall for wall, _ in times["tensorflow"])
+    for backend, passes in times.items():
+        median = statistics.median(wall for wall, _ in passes)
         print(
-            f"  {backend:<11} {statistics.median(seconds):>9.3f} {min(seconds):>8.3f} "
-            f"{ratio:>12.2f}x  ({'met' if ratio <= 1.5 else 'missed'}: within 1.5x)"
+            f"  {backend:<11} {median:>9.3f} {min(wall for wall, _ in passes):>8.3f} "
+            f"{statistics.median(cpu for _, cpu in passes):>7.3f} {median / reference:>12.2f}x  "
+            f"({verdict(median / reference <= 1.5)}: within 1.5x)"
         )
+    dense_table(dense_products(config, shape), dense, times)
+
+
+def ask(worker: subprocess.Popen, command: str, parse=float):
+    """Send one command line to a backend worker and parse its one-line answer."""
+    worker.stdin.write(command + "\n")
+    worker.stdin.flush()
+    return parse(worker.stdout.readline())
+
+
+def dense_table(products, seconds: dict[str, list[float]], passes: dict[str, list]) -> None:
+    """Print each backend's fp32 GFLOP/s on the model's Dense products, their CPU time against
+    the pass's (median CPU seconds of ``passes``, (wall, CPU) pairs), and the rest of the pass
+    (element-wise work, attention, copies); then the pass against TensorFlow's with only one of
+    the two parts at TensorFlow's time: what each part alone can win."""
+    print("\n  fp32 Dense products through keras.ops.matmul, GFLOP/s per CPU second (best of 5)")
+    print(f"  {'m x k x n':<16} {'count':>5} " + " ".join(f"{name:>10}" for name in seconds))
+    for index, product in enumerate(products):
+        rates = (product.flops / product.count / times[index] / 1e9 for times in seconds.values())
+        shape = f"{product.m}x{product.k}x{product.n}"
+        print(f"  {shape:<16} {product.count:>5} " + " ".join(f"{rate:>10.0f}" for rate in rates))
+    cpu = {name: statistics.median(cpu for _, cpu in runs) for name, runs in passes.items()}
+    dense = {
+        name: sum(product.count * time for product, time in zip(products, times, strict=True))
+        for name, times in seconds.items()
+    }
+    rows = {
+        "pass CPU s (median)": (f"{cpu[name]:.3f}" for name in seconds),
+        "Dense CPU s": (f"{dense[name]:.3f}" for name in seconds),
+        "rest CPU s": (f"{cpu[name] - dense[name]:.3f}" for name in seconds),
+        "Dense vs TF's pass": (f"{dense[name] / cpu['tensorflow']:.2f}x" for name in seconds),
+        "pass, TF's Dense rate": (
+            f"{(cpu[name] - dense[name] + dense['tensorflow']) / cpu['tensorflow']:.2f}x"
+            for name in seconds
+        ),
+        "pass, TF's rest": (
+            f"{(dense[name] + cpu['tensorflow'] - dense['tensorflow']) / cpu['tensorflow']:.2f}x"
+            for name in seconds
+        ),
+    }
+    for label, cells in rows.items():
+        print(f"  {label:<22} " + " ".join(f"{cell:>10}" for cell in cells))
 
 
 def verdict(met: bool) -> str:
@@ -483,6 +587,13 @@ def main() -> None:
         action="store_true",
         help="only the Keras backends: TensorFlow, torch and JAX each in its own process, "
         "--repeats interleaved rounds on the first of --configs, medians against TensorFlow's",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of each backend with --backends (default 1, so that other processes' "
+        "load does not decide the result)",
     )
     parser.add_argument(
         "--export-configs",
@@ -530,7 +641,7 @@ def main() -> None:
     frames = args.frames or (8 if args.backends else 32)
     shape = (1, frames, args.size, args.size, 3)
     if args.backends:
-        backend_rounds(args.configs[0], shape, args.repeats)
+        backend_rounds(args.configs[0], shape, args.repeats, args.threads)
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
         return
     print(

@@ -10,12 +10,66 @@ bias and mask additions) is left out, as in a matmul peak. Swin-T on a 1x32x224x
 from __future__ import annotations
 
 import math
+from collections import Counter
+from typing import NamedTuple
 
 from videoswin_tf.layers.windows import effective_window
 
 
+class Product(NamedTuple):
+    """One kind of matrix product, ``(m, k) @ (k, n)``, run ``count`` times a forward pass.
+
+    ``kind`` is "dense" (a ``keras.layers.Dense``: the projections, MLPs and patch mergings, m =
+    tokens), "attention" (both products of a block, as one product of the same work) or "embed".
+    """
+
+    kind: str
+    m: int
+    k: int
+    n: int
+    count: int
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.k * self.n * self.count
+
+
 def ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def matrix_products(
+    embed_dim: int,
+    depths: tuple[int, ...],
+    window_size: tuple[int, int, int],
+    patch_size: tuple[int, int, int],
+    clip_shape: tuple[int, int, int, int, int],
+    mlp_ratio: float = 4.0,
+) -> list[Product]:
+    """Every matrix product of one backbone forward pass on a clip ``(B, T, H, W, 3)``, those of
+    the same kind and shape merged into one `Product` with their count, in the order run."""
+    batch, frames, height, width, channels_in = clip_shape
+    size = [math.ceil(n / p) for n, p in zip((frames, height, width), patch_size, strict=False)]
+    products = [("embed", batch * math.prod(size), channels_in * math.prod(patch_size), embed_dim)]
+    for index, depth in enumerate(depths):
+        channels = embed_dim * 2**index
+        tokens = batch * math.prod(size)
+        hidden = int(channels * mlp_ratio)
+        shift = tuple(w // 2 for w in window_size)
+        for block in range(depth):
+            window, _ = effective_window(size, window_size, shift if block % 2 else (0, 0, 0))
+            padded = batch * math.prod(ceil_to(n, w) for n, w in zip(size, window, strict=False))
+            products += [
+                ("dense", padded, channels, 3 * channels),  # qkv
+                ("attention", padded, 2 * math.prod(window), channels),  # q @ k^T and attn @ v
+                ("dense", padded, channels, channels),  # output projection
+                ("dense", tokens, channels, hidden),  # fc1
+                ("dense", tokens, hidden, channels),  # fc2
+            ]
+        if index < len(depths) - 1:
+            size = [size[0], math.ceil(size[1] / 2), math.ceil(size[2] / 2)]
+            products.append(("dense", batch * math.prod(size), 4 * channels, 2 * channels))
+    return [Product(*shape, count) for shape, count in Counter(products).items()]
 
 
 def backbone_flops(
@@ -27,21 +81,5 @@ def backbone_flops(
     mlp_ratio: float = 4.0,
 ) -> float:
     """FLOPs of one backbone forward pass on a clip ``(B, T, H, W, 3)``."""
-    batch, frames, height, width, channels_in = clip_shape
-    size = [math.ceil(n / p) for n, p in zip((frames, height, width), patch_size, strict=False)]
-    flops = 2.0 * math.prod(size) * channels_in * math.prod(patch_size) * embed_dim
-    for index, depth in enumerate(depths):
-        channels = embed_dim * 2**index
-        tokens = math.prod(size)
-        shift = tuple(w // 2 for w in window_size)
-        for block in range(depth):
-            window, _ = effective_window(size, window_size, shift if block % 2 else (0, 0, 0))
-            padded = math.prod(ceil_to(n, w) for n, w in zip(size, window, strict=False))
-            window_tokens = math.prod(window)
-            flops += 2.0 * padded * channels * 4 * channels  # qkv and output projections
-            flops += 2.0 * 2 * padded * window_tokens * channels  # q @ k^T and attn @ v
-            flops += 2.0 * tokens * channels * int(channels * mlp_ratio) * 2  # fc1 and fc2
-        if index < len(depths) - 1:
-            size = [size[0], math.ceil(size[1] / 2), math.ceil(size[2] / 2)]
-            flops += 2.0 * math.prod(size) * 4 * channels * 2 * channels  # patch merging
-    return batch * flops
+    products = matrix_products(embed_dim, depths, window_size, patch_size, clip_shape, mlp_ratio)
+    return sum(product.flops for product in products)

@@ -51,7 +51,11 @@ def identify(path: Path) -> Kind:
 
         if is_saved_model(path):
             return Kind.SAVED_MODEL
-        raise CheckpointError(f"{path}: is a directory; pass the .pth checkpoint file itself")
+        raise CheckpointError(
+            f"{path}: is a directory but no TensorFlow SavedModel folder (that holds "
+            "saved_model.pb and variables/); pass the .pth checkpoint file itself, or a "
+            "SavedModel folder such as the seed's model.save(folder) writes"
+        )
     import h5py
 
     if h5py.is_hdf5(path):  # also finds the signature after a user block

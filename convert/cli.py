@@ -436,8 +436,10 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
     "--weights",
     required=True,
     type=click.Path(dir_okay=False, path_type=str),
-    help="The weights file to write back: a .weights.h5 the converter wrote (or the seed's "
-    ".h5). The model is the one the file records.",
+    help="The weights file to write back: a .weights.h5 the converter wrote, the seed's .h5, "
+    "or the Keras 3 rewrite's (innat/VideoSwin v2) or KerasCV's (keras-cv 0.9) .weights.h5 or "
+    ".keras file, read as data by structure. The model is the one the file records (for the "
+    "Keras 3 ports', the one its shapes give).",
 )
 @click.option(
     "--format",

@@ -154,6 +154,19 @@ def test_kerascvs_classifier_converts_with_parity_on_probabilities(kerascv_files
     assert all(stage["relative"] < RTOL for stage in report["stages"])
 
 
+@pytest.mark.slow  # about 8 s: mmaction2's recognizer runs the parity clip
+def test_to_torch_writes_kerascvs_file_back_with_parity(kerascv_files, tmp_path):
+    out = tmp_path / "classifier.pth"
+    result = convert_cli(
+        *("to-torch", "--weights", str(kerascv_files["folder"] / "classifier.weights.h5")),
+        *("--format", "mmaction2", "--out", str(out), "--parity-frames", "8"),
+        *("--parity-size", "64"),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "classifier.pth.parity.json").read_text())
+    assert report["passed"] and report["logits"]["relative"] < RTOL
+
+
 def test_a_kerascv_model_built_on_a_clip_smaller_than_its_window_is_refused(tmp_path):
     small = keras_cv.models.VideoSwinBackbone(input_shape=(4, 64, 64, 3), **ARCH)
     path = tmp_path / "shrunk.weights.h5"

@@ -167,18 +167,30 @@ def test_to_torch_writes_kerascvs_file_back_with_parity(kerascv_files, tmp_path)
     assert report["passed"] and report["logits"]["relative"] < RTOL
 
 
+SHRUNK = (
+    "its bias tables have 27, 147 and 507 rows in different stages: KerasCV built the model on "
+    "a clip smaller than its window, which shrank the window of some stages, and no model of "
+    "one window holds those; build the KerasCV model on a clip at least as large as the window "
+    "(e.g. 32x224x224) and save it again"
+)
+
+
 def test_a_kerascv_model_built_on_a_clip_smaller_than_its_window_is_refused(tmp_path):
     small = keras_cv.models.VideoSwinBackbone(input_shape=(4, 64, 64, 3), **ARCH)
     path = tmp_path / "shrunk.weights.h5"
     small.save_weights(str(path))
     result = convert_cli("--pth", str(path), "--no-parity")
     assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == (
-        f"error: {path}: its bias tables have 27, 147 and 507 rows in different stages: "
-        "KerasCV built the model on a clip smaller than its window, which shrank the window of "
-        "some stages, and no model of one window holds those; build the KerasCV model on a clip "
-        "at least as large as the window (e.g. 32x224x224) and save it again"
-    )
+    assert result.output.strip().splitlines()[-1] == f"error: {path}: {SHRUNK}"
+    # load_weights and the builders' weights= say the same cause in the same line
+    model = TFSwinTransformer3D(**ARCH, include_top=False)
+    for load in (model.load_weights, VideoSwinBackbone(**ARCH).load_weights):
+        with pytest.raises(WeightsMismatchError) as caught:
+            load(str(path))
+        assert str(caught.value) == f"{path}: {SHRUNK}"
+    with pytest.raises(WeightsMismatchError) as caught:
+        tf_video_swin_tiny(weights=str(path), include_top=False)
+    assert str(caught.value) == f"{path}: {SHRUNK}"
 
 
 @pytest.mark.slow

@@ -170,12 +170,17 @@ def read_file_config(
     label map of the release name it carries when they fit; ``None`` for any other file.
 
     Raises:
-        WeightsMismatchError: a seed-layout file whose shapes fit no model.
+        WeightsMismatchError: a seed-layout or Keras 3 file whose shapes fit no model (for a
+            Keras 3 one built on a clip smaller than its window, the message says so).
     """
     path = Path(path)
     refuse_unreadable(path)
     with keras3_h5.open_weights(path) as found:
         if found is not None:
+            try:
+                keras3_h5.check_one_window(found)
+            except legacy_h5.LayoutError as error:  # fits no model: the cause, as the CLI says
+                raise WeightsMismatchError(f"{path}: {error}") from None
             try:
                 return keras3_h5.file_config(found.file, found.layout, window_hint)
             except legacy_h5.LayoutError as error:

@@ -115,8 +115,7 @@ def read_keras3(path: Path):
     try:
         with keras3_h5.open_weights(path) as found:
             owner, named = found.source, keras3_h5.records_names(found)
-            keras3_h5.check_one_window(found)
-        config = read_file_config(path, described.window)
+        config = read_file_config(path, described.window)  # refuses tables of two windows
         spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
         model = build_keras_model(spec)
         model.load_weights(str(path))

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from videoswin_tf.convert.errors import CheckpointError
 
-from videoswin_tf.weights_file import HDF5_SIGNATURE, ZIP_SIGNATURE, refuse_unreadable
+from videoswin_tf.weights_file import HDF5_SIGNATURE, ZIP_SIGNATURE, refuse_unreadable, shown
 
 PICKLE_PROTOCOL = b"\x80"  # protocol 2 and later, which every torch.save writes
-SHOWN = 6  # names listed in a message before "..."
 
 
 class Kind(enum.Enum):
@@ -91,11 +90,3 @@ def _zip_kind(path: Path) -> Kind:
         f"{path}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a .keras "
         f"archive (no config.json); it holds {shown(names)}"
     )
-
-
-def shown(names: list[str]) -> str:
-    """The first `SHOWN` names, comma-separated, then how many more."""
-    if not names:
-        return "nothing"
-    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return ", ".join(names[:SHOWN]) + more

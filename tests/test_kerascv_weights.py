@@ -12,7 +12,9 @@ shifts in time too.
 from __future__ import annotations
 
 import json
+import shutil
 
+import h5py
 import keras_cv
 import numpy as np
 import pytest
@@ -152,6 +154,36 @@ def test_kerascvs_classifier_converts_with_parity_on_probabilities(kerascv_files
         [1, 4, 7, 7, 128],
     ]
     assert all(stage["relative"] < RTOL for stage in report["stages"])
+
+
+@pytest.mark.slow  # about 14 s: KerasCV's model and ours on a 8x224x224 clip
+def test_an_old_keras_file_named_as_kerascvs_gets_kerascvs_parity(kerascv_files, tmp_path):
+    """A .weights.h5 from Keras before 3.9 records no layer names; --source kerascv makes
+    parity run KerasCV's own model on it."""
+    nameless = tmp_path / "old_keras.weights.h5"
+    shutil.copy(kerascv_files["folder"] / "classifier.weights.h5", nameless)
+    with h5py.File(nameless, "r+") as file:  # visititems stops at the first non-None return
+        file.visititems(lambda name, item: item.attrs.pop("name", None) and None)
+    out = tmp_path / "converted.weights.h5"
+    result = convert_cli(
+        *("--pth", str(nameless), "--out", str(out), "--source", "kerascv"),
+        *("--parity-frames", "8", "--parity-size", "224"),
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1] == f"        {LAYOUT}, 129 tensors"
+    assert lines[3] == (
+        "        note: the file records no layer names (Keras before 3.9), so the rewrite's and "
+        "KerasCV's files are alike: read as KerasCV's (the same weights either way; --source "
+        "kerascv), with parity against the KerasCV model; if the rewrite wrote it, pass "
+        "--source rewrite"
+    )
+    assert (
+        "[parity] KerasCV's VideoSwinBackbone/VideoClassifier (keras-cv 0.9) loading the file "
+        "itself vs Keras model loaded from the file" in lines
+    )
+    report = json.loads((tmp_path / "converted.parity.json").read_text())
+    assert report["passed"] and report["logits"]["relative"] < RTOL
 
 
 @pytest.mark.slow  # about 8 s: mmaction2's recognizer runs the parity clip

@@ -10,6 +10,7 @@ import click
 from videoswin_tf.convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParitySettings
 from videoswin_tf.convert.references.synthetic import LAYOUTS
 
+from videoswin_tf.keras3_h5 import BY_KEY as KERAS3_SOURCES
 from videoswin_tf.startup import start_tensorflow_quietly
 
 EXAMPLES = """
@@ -90,7 +91,8 @@ def parity_clip_options(command: Callable) -> Callable:
     "against its model loading the file (set VIDEOSWIN_REWRITE_REFERENCE to the folder holding "
     "its videoswin package), and KerasCV's (keras-cv 0.9) the same way, with parity against "
     "KerasCV's model; which code wrote a file is read from a .keras archive's config.json or the "
-    "layer names Keras 3.9+ records, and a .weights.h5 without names is taken for the rewrite's. "
+    "layer names Keras 3.9+ records, and a .weights.h5 without names is taken for the rewrite's "
+    "(--source kerascv for KerasCV's). "
     "The file's kind is checked first: torch never sees anything but its "
     "own files.",
 )
@@ -125,6 +127,14 @@ def parity_clip_options(command: Callable) -> Callable:
     help="Convert the averaged (EMA) weights a training run kept beside the regular ones: "
     "mmcv 1.x EMAHook's ema_* buffers or mmengine's ema_state_dict. Without it the regular "
     "weights are converted and the load phase notes that averaged ones exist.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(KERAS3_SOURCES),
+    help="Which code wrote a Keras 3 .weights.h5 that records no layer names (Keras before "
+    "3.9 saved none, so the rewrite's and KerasCV's files are alike): rewrite (the default) "
+    "or kerascv. The weights are the same either way; it picks the parity reference. A file "
+    "that names its code (a .keras archive, or Keras 3.9+ layer names) refuses another.",
 )
 @click.option(
     "--no-parity",
@@ -166,6 +176,7 @@ def main(
     force,
     trust_config,
     ema,
+    source,
     no_parity,
     parity_frames,
     parity_size,
@@ -203,6 +214,7 @@ def main(
             log=click.echo,
             trust_config=trust_config,
             ema=ema,
+            source=source,
         )
 
 
@@ -436,8 +448,10 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
     "--weights",
     required=True,
     type=click.Path(dir_okay=False, path_type=str),
-    help="The weights file to write back: a .weights.h5 the converter wrote (or the seed's "
-    ".h5). The model is the one the file records.",
+    help="The weights file to write back: a .weights.h5 the converter wrote, the seed's .h5, "
+    "or the Keras 3 rewrite's (innat/VideoSwin v2) or KerasCV's (keras-cv 0.9) .weights.h5 or "
+    ".keras file, read as data by structure. The model is the one the file records (for the "
+    "Keras 3 ports', the one its shapes give).",
 )
 @click.option(
     "--format",

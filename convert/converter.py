@@ -92,6 +92,7 @@ def convert(
     log: Callable[[str], None] = print,
     trust_config: bool = False,
     ema: bool = False,
+    source: str | None = None,
 ) -> ConversionResult:
     """Convert an mmaction2 checkpoint into a Keras weights file, then prove parity.
 
@@ -107,6 +108,9 @@ def convert(
         log: where progress lines go.
         trust_config: let mmengine run a ``.py`` config instead of reading it as data.
         ema: convert the averaged (EMA) weights the file keeps beside the regular ones.
+        source: the code that wrote a Keras 3 ``*.weights.h5`` that records no layer names
+            (``"rewrite"`` or ``"kerascv"``, `videoswin_tf.keras3_h5.BY_KEY`); it picks the
+            parity reference. None: what the file records, else the rewrite.
 
     Raises:
         ConversionError: bad input, a config that disagrees with the checkpoint, or keys
@@ -122,7 +126,7 @@ def convert(
         check_weights_name(out)
         out = check_destination(out, force)
 
-    checkpoint = load(pth, progress, ema)
+    checkpoint = load(pth, progress, ema, source)
     checkpoint, spec = resolve(checkpoint, config, trust_config, progress)
     if out is None:
         out = default_output(spec, pth)
@@ -142,11 +146,13 @@ def convert(
     )
 
 
-def load(pth: Path, progress: Progress, ema: bool = False) -> LoadedCheckpoint:
+def load(
+    pth: Path, progress: Progress, ema: bool = False, source: str | None = None
+) -> LoadedCheckpoint:
     """Phase ``load``: the checkpoint in canonical form (its regular or, with ``ema``, its
-    averaged weights), its layout and notes printed."""
+    averaged weights; ``source`` as `load_checkpoint` takes it), its layout and notes printed."""
     with progress.phase("load", str(pth)):
-        checkpoint = load_checkpoint(pth, ema=ema)
+        checkpoint = load_checkpoint(pth, ema=ema, source=source)
         progress.log(f"        {checkpoint.source_layout}, {len(checkpoint.state)} tensors")
         for note in checkpoint.notes:
             progress.log(f"        note: {note}")

@@ -25,6 +25,7 @@ from videoswin_tf.video.dataset import (
     COLUMNS,
     DatasetItem,
     DatasetSettings,
+    ShardWriter,
     predict_dataset,
     read_results,
     read_video_list,
@@ -108,6 +109,45 @@ def test_list_files(tmp_path):
     ]
     with pytest.raises(ValueError, match=r"d.csv:2: no video column; each row needs a video"):
         read_video_list(tmp_path / "d.csv")
+
+
+def test_a_row_file_and_its_rename_reach_the_disk_before_the_next_step(tmp_path, monkeypatch):
+    """A power loss keeps a row only if its bytes are flushed before the rename and the
+    folder (which holds the new name) after it; a shard must be on the disk before its row
+    files are removed."""
+    steps = []
+    fsync, replace, unlink = os.fsync, os.replace, Path.unlink
+
+    def record_fsync(descriptor):
+        steps.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        fsync(descriptor)
+
+    def record_replace(source, target):
+        steps.append(("replace", str(source), str(target)))
+        replace(source, target)
+
+    def record_unlink(path, missing_ok=False):
+        if path.exists():
+            steps.append(("unlink", str(path)))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    monkeypatch.setattr(Path, "unlink", record_unlink)
+    writer = ShardWriter(tmp_path, shard_size=1)
+    writer.add({"video": "a.mp4", "frames": 8})
+    rows, row = tmp_path / ".rows", tmp_path / ".rows" / f"{writer.run}-00000-00000.parquet"
+    shard = tmp_path / f"part-{writer.run}-00000.parquet"
+    assert steps == [
+        ("fsync", str(rows / f".{row.name}.partial")),
+        ("replace", str(rows / f".{row.name}.partial"), str(row)),
+        ("fsync", str(rows)),
+        ("fsync", str(tmp_path / f".{shard.name}.partial")),
+        ("replace", str(tmp_path / f".{shard.name}.partial"), str(shard)),
+        ("fsync", str(tmp_path)),
+        ("unlink", str(row)),
+    ]
+    assert read_results(tmp_path).to_pylist()[0]["video"] == "a.mp4"
 
 
 def broken_list(folder: Path, good: Path) -> Path:

@@ -220,3 +220,46 @@ def test_weights_argument_names_a_cut_or_foreign_keras_archive(cut_files, tmp_pa
         f"weights={str(foreign)!r} is a .keras archive of no Video Swin model this package reads "
         "(it reads the Keras 3 rewrite's and KerasCV's); pass a .weights.h5 or .h5 file"
     )
+
+
+def test_load_weights_names_an_hdf5_file_of_another_model_in_one_line(cut_files, tmp_path):
+    """``load_weights`` (and so ``weights=``) on the HDF5 weights of another network: one line
+    with what the file holds and what to load, not Keras' list of every variable it could not
+    load; a plain ``save_weights`` file of this package's models still loads, and one of
+    another head still gets Keras' own error."""
+    import keras
+
+    from videoswin_tf import VideoSwinBackbone, VideoSwinVideoClassifier
+
+    model = cut_files[0]
+    dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    dense.save_weights(str(tmp_path / "dense.weights.h5"))
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as file:
+        file.attrs["note"] = "x"
+        file.create_group("encoder").create_dataset("w", data=[1.0])
+    advice = (
+        "load a Video Swin weights file (one written by vswin-convert or model.save_weights, the "
+        "seed's .h5, or the Keras 3 rewrite's or KerasCV's file), or convert its PyTorch "
+        "checkpoint with vswin-convert --pth"
+    )
+    expected = {
+        tmp_path / "dense.weights.h5": "root attributes: nothing; top-level groups: layers, vars",
+        other: "root attributes: note; top-level groups: encoder",
+    }
+    sizes = ("embed_dim", "depths", "num_heads", "window_size")
+    backbone = VideoSwinBackbone(**{key: getattr(SMALL_SPEC, key) for key in sizes})
+    classifier = VideoSwinVideoClassifier(backbone, num_classes=10)
+    for path, holds in expected.items():
+        for load in (model.load_weights, classifier.load_weights):
+            with pytest.raises(ValueError) as caught:
+                load(str(path))
+            assert str(caught.value) == (
+                f"{path}: is an HDF5 file of no known Video Swin layout ({holds}); {advice}"
+            )
+    plain = tmp_path / "plain.weights.h5"
+    keras.Model.save_weights(model, str(plain))  # Keras' own: no recorded config
+    model.load_weights(str(plain))
+    other_head = build_keras_model(SMALL_SPEC.replace(num_classes=3))
+    with pytest.raises(ValueError, match=r"^A total of 1 objects could not be loaded"):
+        other_head.load_weights(str(plain))

@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from convert_runs import converted
+from convert_runs import converted, refused
 from keras import ops
 from upstream_code import upstream_code
 from videoswin_tf.convert.errors import ConversionError
@@ -29,6 +29,7 @@ from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.keras3_rewrite import REWRITE_CODE_VARIABLE, rewrite_forward
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 from videoswin_tf.convert.sources.keras3_rewrite import KERAS3_REWRITE
+from videoswin_tf.convert.sources.kerascv import KERASCV
 from weight_stress import stress
 
 from videoswin_tf import (
@@ -185,12 +186,11 @@ def test_a_file_of_a_model_built_on_narrow_clips_is_named(rewrite_files):
     path = rewrite_files["folder"] / "narrow.weights.h5"
     with pytest.raises(WeightsMismatchError) as caught:
         TFSwinTransformer3D(**OURS, num_classes=7).load_weights(str(path))
-    assert str(caught.value) == (
-        f"{path} (the Keras 3 rewrite's layout, innat/VideoSwin v2) does not fit this model: "
-        "layers/video_swin_backbone/layers/video_swin_basic_layer_3/blocks/"
-        "video_swin_transformer_block/attn/vars/0 (75, 4) is not "
-        "stages.3.blocks.0.attn.relative_position_bias_table (507, 4); "
-        "load_weights(..., skip_mismatch=True) keeps the model's own values for those"
+    assert str(caught.value) == (  # the cause, as vswin-convert --pth says it
+        f"{path}: its bias tables have 75 and 507 rows in different stages: the rewrite built "
+        "the model on a clip smaller than its window, which shrank the window of some stages, "
+        "and no model of one window holds those; build the rewrite's model on a clip at least "
+        "as large as the window (e.g. 32x224x224) and save it again"
     )
 
 
@@ -226,7 +226,26 @@ def test_a_weights_file_without_layer_names_converts_as_the_rewrites(rewrite_fil
     assert loaded.source is KERAS3_REWRITE
     assert loaded.notes[1] == (
         "the file records no layer names (Keras before 3.9), so the rewrite's and KerasCV's "
-        "files are alike: read as the rewrite's (the same weights either way)"
+        "files are alike: read as the rewrite's (the same weights either way; the default), with "
+        "parity against the rewrite's model; if KerasCV wrote it, pass --source kerascv"
+    )
+    # the user who knows KerasCV wrote it says so, and gets KerasCV's reference
+    loaded = load_checkpoint(nameless, source="kerascv")
+    assert loaded.source is KERASCV and loaded.source_layout == KERASCV.name
+    assert loaded.notes[1] == (
+        "the file records no layer names (Keras before 3.9), so the rewrite's and KerasCV's "
+        "files are alike: read as KerasCV's (the same weights either way; --source kerascv), "
+        "with parity against the KerasCV model; if the rewrite wrote it, pass --source rewrite"
+    )
+    assert loaded.state.keys() == load_checkpoint(nameless).state.keys()
+
+
+def test_source_is_refused_for_a_file_that_names_its_code(rewrite_files):
+    path = rewrite_files["folder"] / "backbone.weights.h5"  # Keras 3.9+: names recorded
+    assert refused("--pth", path, "--no-parity", "--source", "kerascv") == (
+        f"error: {path}: its layer names are the rewrite's (written by the rewrite), not "
+        "KerasCV's; leave out --source kerascv (it only picks the code for a .weights.h5 that "
+        "records no layer names)"
     )
 
 

@@ -11,10 +11,14 @@ shifts in time too.
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import h5py
 import keras_cv
 import numpy as np
 import pytest
-from convert_runs import converted, refused
+from convert_runs import convert_cli, converted, refused
 from weight_stress import stress
 
 from videoswin_tf import (
@@ -145,16 +149,68 @@ def test_kerascvs_classifier_converts_with_parity_on_probabilities(kerascv_files
     assert all(stage["relative"] < RTOL for stage in report["stages"])
 
 
+@pytest.mark.slow  # about 14 s: KerasCV's model and ours on a 8x224x224 clip
+def test_an_old_keras_file_named_as_kerascvs_gets_kerascvs_parity(kerascv_files, tmp_path):
+    """A .weights.h5 from Keras before 3.9 records no layer names; --source kerascv makes
+    parity run KerasCV's own model on it."""
+    nameless = tmp_path / "old_keras.weights.h5"
+    shutil.copy(kerascv_files["folder"] / "classifier.weights.h5", nameless)
+    with h5py.File(nameless, "r+") as file:  # visititems stops at the first non-None return
+        file.visititems(lambda name, item: item.attrs.pop("name", None) and None)
+    lines, report = converted(
+        nameless,
+        tmp_path / "converted.weights.h5",
+        *("--source", "kerascv", "--parity-frames", "8", "--parity-size", "224"),
+    )
+    assert lines[1] == f"        {LAYOUT}, 129 tensors"
+    assert lines[3] == (
+        "        note: the file records no layer names (Keras before 3.9), so the rewrite's and "
+        "KerasCV's files are alike: read as KerasCV's (the same weights either way; --source "
+        "kerascv), with parity against the KerasCV model; if the rewrite wrote it, pass "
+        "--source rewrite"
+    )
+    assert (
+        "[parity] KerasCV's VideoSwinBackbone/VideoClassifier (keras-cv 0.9) loading the file "
+        "itself vs Keras model loaded from the file" in lines
+    )
+    assert report["passed"] and report["logits"]["relative"] < RTOL
+
+
+@pytest.mark.slow  # about 8 s: mmaction2's recognizer runs the parity clip
+def test_to_torch_writes_kerascvs_file_back_with_parity(kerascv_files, tmp_path):
+    out = tmp_path / "classifier.pth"
+    result = convert_cli(
+        *("to-torch", "--weights", str(kerascv_files["folder"] / "classifier.weights.h5")),
+        *("--format", "mmaction2", "--out", str(out), "--parity-frames", "8"),
+        *("--parity-size", "64"),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "classifier.pth.parity.json").read_text())
+    assert report["passed"] and report["logits"]["relative"] < RTOL
+
+
+SHRUNK = (
+    "its bias tables have 27, 147 and 507 rows in different stages: KerasCV built the model on "
+    "a clip smaller than its window, which shrank the window of some stages, and no model of "
+    "one window holds those; build the KerasCV model on a clip at least as large as the window "
+    "(e.g. 32x224x224) and save it again"
+)
+
+
 def test_a_kerascv_model_built_on_a_clip_smaller_than_its_window_is_refused(tmp_path):
     small = keras_cv.models.VideoSwinBackbone(input_shape=(4, 64, 64, 3), **ARCH)
     path = tmp_path / "shrunk.weights.h5"
     small.save_weights(str(path))
-    assert refused("--pth", path, "--no-parity") == (
-        f"error: {path}: its bias tables have 27, 147 and 507 rows in different stages: "
-        "KerasCV built the model on a clip smaller than its window, which shrank the window of "
-        "some stages, and no model of one window holds those; build the KerasCV model on a clip "
-        "at least as large as the window (e.g. 32x224x224) and save it again"
-    )
+    assert refused("--pth", path, "--no-parity") == f"error: {path}: {SHRUNK}"
+    # load_weights and the builders' weights= say the same cause in the same line
+    model = TFSwinTransformer3D(**ARCH, include_top=False)
+    for load in (model.load_weights, VideoSwinBackbone(**ARCH).load_weights):
+        with pytest.raises(WeightsMismatchError) as caught:
+            load(str(path))
+        assert str(caught.value) == f"{path}: {SHRUNK}"
+    with pytest.raises(WeightsMismatchError) as caught:
+        tf_video_swin_tiny(weights=str(path), include_top=False)
+    assert str(caught.value) == f"{path}: {SHRUNK}"
 
 
 @pytest.mark.slow

@@ -358,3 +358,13 @@ def test_a_config_file_without_the_convert_extra_names_it(ucf101, monkeypatch):
         f"reading the config file {ucf101['config']} needs the converter's config reader ("
     )
     assert str(error.value).endswith("install it with: pip install videoswin-tf[convert]")
+
+
+def test_help_lists_every_weights_file_it_reads():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert (
+        "--weights FILE Keras weights: a .weights.h5 converted by vswin-convert, the seed's .h5, "
+        "or the Keras 3 rewrite's or KerasCV's .weights.h5 or .keras file (read as data). The "
+        "model they record (for the Keras 3 ports', the one their shapes give) is built."
+    ) in " ".join(result.output.split())

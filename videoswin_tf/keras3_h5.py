@@ -23,7 +23,8 @@ variables have the same layouts (Keras on both sides), so values are copied as t
 `SOURCES` says which code wrote a file: a ``.keras`` archive by the classes its config.json
 names, a ``*.weights.h5`` by the name Keras (3.9 and later) records on the patch embedding's
 ``vars`` group. A ``*.weights.h5`` of an older Keras records no names and holds the same weights
-either way: it is read as `DEFAULT`'s (the rewrite, the code KerasCV ported).
+either way: it is read as `DEFAULT`'s (the rewrite, the code KerasCV ported) unless the user
+names its code (`BY_KEY`, ``vswin-convert --source``).
 `file_config` reads the model a file fits off its shapes; `assignments` pairs every variable
 with its value and names every difference. A ``.keras`` archive is opened as data (its zip's
 weights member through h5py, its config.json as JSON): its code is never loaded.
@@ -63,6 +64,7 @@ class Keras3Source:
     """One code that saves this layout, and what tells its files apart.
 
     Attributes:
+        key: how ``vswin-convert --source`` names it.
         name: the layout, as messages name it.
         owner: the code, possessive, as notes name it (``"the rewrite's"``).
         builder: the code as the subject of a sentence (``"KerasCV"``).
@@ -74,6 +76,7 @@ class Keras3Source:
         activation: its classifiers' default head activation (a ``*.weights.h5`` records none).
     """
 
+    key: str
     name: str
     owner: str
     builder: str
@@ -84,6 +87,7 @@ class Keras3Source:
 
 
 REWRITE = Keras3Source(
+    "rewrite",
     "the Keras 3 rewrite's layout, innat/VideoSwin v2",
     "the rewrite's",
     "the rewrite",
@@ -92,6 +96,7 @@ REWRITE = Keras3Source(
     ("swin.transformer.", "videoswin."),
 )
 KERASCV = Keras3Source(
+    "kerascv",
     "KerasCV's VideoSwinBackbone layout (keras-cv 0.9, Keras 3)",
     "KerasCV's",
     "KerasCV",
@@ -101,6 +106,7 @@ KERASCV = Keras3Source(
 )
 SOURCES = (REWRITE, KERASCV)
 DEFAULT = REWRITE  # for a *.weights.h5 that records no layer names (Keras before 3.9)
+BY_KEY = {source.key: source for source in SOURCES}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,10 @@ LEGACY_SUFFIX = ".h5"
 KERAS_ARCHIVE_SUFFIX = ".keras"  # a whole-model archive (zip); the Keras 3 ports' are read
 REPORT_SUFFIX = ".parity.json"  # the converter's parity report, beside the weights file
 CONFIG_ATTRIBUTE = "videoswin_tf_config"
+# Keras 3 names a layer's group in a weights file after its class (`PatchEmbed3D`): a file of
+# any model of this package holds one, at any depth (a classifier's is below its backbone).
+EMBEDDING_GROUP = "patch_embed3d"
+SHOWN = 6  # names listed in a message before "..."
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 # The model config keys a file records and `check_fits` compares, with how errors name them.
@@ -101,6 +105,55 @@ def refuse_unreadable(path: str | os.PathLike) -> None:
             f"{path}: cannot be read ({reason}); it is probably cut short (an interrupted "
             "download or copy): fetch or write the file again"
         ) from None
+
+
+def shown(names: Sequence[str]) -> str:
+    """The first `SHOWN` names, comma-separated, then how many more."""
+    if not names:
+        return "nothing"
+    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return ", ".join(names[:SHOWN]) + more
+
+
+def foreign_hdf5(file: h5py.File) -> str:
+    """What an open HDF5 file of no Video Swin layout is, as one-line errors say it (with its
+    root attributes and top-level groups)."""
+    return (
+        f"is an HDF5 file of no known Video Swin layout (root attributes: "
+        f"{shown(sorted(file.attrs))}; top-level groups: {shown(sorted(file.keys()))})"
+    )
+
+
+def refuse_foreign(path: str | os.PathLike) -> None:
+    """A one-line `ValueError` for an HDF5 file ``path`` that holds no model of this package
+    (nor records one, nor is the seed's, the Keras 3 rewrite's or KerasCV's), e.g. the weights
+    of another network; nothing for any other path. Keras' own error for it lists every
+    variable it could not load.
+
+    Raises:
+        ValueError: ``path`` is such a file.
+    """
+    path = Path(path)
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return
+    with keras3_h5.open_weights(path) as found:
+        if found is not None:
+            return
+    with h5py.File(path, "r") as file:
+        groups: list[str] = []
+        file.visit(lambda name: groups.append(name.rpartition("/")[2]))
+        if (
+            CONFIG_ATTRIBUTE in file.attrs
+            or EMBEDDING_GROUP in groups
+            or legacy_h5.detect(file) is not None
+        ):
+            return
+        what = foreign_hdf5(file)
+    raise ValueError(
+        f"{path}: {what}; load a Video Swin weights file (one written by vswin-convert or "
+        "model.save_weights, the seed's .h5, or the Keras 3 rewrite's or KerasCV's file), or "
+        "convert its PyTorch checkpoint with vswin-convert --pth"
+    ) from None
 
 
 def weights_format(path: str | os.PathLike) -> str:
@@ -170,12 +223,17 @@ def read_file_config(
     label map of the release name it carries when they fit; ``None`` for any other file.
 
     Raises:
-        WeightsMismatchError: a seed-layout file whose shapes fit no model.
+        WeightsMismatchError: a seed-layout or Keras 3 file whose shapes fit no model (for a
+            Keras 3 one built on a clip smaller than its window, the message says so).
     """
     path = Path(path)
     refuse_unreadable(path)
     with keras3_h5.open_weights(path) as found:
         if found is not None:
+            try:
+                keras3_h5.check_one_window(found)
+            except legacy_h5.LayoutError as error:  # fits no model: the cause, as the CLI says
+                raise WeightsMismatchError(f"{path}: {error}") from None
             try:
                 return keras3_h5.file_config(found.file, found.layout, window_hint)
             except legacy_h5.LayoutError as error:
@@ -277,14 +335,20 @@ def load_weights(
     those variables as they are.
 
     Raises:
-        ValueError: ``path`` is a SavedModel folder (`refuse_saved_model`).
+        ValueError: ``path`` is a SavedModel folder (`refuse_saved_model`), cannot be read
+            (`refuse_unreadable`), or (when Keras cannot load it) holds no Video Swin model
+            (`refuse_foreign`).
     """
     refuse_saved_model(path)
     refuse_unreadable(path)
     check_fits(model, path)
     read = _read_by_structure(model, path)
     if read is None:
-        keras_load(str(path), skip_mismatch=skip_mismatch, **kwargs)
+        try:
+            keras_load(str(path), skip_mismatch=skip_mismatch, **kwargs)
+        except ValueError:
+            refuse_foreign(path)  # one line instead of Keras' list of what it could not load
+            raise
         return
     name, pairs, problems = read
     if problems:

@@ -57,7 +57,7 @@ def _torchvision_layout(spec: ModelSpec, state: dict[str, np.ndarray]) -> dict[s
     unfilled = sorted(canonical_to_torchvision.keys() - state.keys())
     if homeless or unfilled:
         raise ConversionError(
-            f"{spec.name}: torchvision's SwinTransformer3d does not fit this model "
+            "torchvision's SwinTransformer3d does not fit this model "
             f"(no place for {homeless[:3]}, nothing for {unfilled[:3]}); use --format mmaction2"
         )
     return {
@@ -130,7 +130,8 @@ def to_torch(
 
     Args:
         weights: a weights file written by this package (``*.weights.h5`` or the seed's
-            ``*.h5`` layout); the model is the one the file records.
+            ``*.h5`` layout), or a Keras 3 rewrite's or KerasCV's ``*.weights.h5``/``.keras``
+            file; the model is the one the file records (or its shapes give).
         fmt: a key of `FORMATS`.
         out: the ``.pth`` to write.
         force: overwrite an existing ``out``.
@@ -153,7 +154,10 @@ def to_torch(
     spec, model, class_names = _read_weights(Path(weights), progress)
     torch_format = FORMATS[fmt]
     with progress.phase("map", f"Keras variables to {fmt} keys"):
-        state = torch_format.layout(spec, extract(model))
+        try:
+            state = torch_format.layout(spec, extract(model))
+        except ConversionError as error:  # the format cannot hold this file's model
+            raise ConversionError(f"{os.fspath(weights)}: {error}") from None
         progress.log(f"        {len(state)} tensors for {torch_format.description}")
         meta = None
         if class_names is not None and torch_format.container is not None:
@@ -199,8 +203,8 @@ def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object, li
             if config is None:
                 raise ConversionError(
                     f"{path}: records no Video Swin model (not a weights file written by "
-                    "vswin-convert or the seed's .h5); convert the PyTorch file with "
-                    "vswin-convert --pth first"
+                    "vswin-convert, the seed's .h5, or the Keras 3 rewrite's or KerasCV's file); "
+                    "convert the PyTorch file with vswin-convert --pth first"
                 )
             spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
             model = build_keras_model(spec)

@@ -20,8 +20,8 @@ def build_torchvision(spec: ModelSpec) -> torch.nn.Module:
     """
     if spec.num_classes is None:
         raise ConversionError(
-            f"{spec.name}: torchvision's SwinTransformer3d always has a classifier head and "
-            "this model has none; use --format mmaction2 for a backbone"
+            "torchvision's SwinTransformer3d always has a classifier head and this model has "
+            "none; use --format mmaction2 for a backbone"
         )
     video = import_torchvision().models.video
     return video.swin_transformer.SwinTransformer3d(

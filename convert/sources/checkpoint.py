@@ -95,7 +95,9 @@ class LoadedCheckpoint:
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
-def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpoint:
+def load_checkpoint(
+    path: str | os.PathLike, ema: bool = False, source: str | None = None
+) -> LoadedCheckpoint:
     """Read ``path`` safely and bring it to canonical form.
 
     What ``path`` is decides the reader (`sources.file_kind.identify`): the Keras 3 rewrite's
@@ -111,7 +113,8 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
     ``backbone.norm.*`` to ``backbone.norm3.*``, drops the ``data_preprocessor.*``
     input-normalisation buffers and casts float tensors to float32. The class names a training
     run left in ``meta['dataset_meta']`` are kept when they fit the head
-    (`sources.dataset_meta`; a warning otherwise).
+    (`sources.dataset_meta`; a warning otherwise). ``source`` names the code that wrote a Keras
+    3 ``*.weights.h5`` recording no layer names (`sources.keras3.read_keras3`).
 
     Raises:
         CheckpointError: the file is missing, a directory, unreadable, holds objects the safe
@@ -123,7 +126,7 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> LoadedCheckpo
     path = Path(path)
     kind = identify(path)
     if keras3.recognises(path, kind):
-        return keras3.read_keras3(path)
+        return keras3.read_keras3(path, source)
     if kind is Kind.HDF5:
         from videoswin_tf.convert.sources.keras_h5 import read_h5
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from videoswin_tf.convert.errors import CheckpointError
 
-from videoswin_tf.weights_file import HDF5_SIGNATURE, ZIP_SIGNATURE, refuse_unreadable
+from videoswin_tf.weights_file import HDF5_SIGNATURE, ZIP_SIGNATURE, refuse_unreadable, shown
 
 PICKLE_PROTOCOL = b"\x80"  # protocol 2 and later, which every torch.save writes
-SHOWN = 6  # names listed in a message before "..."
 
 
 class Kind(enum.Enum):
@@ -51,7 +50,11 @@ def identify(path: Path) -> Kind:
 
         if is_saved_model(path):
             return Kind.SAVED_MODEL
-        raise CheckpointError(f"{path}: is a directory; pass the .pth checkpoint file itself")
+        raise CheckpointError(
+            f"{path}: is a directory but no TensorFlow SavedModel folder (that holds "
+            "saved_model.pb and variables/); pass the .pth checkpoint file itself, or a "
+            "SavedModel folder such as the seed's model.save(folder) writes"
+        )
     import h5py
 
     if h5py.is_hdf5(path):  # also finds the signature after a user block
@@ -87,11 +90,3 @@ def _zip_kind(path: Path) -> Kind:
         f"{path}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a .keras "
         f"archive (no config.json); it holds {shown(names)}"
     )
-
-
-def shown(names: list[str]) -> str:
-    """The first `SHOWN` names, comma-separated, then how many more."""
-    if not names:
-        return "nothing"
-    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return ", ".join(names[:SHOWN]) + more

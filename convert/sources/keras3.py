@@ -94,14 +94,41 @@ def recorded(path: Path) -> Recorded:
         return Recorded(activation=(found.source if found else keras3_h5.DEFAULT).activation)
 
 
-def read_keras3(path: Path):
+def _chosen(path: Path, found, source: str | None, says: bool):
+    """The source a file is read as: ``found`` (what the file says, or the default), or the
+    one ``source`` names when the file does not say (a ``*.weights.h5`` without layer names).
+
+    Raises:
+        CheckpointError: ``source`` names another code than the one the file records.
+    """
+    from videoswin_tf import keras3_h5
+
+    chosen = keras3_h5.BY_KEY[source] if source else found
+    if says and chosen is not found:
+        what = "its config.json names" if path.suffix == ".keras" else "its layer names are"
+        raise CheckpointError(
+            f"{path}: {what} {found.owner} (written by {found.builder}), not {chosen.owner}; "
+            f"leave out --source {source} (it only picks the code for a .weights.h5 that "
+            "records no layer names)"
+        )
+    return chosen
+
+
+def read_keras3(path: Path, source: str | None = None):
     """The Keras 3 file ``path`` as a `LoadedCheckpoint` (canonical state, the layout named,
     ``file`` set for the upstream model to load).
 
+    Args:
+        path: the ``*.weights.h5`` or ``.keras`` file.
+        source: the code that wrote it, a key of `videoswin_tf.keras3_h5.BY_KEY`
+            (``vswin-convert --source``): what a ``*.weights.h5`` that records no layer names
+            (Keras before 3.9) is read as, and so its parity reference; None: the file says,
+            or `keras3_h5.DEFAULT`.
+
     Raises:
-        CheckpointError: an archive of a model this package does not compute, or a file whose
+        CheckpointError: an archive of a model this package does not compute, a file whose
             shapes fit no model (tables of different windows, a missing part; the message names
-            the difference).
+            the difference), or a ``source`` other than the one the file records.
     """
     from videoswin_tf.convert.mapping.rules import extract
     from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
@@ -111,12 +138,13 @@ def read_keras3(path: Path):
     from videoswin_tf.legacy_h5 import LayoutError
     from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
 
-    described = recorded(path)
+    archive = path.suffix == ".keras"
     try:
         with keras3_h5.open_weights(path) as found:
             owner, named = found.source, keras3_h5.records_names(found)
-            keras3_h5.check_one_window(found)
-        config = read_file_config(path, described.window)
+        owner = _chosen(path, owner, source, says=archive or named)
+        described = recorded(path)
+        config = read_file_config(path, described.window)  # refuses tables of two windows
         spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
         model = build_keras_model(spec)
         model.load_weights(str(path))
@@ -124,16 +152,19 @@ def read_keras3(path: Path):
         raise CheckpointError(f"{path}: {error}") from None
     except WeightsMismatchError as error:
         raise CheckpointError(str(error)) from None
-    archive = path.suffix == ".keras"
     window = "x".join(str(size) for size in spec.window_size)
     notes = [
         f"read {len(model.weights)} Keras weights by structure (videoswin_tf.keras3_h5); "
         f"window {window} from " + ("config.json" if described.window else "the bias tables' rows")
     ]
     if not archive and not named:
+        other = next(s for s in keras3_h5.SOURCES if s is not owner)
         notes.append(
             "the file records no layer names (Keras before 3.9), so the rewrite's and KerasCV's "
-            f"files are alike: read as {owner.owner} (the same weights either way)"
+            f"files are alike: read as {owner.owner} (the same weights either way; "
+            + (f"--source {owner.key}" if source else "the default")
+            + f"), with parity against {owner.model}; if {other.builder} wrote it, pass "
+            f"--source {other.key}"
         )
     if spec.num_classes is not None:
         notes.append(

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from videoswin_tf.convert.errors import CheckpointError
-from videoswin_tf.convert.sources.file_kind import shown
 from videoswin_tf.convert.sources.layout import Source
 
 SEED_H5 = Source(
@@ -38,7 +37,7 @@ def read_h5(path: Path):
     import h5py
 
     from videoswin_tf import legacy_h5
-    from videoswin_tf.weights_file import CONFIG_ATTRIBUTE
+    from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, foreign_hdf5
 
     back = (
         f"to write a PyTorch checkpoint from it: vswin-convert to-torch --weights {path} "
@@ -58,11 +57,10 @@ def read_h5(path: Path):
                 f"{path}: is {what}, which needs no conversion: model.load_weights({str(path)!r})"
                 f" reads it; {back}"
             )
-        attributes, groups = sorted(file.attrs), sorted(file.keys())
+        what = foreign_hdf5(file)
     raise CheckpointError(
-        f"{path}: is an HDF5 file of no known Video Swin layout (root attributes: "
-        f"{shown(attributes)}; top-level groups: {shown(groups)}); pass a PyTorch checkpoint "
-        "(.pth) or a weights file written by vswin-convert or the seed"
+        f"{path}: {what}; pass a PyTorch checkpoint (.pth) or a weights file written by "
+        "vswin-convert or the seed"
     )
 
 

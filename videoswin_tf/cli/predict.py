@@ -69,7 +69,9 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     "--weights",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Keras weights (.weights.h5) converted by vswin-convert; the model they record is built.",
+    help="Keras weights: a .weights.h5 converted by vswin-convert, the seed's .h5, or the Keras "
+    "3 rewrite's or KerasCV's .weights.h5 or .keras file (read as data). The model they record "
+    "(for the Keras 3 ports', the one their shapes give) is built.",
 )
 @click.option(
     "--config",

@@ -397,15 +397,27 @@ class ShardWriter:
 
 
 def write_atomically(table, path: Path) -> None:
-    """A pyarrow Table as a Parquet file at ``path``: a hidden ``.partial`` file renamed, so
-    the file is whole or absent."""
+    """A pyarrow Table as a Parquet file at ``path``: a hidden ``.partial`` file, flushed to
+    the disk, renamed, and the rename flushed too (the folder), so the file is whole or absent
+    after a kill or a power loss, and a shard is on the disk before its row files go."""
     pq = import_extra("pyarrow.parquet")
     tmp = path.with_name(f".{path.name}.partial")
     try:
         pq.write_table(table, tmp)
+        _sync(tmp)
         os.replace(tmp, path)
+        _sync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sync(path: Path) -> None:
+    """``fsync`` a file or a folder (a folder holds its entries' names: a rename in it)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _gather(row_files: list[Path], shard: Path) -> None:

@@ -135,6 +135,7 @@ def forward_runner(implementation: str, engine: str, spec, clip, exports: Path):
 
     if implementation == "mmaction2":
         import torch
+
         from videoswin_tf.convert.references.mmaction2 import build_reference, load_upstream
 
         load_upstream()
@@ -169,6 +170,7 @@ def forward_runner(implementation: str, engine: str, spec, clip, exports: Path):
         return lambda: model.predict_on_batch(clip)
 
     import keras
+
     from videoswin_tf.convert.mapping.spec import build_keras_model
 
     keras.utils.set_random_seed(0)  # ov-cached: the weights of the run that filled the cache
@@ -201,6 +203,7 @@ def forward_worker(implementation: str, engine: str, config: str, shape, repeats
     model and its forward passes cost."""
     import keras  # noqa: F401 - before the baseline
     import numpy as np
+
     from videoswin_tf.convert.configs.resolve import resolve_config
 
     if implementation == "mmaction2":
@@ -218,6 +221,7 @@ def forward_worker(implementation: str, engine: str, config: str, shape, repeats
 def export_worker(config: str, shape, exports: Path) -> dict:
     """Write the ONNX and SavedModel exports of a seeded model, each parity-checked."""
     import keras
+
     from videoswin_tf.convert.configs.resolve import resolve_config
     from videoswin_tf.convert.mapping.spec import build_keras_model
     from videoswin_tf.convert.outputs.export import export
@@ -296,6 +300,7 @@ def forwards(
     """Run and print every row of `ROWS` for one config (the export rows only
     ``with_exports``); the results by (implementation, engine)."""
     from flops import backbone_flops
+
     from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(config)
@@ -396,6 +401,7 @@ BACKENDS = ("tensorflow", "torch", "jax")
 def dense_products(config: str, shape) -> list:
     """The Dense layers' matrix products (`flops.Product`) of one forward pass of ``config``."""
     from flops import matrix_products
+
     from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(config)
@@ -436,6 +442,7 @@ def backend_worker(config: str, shape) -> None:
     one forward pass of this package's default path (``predict_on_batch``); "dense": a JSON list
     of the CPU seconds of each Dense product of `dense_products`."""
     import numpy as np
+
     from videoswin_tf.convert.configs.resolve import resolve_config
     from videoswin_tf.convert.mapping.spec import build_keras_model
 

@@ -119,6 +119,7 @@ def views_in_a_process(path: Path, config: str, repeat: int) -> tuple[float, flo
 def mmaction2(path: Path, pipeline) -> dict[str, float]:
     import torch
     from mmengine.logging import MMLogger
+
     from videoswin_tf.convert.references.upstream_transforms import load_transforms, run_pipeline
 
     up = load_transforms()

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable, Iterator
 
 import click
+
 from videoswin_tf.convert.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParitySettings
 from videoswin_tf.convert.references.synthetic import LAYOUTS
-
 from videoswin_tf.keras3_h5 import BY_KEY as KERAS3_SOURCES
 from videoswin_tf.startup import start_tensorflow_quietly
 

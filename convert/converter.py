@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.errors import ConversionError, ParityFailure
 from videoswin_tf.convert.mapping.inference import infer_spec, spec_disagreements
@@ -34,8 +35,6 @@ from videoswin_tf.convert.outputs.weights import (
 )
 from videoswin_tf.convert.parity import DEFAULT_PARITY, ParityReport, ParitySettings, model_parity
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint, load_checkpoint
-
-from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
 
 
 @dataclasses.dataclass

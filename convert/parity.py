@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint

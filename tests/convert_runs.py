@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.outputs.weights import report_path_for
 

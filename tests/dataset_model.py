@@ -55,6 +55,7 @@ class SmallWeights:
     def __call__(self):
         sys.path.insert(0, str(Path(__file__).parent))  # conftest, in another process
         from conftest import SMALL_SPEC
+
         from videoswin_tf.convert.mapping.spec import build_keras_model
 
         model = build_keras_model(SMALL_SPEC)

@@ -61,6 +61,7 @@ class _Base:
 
     def __init__(self):
         from conftest import SMALL_SPEC
+
         from videoswin_tf.convert.references.synthetic import make_checkpoint
 
         self.checkpoint = make_checkpoint(SMALL_SPEC, layout="authors")
@@ -431,6 +432,7 @@ def judge(exit_code: int | None, output: str, exception: BaseException | None, f
 
 def _run_case(seed: int, index: int, folder: Path) -> tuple[str, int | None, str, str | None]:
     from click.testing import CliRunner
+
     from videoswin_tf.convert.cli import main
 
     name, data = case(seed, index)

@@ -4,8 +4,8 @@ indices), DecordDecode, Resize, ThreeCrop/CenterCrop, from the installed mmactio
 from __future__ import annotations
 
 import numpy as np
-from videoswin_tf.convert.references.upstream_transforms import load_transforms, run_pipeline
 
+from videoswin_tf.convert.references.upstream_transforms import load_transforms, run_pipeline
 from videoswin_tf.presets import TestPipeline
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SMALL_SPEC
+
 from videoswin_tf.convert.references.synthetic import (
     LAYOUTS,
     distinctive_state,

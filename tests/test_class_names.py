@@ -16,13 +16,13 @@ import torch
 from click.testing import CliRunner
 from test_convert import MINI
 from video_files import encode
+
+from videoswin_tf.cli.predict import _class_names
+from videoswin_tf.cli.predict import main as predict_main
 from videoswin_tf.convert.cli import main as convert_main
 from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 from videoswin_tf.convert.sources.dataset_meta import MAX_RECORDED, dataset_classes
-
-from videoswin_tf.cli.predict import _class_names
-from videoswin_tf.cli.predict import main as predict_main
 from videoswin_tf.pretrained import model_arguments, resolve
 from videoswin_tf.video.model_setup import PredictSetup
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, read_file_config

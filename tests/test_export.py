@@ -11,9 +11,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import tensorflow as tf
-import videoswin_tf.convert.outputs.export
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
+
+import videoswin_tf.convert.outputs.export
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.mapping.spec import build_keras_model
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.mapping.rules import extract
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
 from videoswin_tf.convert.sources.file_kind import Kind, identify
 from videoswin_tf.convert.sources.keras_h5 import SEED_H5
-
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 
 

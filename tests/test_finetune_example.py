@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from upstream_checkpoints import SMALL, microsoft_layout, timm_swin
+
 from videoswin_tf.convert.converter import convert
 from videoswin_tf.convert.parity import ParitySettings
 from videoswin_tf.convert.references.synthetic import save_checkpoint

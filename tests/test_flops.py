@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.references.mmaction2 import build_reference
 

@@ -14,6 +14,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
+from zip_members import members, rewrite_pickle
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.references.synthetic import (
     distinctive_state,
@@ -21,7 +23,6 @@ from videoswin_tf.convert.references.synthetic import (
     save_checkpoint,
 )
 from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
-from zip_members import members, rewrite_pickle
 
 NUMPY2 = b"numpy._core.multiarray"
 NUMPY1 = b"numpy.core.multiarray"

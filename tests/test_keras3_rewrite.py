@@ -23,13 +23,6 @@ import pytest
 from convert_runs import converted, refused
 from keras import ops
 from upstream_code import upstream_code
-from videoswin_tf.convert.errors import ConversionError
-from videoswin_tf.convert.mapping.rules import extract
-from videoswin_tf.convert.mapping.spec import ModelSpec
-from videoswin_tf.convert.references.keras3_rewrite import REWRITE_CODE_VARIABLE, rewrite_forward
-from videoswin_tf.convert.sources.checkpoint import load_checkpoint
-from videoswin_tf.convert.sources.keras3_rewrite import KERAS3_REWRITE
-from videoswin_tf.convert.sources.kerascv import KERASCV
 from weight_stress import stress
 
 from videoswin_tf import (
@@ -39,6 +32,13 @@ from videoswin_tf import (
     WeightsMismatchError,
     tf_video_swin_tiny,
 )
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.mapping.rules import extract
+from videoswin_tf.convert.mapping.spec import ModelSpec
+from videoswin_tf.convert.references.keras3_rewrite import REWRITE_CODE_VARIABLE, rewrite_forward
+from videoswin_tf.convert.sources.checkpoint import load_checkpoint
+from videoswin_tf.convert.sources.keras3_rewrite import KERAS3_REWRITE
+from videoswin_tf.convert.sources.kerascv import KERASCV
 from videoswin_tf.keras3_h5 import REWRITE, open_weights
 from videoswin_tf.weights_file import read_file_config
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from videoswin_tf.convert.mapping.rules import RULES, MappingError, assign, expected_keys, plan
-from videoswin_tf.convert.mapping.spec import ModelSpec
 
 from videoswin_tf import TFSwinTransformer3D
+from videoswin_tf.convert.mapping.rules import RULES, MappingError, assign, expected_keys, plan
+from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.layers.windows import relative_position_index
 
 SPEC = ModelSpec("mini", 8, (1, 2, 1, 1), (1, 2, 2, 4), window_size=(2, 3, 3), num_classes=5)

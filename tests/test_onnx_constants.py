@@ -7,13 +7,13 @@ import onnx
 import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
 from videoswin_tf.convert.outputs.onnx_constants import (
     bias_from_table,
     region_labels,
     token_offsets,
     unfold_attention_constants,
 )
-
 from videoswin_tf.layers.windows import (
     relative_position_index,
     shifted_window_mask,

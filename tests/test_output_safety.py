@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import SMALL_SPEC
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.outputs.atomic import PARTIAL, atomic_write, remove_stale_partials

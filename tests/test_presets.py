@@ -1,8 +1,8 @@
 """The presets (``videoswin_tf.presets``) and label maps agree with the converter's configs."""
 
 import pytest
-from videoswin_tf.convert.configs.resolve import named_configs
 
+from videoswin_tf.convert.configs.resolve import named_configs
 from videoswin_tf.labels import SHIPPED_LABELS, load_labels
 from videoswin_tf.presets import get_preset, lookup, presets
 from videoswin_tf.pretrained import model_arguments, resolve

@@ -20,9 +20,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SMALL_SPEC
-from videoswin_tf.convert.errors import ConversionError
-from videoswin_tf.convert.outputs.release import pin_hashes, sha256
-from videoswin_tf.convert.outputs.weights import write_checked
 
 from videoswin_tf import (
     TFSwinTransformer3D,
@@ -34,6 +31,9 @@ from videoswin_tf import (
     tf_video_swin_small,
     tf_video_swin_tiny,
 )
+from videoswin_tf.convert.errors import ConversionError
+from videoswin_tf.convert.outputs.release import pin_hashes, sha256
+from videoswin_tf.convert.outputs.weights import write_checked
 from videoswin_tf.weights_file import WeightsMismatchError, save_weights, variable_differences
 
 VSWIN = str(Path(sys.executable).parent / "vswin-convert")
@@ -411,6 +411,7 @@ def test_every_preset_from_a_full_release(tmp_path_factory, tmp_path, monkeypatc
 
 def test_convert_out_suffix_picks_the_format(tmp_path):
     from test_convert import MINI, MINI_JSON, write_checkpoint
+
     from videoswin_tf.convert.converter import convert
 
     config = tmp_path / "mini.json"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SMALL_SPEC
+
 from videoswin_tf.convert.configs.resolve import named_configs
 from videoswin_tf.convert.mapping.spec import ARCHITECTURES, ModelSpec
 from videoswin_tf.convert.references.mmaction2 import (

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.outputs.release import model_zoo, sha256, verify
 from videoswin_tf.convert.parity import ParitySettings

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from convert_runs import convert_cli, converted, refused
 from test_seed_h5 import CLIP, run_seed, seed_reference
-from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
 
 from videoswin_tf import TFSwinTransformer3D
+from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
 
 SMALL_SEED = {"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]}
 NAME = "TFVideoSwinSmall_P244_W877.h5"

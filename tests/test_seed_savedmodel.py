@@ -18,9 +18,6 @@ import tensorflow as tf
 from convert_runs import convert_cli, converted
 from test_file_kind import error_of
 from test_seed_h5 import CLIP, RTOL, run_seed, seed_reference
-from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
-from videoswin_tf.convert.sources import saved_model
-from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
 from videoswin_tf import (
     TFSwinTransformer3D,
@@ -28,6 +25,9 @@ from videoswin_tf import (
     VideoSwinVideoClassifier,
     tf_video_swin_tiny,
 )
+from videoswin_tf.convert.references.seed_keras2 import SEED_CODE_VARIABLE
+from videoswin_tf.convert.sources import saved_model
+from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
 SMALL_SEED = {"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]}
 SMALL_FOLDER = "TFVideoSwinSmall_K400_P244_W877"

@@ -7,10 +7,10 @@ import pytest
 from conftest import SMALL_SPEC
 from dataset_model import PIPELINE
 from video_files import encode
+
 from videoswin_tf.convert.mapping.rules import assign
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.references.synthetic import distinctive_state
-
 from videoswin_tf.video import SnippetSpec, read_video, snippet_features
 from videoswin_tf.video import snippets as snippets_module
 from videoswin_tf.video.transform import normalize, resize_short_side

@@ -19,6 +19,7 @@ from upstream_checkpoints import (
     save_torchvision,
     torchvision_swin3d,
 )
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.converter import convert
 from videoswin_tf.convert.errors import ConversionError

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from test_convert import MINI, write_checkpoint
 from test_sources import SMALL_3D
 from upstream_checkpoints import save_torchvision, torchvision_swin3d
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.configs.mmaction2_reader import read_config
 from videoswin_tf.convert.configs.resolve import resolve_config
@@ -39,7 +40,6 @@ from videoswin_tf.convert.references.mmaction2_recognizer import (
 from videoswin_tf.convert.references.torchvision import build_torchvision
 from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR, numpy_globals
 from videoswin_tf.convert.sources.training_objects import training_object_globals
-
 from videoswin_tf.video.predict import average_probabilities
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 

@@ -22,6 +22,8 @@ from conftest import SMALL_SPEC
 from mmengine.logging import MessageHub
 from mmengine.model import ExponentialMovingAverage
 from upstream_checkpoints import SMALL, microsoft_layout, timm_layout, timm_swin, torchvision_swin3d
+from yacs.config import CfgNode
+
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.references.mmaction2 import build_reference
 from videoswin_tf.convert.references.synthetic import (
@@ -35,7 +37,6 @@ from videoswin_tf.convert.sources.checkpoint import (
     load_checkpoint,
     resave_command,
 )
-from yacs.config import CfgNode
 
 SMALL_JSON = {
     "name": "small",

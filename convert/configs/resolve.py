@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
 from videoswin_tf.convert.configs.mmaction2_reader import UnreadableConfig, read_config
 from videoswin_tf.convert.mapping.spec import ARCHITECTURES, ModelSpec
-
-from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
 from videoswin_tf.named_configs import (
     CONFIG_DIR,
     ConfigFileError,

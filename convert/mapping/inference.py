@@ -13,10 +13,10 @@ import re
 from typing import Any
 
 import numpy as np
+
 from videoswin_tf.convert.mapping.rules import HEAD_KEY, PATCH_KEY
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.sources.checkpoint import CheckpointError
-
 from videoswin_tf.layers.windows import bias_table_size, relative_position_index
 
 TABLE_KEY = "backbone.layers.{i}.blocks.{j}.attn.relative_position_bias_table"

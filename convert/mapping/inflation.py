@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from videoswin_tf.convert.mapping.rules import PATCH_KEY
 
 from videoswin_tf.architectures import DEFAULT_PATCH, DEFAULT_WINDOW
+from videoswin_tf.convert.mapping.rules import PATCH_KEY
 
 TABLE_SUFFIX = ".attn.relative_position_bias_table"
 CUBIC_A = -0.75  # PyTorch's bicubic kernel constant

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.errors import ConversionError, ParityFailure
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
@@ -192,6 +193,7 @@ def write_onnx(model, path: Path, shape: tuple[int | None, ...]) -> None:
     import onnx
     import tensorflow as tf
     import tf2onnx
+
     from videoswin_tf.convert.outputs.onnx_constants import unfold_attention_constants
 
     signature = [tf.TensorSpec(shape, tf.float32, name="clip")]

@@ -17,7 +17,6 @@ from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.outputs.weights import write_checked
 from videoswin_tf.convert.parity import DEFAULT_PARITY, ParitySettings, run_parity
-
 from videoswin_tf.weights_file import LEGACY_SUFFIX, NATIVE_SUFFIX
 
 MANIFEST = "manifest.json"

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from videoswin_tf.convert.converter import Progress, gate
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.rules import extract

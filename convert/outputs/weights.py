@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import ModelSpec
-
 from videoswin_tf.weights_file import (
     LEGACY_SUFFIX,
     NATIVE_SUFFIX,

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 import numpy as np
+
 from videoswin_tf.convert.references.child import (
     child_job,
     child_outputs,
@@ -87,8 +88,8 @@ def _run_rewrite(job: dict[str, Any], clip: np.ndarray) -> None:
     """The child: build the rewrite's model, load the file with its ``load_weights``, and save
     its outputs (`keras3_stages.keras3_outputs`)."""
     from videoswin import VideoSwinT
-    from videoswin_tf.convert.references.keras3_stages import keras3_outputs
 
+    from videoswin_tf.convert.references.keras3_stages import keras3_outputs
     from videoswin_tf.keras3_h5 import REWRITE
 
     model = VideoSwinT(**job["arguments"])

@@ -48,7 +48,6 @@ def kerascv_forward(spec, checkpoint, clip: np.ndarray) -> dict[str, Any]:
     from videoswin_tf.convert.errors import ConversionError
     from videoswin_tf.convert.references.keras3_stages import keras3_outputs
     from videoswin_tf.convert.sources.keras3 import recorded
-
     from videoswin_tf.keras3_h5 import KERASCV
 
     try:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
 

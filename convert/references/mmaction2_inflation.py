@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.mmaction2 import (
     ReferenceModel,

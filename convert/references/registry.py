@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.keras3_rewrite import rewrite_forward
 from videoswin_tf.convert.references.kerascv import kerascv_forward

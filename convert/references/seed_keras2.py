@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from videoswin_tf.convert.references.child import (
     child_job,
     child_outputs,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.mmaction2 import build_reference
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.convert.references.torchvision_shim import import_torchvision

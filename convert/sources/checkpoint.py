@@ -29,6 +29,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+
 from videoswin_tf.convert.errors import CheckpointError
 from videoswin_tf.convert.sources import keras3
 from videoswin_tf.convert.sources.dataset_meta import dataset_classes

@@ -65,9 +65,8 @@ class Keras3Row:
 
 def rows() -> dict[Any, Keras3Row]:
     """`Keras3Row` for each of `videoswin_tf.keras3_h5.SOURCES`."""
-    from videoswin_tf.convert.sources import keras3_rewrite, kerascv
-
     from videoswin_tf import keras3_h5
+    from videoswin_tf.convert.sources import keras3_rewrite, kerascv
 
     return {keras3_h5.REWRITE: keras3_rewrite.ROW, keras3_h5.KERASCV: kerascv.ROW}
 
@@ -130,11 +129,10 @@ def read_keras3(path: Path, source: str | None = None):
             shapes fit no model (tables of different windows, a missing part; the message names
             the difference), or a ``source`` other than the one the file records.
     """
+    from videoswin_tf import keras3_h5
     from videoswin_tf.convert.mapping.rules import extract
     from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
     from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
-
-    from videoswin_tf import keras3_h5
     from videoswin_tf.legacy_h5 import LayoutError
     from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
 

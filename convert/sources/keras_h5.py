@@ -68,7 +68,6 @@ def _read_seed(path: Path):
     from videoswin_tf.convert.mapping.rules import extract
     from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
     from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
-
     from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
 
     try:

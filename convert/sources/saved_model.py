@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from videoswin_tf import legacy_h5
 from videoswin_tf.convert.errors import CheckpointError
 from videoswin_tf.convert.mapping.rules import extract
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.sources.checkpoint import LoadedCheckpoint
 from videoswin_tf.convert.sources.layout import Source
-
-from videoswin_tf import legacy_h5
 from videoswin_tf.weights_file import shown
 
 SEED_SAVED_MODEL = Source(

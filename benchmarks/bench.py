@@ -411,10 +411,13 @@ def dense_products(config: str, shape) -> list:
     return [product for product in products if product.kind == "dense"]
 
 
-def dense_seconds(products, repeats: int = 5) -> list[float]:
+def dense_seconds(products, repeats: int = 5, work: float = 2e9) -> list[float]:
     """Best-of-``repeats`` CPU seconds of this process (all its threads) for ``keras.ops.matmul``
     on fp32 operands of each product's shape, on this process's Keras backend: the kernel its
-    Dense layers call. CPU time, not wall time, so that other processes' load does not count."""
+    Dense layers call. CPU time, not wall time, so that other processes' load does not count.
+    Each sample runs the product enough times for ``work`` FLOPs (about 10 ms at 200 GFLOP/s):
+    one small product is shorter than the CPU clock's accounting is exact (a single 784x384x384
+    product once read as 2.6 TFLOP/s on JAX)."""
     import numpy as np
     from keras import ops
 
@@ -427,11 +430,13 @@ def dense_seconds(products, repeats: int = 5) -> list[float]:
         x = ops.convert_to_tensor(rng.standard_normal((product.m, product.k), dtype="float32"))
         w = ops.convert_to_tensor(rng.standard_normal((product.k, product.n), dtype="float32"))
         wait(ops.matmul(x, w))
+        calls = max(1, round(work / (2.0 * product.m * product.k * product.n)))
         times = []
         for _ in range(repeats):
             start = time.process_time()
-            wait(ops.matmul(x, w))
-            times.append(time.process_time() - start)
+            for _ in range(calls):
+                wait(ops.matmul(x, w))
+            times.append((time.process_time() - start) / calls)
         seconds.append(min(times))
     return seconds
 

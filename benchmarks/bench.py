@@ -304,7 +304,7 @@ def forwards(
     from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(config)
-    flops = backbone_flops(spec.embed_dim, spec.depths, spec.window_size, spec.patch_size, shape)
+    flops = backbone_flops(spec, shape)
     print(f"\n{config}: {flops / 1e9:.1f} GFLOP per forward pass")
     if with_exports:
         args = ["--export-worker", "--configs", config, *shape_args(shape)]
@@ -405,10 +405,7 @@ def dense_products(config: str, shape) -> list:
     from videoswin_tf.convert.configs.resolve import resolve_config
 
     spec = resolve_config(config)
-    products = matrix_products(
-        spec.embed_dim, spec.depths, spec.window_size, spec.patch_size, shape
-    )
-    return [product for product in products if product.kind == "dense"]
+    return [product for product in matrix_products(spec, shape) if product.kind == "dense"]
 
 
 def dense_seconds(products, repeats: int = 5, work: float = 2e9) -> list[float]:

@@ -13,7 +13,10 @@ import math
 from collections import Counter
 from typing import NamedTuple
 
+from videoswin_tf.convert.mapping.spec import ModelSpec
 from videoswin_tf.layers.windows import effective_window
+
+MLP_RATIO = 4.0  # hidden channels of each block's MLP per input channel, in every Video Swin
 
 
 class Product(NamedTuple):
@@ -38,26 +41,26 @@ def ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def matrix_products(
-    embed_dim: int,
-    depths: tuple[int, ...],
-    window_size: tuple[int, int, int],
-    patch_size: tuple[int, int, int],
-    clip_shape: tuple[int, int, int, int, int],
-    mlp_ratio: float = 4.0,
-) -> list[Product]:
-    """Every matrix product of one backbone forward pass on a clip ``(B, T, H, W, 3)``, those of
-    the same kind and shape merged into one `Product` with their count, in the order run."""
+def matrix_products(spec: ModelSpec, clip_shape: tuple[int, int, int, int, int]) -> list[Product]:
+    """Every matrix product of one backbone forward pass of ``spec`` (its embed_dim, depths,
+    window_size and patch_size) on a clip ``(B, T, H, W, 3)``, those of the same kind and shape
+    merged into one `Product` with their count, in the order run."""
     batch, frames, height, width, channels_in = clip_shape
-    size = [math.ceil(n / p) for n, p in zip((frames, height, width), patch_size, strict=False)]
-    products = [("embed", batch * math.prod(size), channels_in * math.prod(patch_size), embed_dim)]
-    for index, depth in enumerate(depths):
-        channels = embed_dim * 2**index
+    size = [math.ceil(n / p) for n, p in zip((frames, height, width), spec.patch_size, strict=True)]
+    embed = (
+        "embed",
+        batch * math.prod(size),
+        channels_in * math.prod(spec.patch_size),
+        spec.embed_dim,
+    )
+    products = [embed]
+    for index, depth in enumerate(spec.depths):
+        channels = spec.embed_dim * 2**index
         tokens = batch * math.prod(size)
-        hidden = int(channels * mlp_ratio)
-        shift = tuple(w // 2 for w in window_size)
+        hidden = int(channels * MLP_RATIO)
+        shift = tuple(w // 2 for w in spec.window_size)
         for block in range(depth):
-            window, _ = effective_window(size, window_size, shift if block % 2 else (0, 0, 0))
+            window, _ = effective_window(size, spec.window_size, shift if block % 2 else (0, 0, 0))
             padded = batch * math.prod(ceil_to(n, w) for n, w in zip(size, window, strict=False))
             products += [
                 ("dense", padded, channels, 3 * channels),  # qkv
@@ -66,20 +69,12 @@ def matrix_products(
                 ("dense", tokens, channels, hidden),  # fc1
                 ("dense", tokens, hidden, channels),  # fc2
             ]
-        if index < len(depths) - 1:
+        if index < len(spec.depths) - 1:
             size = [size[0], math.ceil(size[1] / 2), math.ceil(size[2] / 2)]
             products.append(("dense", batch * math.prod(size), 4 * channels, 2 * channels))
     return [Product(*shape, count) for shape, count in Counter(products).items()]
 
 
-def backbone_flops(
-    embed_dim: int,
-    depths: tuple[int, ...],
-    window_size: tuple[int, int, int],
-    patch_size: tuple[int, int, int],
-    clip_shape: tuple[int, int, int, int, int],
-    mlp_ratio: float = 4.0,
-) -> float:
-    """FLOPs of one backbone forward pass on a clip ``(B, T, H, W, 3)``."""
-    products = matrix_products(embed_dim, depths, window_size, patch_size, clip_shape, mlp_ratio)
-    return sum(product.flops for product in products)
+def backbone_flops(spec: ModelSpec, clip_shape: tuple[int, int, int, int, int]) -> float:
+    """FLOPs of one backbone forward pass of ``spec`` on a clip ``(B, T, H, W, 3)``."""
+    return sum(product.flops for product in matrix_products(spec, clip_shape))

@@ -14,10 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from flops import backbone_flops, matrix_products
 
 
-def architecture(spec):
-    return spec.embed_dim, spec.depths, spec.window_size, spec.patch_size
-
-
 @pytest.mark.slow  # builds and runs mmaction2's Swin-T: about 4 s on a quiet machine
 def test_dense_products_are_the_linear_layers_mmaction2_runs():
     """Every (rows, in, out) of mmaction2's nn.Linear calls, on a clip whose windows pad and
@@ -36,7 +32,7 @@ def test_dense_products_are_the_linear_layers_mmaction2_runs():
     with torch.no_grad():
         model(torch.zeros(1, 3, 8, 64, 96))
     ours = Counter()
-    for product in matrix_products(*architecture(spec), clip_shape):
+    for product in matrix_products(spec, clip_shape):
         if product.kind == "dense":
             ours[(product.m, product.k, product.n)] += product.count
     assert ours == ran
@@ -45,8 +41,5 @@ def test_dense_products_are_the_linear_layers_mmaction2_runs():
 
 def test_swin_t_and_b_flops_on_a_32_frame_clip():
     named = {name: resolve_config(name) for name in ("swin_t_k400", "swin_b_k400")}
-    flops = {
-        name: backbone_flops(*architecture(spec), (1, 32, 224, 224, 3))
-        for name, spec in named.items()
-    }
+    flops = {name: backbone_flops(spec, (1, 32, 224, 224, 3)) for name, spec in named.items()}
     assert flops == {"swin_t_k400": 175_527_690_240, "swin_b_k400": 562_664_833_024}

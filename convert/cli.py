@@ -463,10 +463,18 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
     "(SwinTransformer3d); needs a head.",
 )
 @click.option("--out", required=True, type=click.Path(path_type=str), help="The .pth to write.")
+@click.option(
+    "--config",
+    help="The model of a --weights file that records none, such as a fine-tuned model's plain "
+    "model.save_weights: a named config (swin_t_k400, ...) or a config file, as for the main "
+    "command. Not needed (and not used) for files that record their model.",
+)
 @click.option("--no-parity", is_flag=True, help="Skip the upstream model's parity run.")
 @parity_clip_options
 @click.option("--force", is_flag=True, help="Overwrite an existing --out.")
-def to_torch_command(weights, fmt, out, no_parity, parity_frames, parity_size, force) -> None:
+def to_torch_command(
+    weights, fmt, out, config, no_parity, parity_frames, parity_size, force
+) -> None:
     """Write converted weights back as a PyTorch checkpoint (plain tensors: it loads with
     torch.load(..., weights_only=True)). The file is read back by the converter's own reader,
     which must give every tensor bit for bit, and the upstream model loaded with it
@@ -482,6 +490,8 @@ def to_torch_command(weights, fmt, out, no_parity, parity_frames, parity_size, f
           --out swin_t_k400.pth
       vswin-convert to-torch --format torchvision --weights mine.weights.h5 --out mine.pth \\
           --parity-frames 16 --parity-size 112
+      vswin-convert to-torch --format mmaction2 --weights finetuned.weights.h5 \\
+          --config swin_t_k400 --out finetuned.pth   # a plain model.save_weights file
     """
     start_tensorflow_quietly()
     from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
@@ -489,5 +499,11 @@ def to_torch_command(weights, fmt, out, no_parity, parity_frames, parity_size, f
     parity = ParitySettings(frames=parity_frames, size=parity_size)
     with exit_on_error():
         to_torch(
-            weights, fmt, out, force=force, parity=None if no_parity else parity, log=click.echo
+            weights,
+            fmt,
+            out,
+            force=force,
+            parity=None if no_parity else parity,
+            log=click.echo,
+            config=config,
         )

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from test_convert import MINI, write_checkpoint
+from test_convert import MINI, MINI_JSON, write_checkpoint
 from test_sources import SMALL_3D
 from upstream_checkpoints import save_torchvision, torchvision_swin3d
 
@@ -250,3 +250,36 @@ def test_help_names_both_formats():
         ".weights.h5 or .keras file, read as data by structure. The model is the one the file "
         "records (for the Keras 3 ports', the one its shapes give)."
     ) in " ".join(result.output.split())
+
+
+def test_a_plain_save_weights_file_goes_back_with_its_config(tmp_path):
+    """A fine-tuned model's plain ``model.save_weights`` records no model: refused in one line
+    that names --config, then written back with it, strict-loading into mmaction2's model
+    with parity."""
+    config = tmp_path / "mini.json"
+    config.write_text(json.dumps(MINI_JSON))
+    weights = tmp_path / "finetuned.weights.h5"
+    model = build_keras_model(MINI)
+    model.save_weights(weights)
+    with pytest.raises(ConversionError) as refused:
+        to_torch(weights, "mmaction2", tmp_path / "finetuned.pth", **QUIET)
+    assert str(refused.value) == (
+        f"{weights}: records no Video Swin model (not a weights file written by vswin-convert, "
+        "the seed's .h5, or the Keras 3 rewrite's or KerasCV's file); for a plain "
+        "model.save_weights file pass the model's --config (a named config such as "
+        "swin_t_k400, or a config file)"
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            *("to-torch", "--weights", str(weights), "--format", "mmaction2"),
+            *("--config", str(config), "--out", str(tmp_path / "finetuned.pth")),
+            *("--parity-frames", "8", "--parity-size", "48"),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "finetuned.pth.parity.json").read_text())
+    assert report["passed"] and report["logits"]["relative"] < 1e-5
+    state = torch.load(tmp_path / "finetuned.pth", weights_only=True)["state_dict"]
+    assert state["cls_head.fc_cls.weight"].shape == (11, 128)

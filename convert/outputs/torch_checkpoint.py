@@ -22,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.converter import Progress, gate
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.rules import extract
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.outputs.atomic import atomic_write, check_destination
+from videoswin_tf.convert.outputs.export import load_model
 from videoswin_tf.convert.parity import DEFAULT_PARITY, ParityReport, ParitySettings
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 from videoswin_tf.convert.sources.dataset_meta import CLASSES, DATASET_META, META, WHERE
@@ -126,6 +128,7 @@ def to_torch(
     force: bool = False,
     parity: ParitySettings | None = DEFAULT_PARITY,
     log: Callable[[str], None] = print,
+    config: str | None = None,
 ) -> TorchExport:
     """Write the Keras weights file ``weights`` as a PyTorch checkpoint at ``out``.
 
@@ -139,9 +142,13 @@ def to_torch(
         parity: the clip and gate of the upstream model against the Keras model; None: no
             parity (the read-back check still runs).
         log: where progress lines go.
+        config: the model of a file that records none (a plain ``model.save_weights`` of a
+            fine-tuned model): a named config or config file, as ``vswin-convert --config``.
+            Not used for a file that records its model.
 
     Raises:
-        ConversionError: ``out`` does not end in ``.pth``, ``weights`` records no model, the
+        ConversionError: ``out`` does not end in ``.pth``, ``weights`` records no model and no
+            ``config`` is given (or it does not load into ``config``'s model), the
             file read back differs from what was written, or (`ParityFailure`) parity fails.
             Nothing is left at ``out`` then.
         OutputError: ``out`` exists without ``force``, or its folder is missing or read-only.
@@ -152,7 +159,7 @@ def to_torch(
         raise ConversionError(f"--out must end in {TORCH_SUFFIX}, got {out}")
     out_path = check_destination(out, force)
     progress = Progress(log)
-    spec, model, class_names = _read_weights(Path(weights), progress)
+    spec, model, class_names = _read_weights(Path(weights), progress, config)
     torch_format = FORMATS[fmt]
     with progress.phase("map", f"Keras variables to {fmt} keys"):
         try:
@@ -183,9 +190,11 @@ def to_torch(
     return TorchExport(spec, out_path, len(state), report, report_path)
 
 
-def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object, list[str] | None]:
-    """The model ``path`` records, built and holding the file's values, and the class names
-    the file records (or None)."""
+def _read_weights(
+    path: Path, progress: Progress, config: str | None
+) -> tuple[ModelSpec, object, list[str] | None]:
+    """The model ``path`` records (or, for a file that records none, ``config``'s), built and
+    holding the file's values, and the class names the file records (or None)."""
     from videoswin_tf.weights_file import (
         WeightsMismatchError,
         read_file_config,
@@ -200,19 +209,23 @@ def _read_weights(path: Path, progress: Progress) -> tuple[ModelSpec, object, li
         except ValueError as error:
             raise ConversionError(str(error)) from None
         try:
-            config = read_file_config(path)
-            if config is None:
+            recorded = read_file_config(path)
+            if recorded is None and config is not None:  # e.g. a plain model.save_weights
+                spec = resolve_config(config)
+                return spec, load_model(spec, path), None
+            if recorded is None:
                 raise ConversionError(
                     f"{path}: records no Video Swin model (not a weights file written by "
                     "vswin-convert, the seed's .h5, or the Keras 3 rewrite's or KerasCV's file); "
-                    "convert the PyTorch file with vswin-convert --pth first"
+                    "for a plain model.save_weights file pass the model's --config (a named "
+                    "config such as swin_t_k400, or a config file)"
                 )
-            spec = ModelSpec.from_file_config(config, path.name.split(".")[0])
+            spec = ModelSpec.from_file_config(recorded, path.name.split(".")[0])
             model = build_keras_model(spec)
             model.load_weights(str(path))
         except WeightsMismatchError as error:
             raise ConversionError(str(error)) from None
-    return spec, model, config.get("class_names")
+    return spec, model, recorded.get("class_names")
 
 
 def _save(

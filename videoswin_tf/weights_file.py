@@ -148,21 +148,36 @@ def foreign_hdf5(file: h5py.File) -> str:
     )
 
 
+# What to load instead of a file of no Video Swin model.
+LOADABLE = (
+    "load a Video Swin weights file (one written by vswin-convert or model.save_weights, the "
+    "seed's .h5, or the Keras 3 rewrite's or KerasCV's file), or convert its PyTorch "
+    "checkpoint with vswin-convert --pth CHECKPOINT.pth"
+)
+
+
 def refuse_foreign(path: str | os.PathLike) -> None:
-    """A one-line `ValueError` for an HDF5 file ``path`` that holds no model of this package
-    (nor records one, nor is the seed's, the Keras 3 rewrite's or KerasCV's), e.g. the weights
-    of another network; nothing for any other path. Keras' own error for it lists every
-    variable it could not load.
+    """A one-line `ValueError` for an HDF5 file or ``.keras`` archive ``path`` that holds no
+    model of this package (nor records one, nor is the seed's, the Keras 3 rewrite's or
+    KerasCV's), e.g. the weights of another network; nothing for any other path. Keras' own
+    error for it lists every variable it could not load.
 
     Raises:
         ValueError: ``path`` is such a file.
     """
     path = Path(path)
-    if not path.is_file() or not h5py.is_hdf5(path):
+    if not path.is_file():
         return
     with keras3_h5.open_weights(path) as found:
         if found is not None:
             return
+    if zipfile.is_zipfile(path) and path.name.endswith(KERAS_ARCHIVE_SUFFIX):
+        raise ValueError(
+            f"{path}: is a .keras archive of no Video Swin model this package reads (it reads "
+            f"the Keras 3 rewrite's and KerasCV's); {LOADABLE}"
+        )
+    if not h5py.is_hdf5(path):
+        return
     with h5py.File(path, "r") as file:
         groups: list[str] = []
         file.visit(lambda name: groups.append(name.rpartition("/")[2]))
@@ -173,11 +188,7 @@ def refuse_foreign(path: str | os.PathLike) -> None:
         ):
             return
         what = foreign_hdf5(file)
-    raise ValueError(
-        f"{path}: {what}; load a Video Swin weights file (one written by vswin-convert or "
-        "model.save_weights, the seed's .h5, or the Keras 3 rewrite's or KerasCV's file), or "
-        "convert its PyTorch checkpoint with vswin-convert --pth"
-    ) from None
+    raise ValueError(f"{path}: {what}; {LOADABLE}") from None
 
 
 def weights_format(path: str | os.PathLike) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from videoswin_tf.architectures import ARCHITECTURES
 from videoswin_tf.presets import Preset, TestPipeline, presets
-from videoswin_tf.weights_file import FITTED_KEYS, read_file_config
+from videoswin_tf.weights_file import FITTED_KEYS, read_file_config, refuse_foreign
 
 # The preset whose test protocol (frame interval, clips, crops) scores a model that names none:
 # the authors' Kinetics-400 protocol, 4 clips x 3 crops.
@@ -67,11 +67,14 @@ def predict_setup(weights: Path, config: str | None = None) -> PredictSetup:
             extra).
 
     Raises:
+        ValueError: ``weights`` holds another network's weights (`refuse_foreign`).
         SetupError: no config recorded and none given; an unknown preset or missing config
             file; a config file that cannot be read; a config that describes another model than
             the file records (each difference named).
     """
     recorded = read_file_config(weights)
+    if recorded is None:
+        refuse_foreign(weights)  # another network's weights: --config would not help
     if config is None:
         if recorded is None:
             raise SetupError(

@@ -314,3 +314,21 @@ def test_a_pytorch_checkpoint_a_misnamed_h5_or_a_missing_file_given_to_keras(cut
     with pytest.raises(FileNotFoundError) as caught:
         model.load_weights(str(tmp_path / "missing.weights.h5"))
     assert str(caught.value) == f"{tmp_path / 'missing.weights.h5'}: no such file"
+
+
+def test_a_plain_folder_given_as_weights_is_one_line(cut_files, tmp_path):
+    """A folder that is no SavedModel, given to load_weights, weights= or vswin-predict's
+    reader, says to pass the file itself (not Keras' "file format not supported")."""
+    from videoswin_tf.pretrained import resolve
+    from videoswin_tf.video.model_setup import predict_setup
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for read in (cut_files[0].load_weights, resolve, predict_setup):
+        with pytest.raises(ValueError) as caught:
+            read(folder)
+        assert str(caught.value) == (
+            f"{folder}: is a folder, not a weights file; pass the .weights.h5, .h5 or .keras "
+            "file itself (or a SavedModel folder, converted once with vswin-convert --pth "
+            "FOLDER)"
+        )

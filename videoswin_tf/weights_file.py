@@ -68,8 +68,14 @@ def is_saved_model(path: str | os.PathLike) -> bool:
 
 
 def refuse_saved_model(path: str | os.PathLike) -> None:
-    """A one-line `ValueError` for a SavedModel folder ``path``, naming the ``vswin-convert``
-    command that converts its variables into a weights file; nothing for any other path."""
+    """A one-line `ValueError` for a folder ``path``: for a SavedModel folder naming the
+    ``vswin-convert`` command that converts its variables into a weights file, for any other
+    folder saying to pass the file; nothing for any other path."""
+    if Path(path).is_dir() and not is_saved_model(path):
+        raise ValueError(
+            f"{path}: is a folder, not a weights file; pass the .weights.h5, .h5 or .keras file "
+            "itself (or a SavedModel folder, converted once with vswin-convert --pth FOLDER)"
+        )
     if not is_saved_model(path):
         return
     out = f"{Path(path).resolve().name}{NATIVE_SUFFIX}"

@@ -17,7 +17,12 @@ from typing import Any
 
 from videoswin_tf.architectures import ARCHITECTURES
 from videoswin_tf.presets import Preset, TestPipeline, presets
-from videoswin_tf.weights_file import FITTED_KEYS, read_file_config, refuse_foreign
+from videoswin_tf.weights_file import (
+    FITTED_KEYS,
+    read_file_config,
+    refuse_foreign,
+    refuse_saved_model,
+)
 
 # The preset whose test protocol (frame interval, clips, crops) scores a model that names none:
 # the authors' Kinetics-400 protocol, 4 clips x 3 crops.
@@ -67,11 +72,13 @@ def predict_setup(weights: Path, config: str | None = None) -> PredictSetup:
             extra).
 
     Raises:
-        ValueError: ``weights`` holds another network's weights (`refuse_foreign`).
+        ValueError: ``weights`` is a folder (`refuse_saved_model`) or holds another network's
+            weights (`refuse_foreign`).
         SetupError: no config recorded and none given; an unknown preset or missing config
             file; a config file that cannot be read; a config that describes another model than
             the file records (each difference named).
     """
+    refuse_saved_model(weights)  # a folder, with what to pass instead
     recorded = read_file_config(weights)
     if recorded is None:
         refuse_foreign(weights)  # another network's weights: --config would not help

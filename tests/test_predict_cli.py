@@ -115,25 +115,31 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
         (["--config", "swin_t_k400", "--engine", "onnx"], "'onnx' is not one of"),
     ],
 )
-def test_bad_options_stop_before_any_work(tmp_path, options, message):
+def test_bad_options_stop_before_any_work(tmp_path, tiny_weights, options, message):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")
-    weights = tmp_path / "w.weights.h5"
-    weights.write_bytes(b"")
     options = [str(labels) if option == "LABELS" else option for option in options]
-    result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(weights), *options])
+    result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(tiny_weights), *options])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
 
 
-def test_weights_that_do_not_fit_the_config(tmp_path):
+def test_weights_that_do_not_fit_the_config(tmp_path, tiny_weights):
     weights = tmp_path / "w.weights.h5"
     weights.write_bytes(b"not hdf5")
     result = CliRunner().invoke(
         main, ["clip.mp4", "--weights", str(weights), "--config", "swin_t_k400"]
     )
     assert result.exit_code == 2
-    assert f"{weights} does not load into swin_t_k400" in " ".join(result.output.split())
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value: {weights}: is no HDF5 file (it starts with b'not hdf5') though "
+        "its name ends in .h5; pass a weights file written by model.save_weights or vswin-convert"
+    )
+    result = CliRunner().invoke(  # a model of another window than the config's
+        main, ["clip.mp4", "--weights", str(tiny_weights), "--config", "swin_b_ssv2"]
+    )
+    assert result.exit_code == 2
+    assert f"{tiny_weights} does not load into swin_b_ssv2" in " ".join(result.output.split())
 
 
 def test_folders_and_globs_expand_to_videos(tmp_path):
@@ -203,13 +209,14 @@ def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights
     assert records[0]["frames"] == 35 and records[2]["frames"] == 10
 
 
-def test_engines_this_machine_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch):
+def test_engines_this_machine_cannot_run_are_refused_before_any_work(
+    tmp_path, tiny_weights, monkeypatch
+):
     import videoswin_tf.inference as inference
 
     monkeypatch.setattr(inference, "openvino_installed", lambda: False)
     monkeypatch.setattr(inference, "has_native_bf16", lambda cpuinfo: False)
-    weights = tmp_path / "w.weights.h5"
-    weights.write_bytes(b"")
+    weights = tiny_weights
     common = ["clip.mp4", "--weights", str(weights), "--config", "swin_t_k400"]
     result = CliRunner().invoke(main, [*common, "--engine", "openvino"])
     assert result.exit_code == 2

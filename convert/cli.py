@@ -185,9 +185,10 @@ def main(
     atol,
     rtol,
 ) -> None:
-    """Convert an mmaction2 Video Swin checkpoint (.pth) into a Keras weights file
-    (.weights.h5, or .h5 in the Keras 2 layout) and prove, on a seeded random clip, that the
-    Keras model computes what the upstream PyTorch model computes.
+    """Convert a Video Swin checkpoint (mmaction2's or the authors' .pth, torchvision's,
+    ImageNet Swin's, the seed's .h5 or SavedModel folder, the Keras 3 rewrite's or KerasCV's
+    files) into a Keras weights file (.weights.h5, or .h5 in the Keras 2 layout) and prove, on
+    a seeded random clip, that the Keras model computes what the upstream model computes.
 
     The phases (load, build, map, write, parity) are printed with their times. Every
     checkpoint tensor must map to exactly one Keras variable; the file is written atomically
@@ -218,7 +219,7 @@ def main(
         )
 
 
-@main.command()
+@main.command(short_help="Write test checkpoints made by the upstream reference model.")
 @click.option(
     "--config",
     "configs",
@@ -284,7 +285,9 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
         save_checkpoint(make_checkpoint(spec, layout=layout, seed=seed), path)
 
 
-@main.command(name="release")
+@main.command(
+    name="release", short_help="Convert every named config found in a folder, with checksums."
+)
 @click.option(
     "--from",
     "sources",
@@ -333,7 +336,7 @@ def release_command(sources, assets, parity_frames, parity_size, pin) -> None:
         click.echo(f"pinned {len(manifest['assets'])} SHA-256 in {table}")
 
 
-@main.command(name="verify")
+@main.command(name="verify", short_help="Check every asset of a release manifest.")
 @click.option(
     "--manifest",
     required=True,
@@ -369,7 +372,9 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     click.echo("all assets verified")
 
 
-@main.command(name="export")
+@main.command(
+    name="export", short_help="Export weights as SavedModel, ONNX or OpenVINO IR, checked."
+)
 @click.option(
     "--weights",
     required=True,
@@ -443,7 +448,9 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
         export(weights, config, fmt, out, clip, any_batch=any_batch, force=force, log=click.echo)
 
 
-@main.command(name="to-torch")
+@main.command(
+    name="to-torch", short_help="Write Keras weights back as a PyTorch checkpoint, checked."
+)
 @click.option(
     "--weights",
     required=True,

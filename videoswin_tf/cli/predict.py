@@ -90,7 +90,8 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
 @click.option(
     "--views",
     metavar="CxK",
-    help="Clips x crops per video: 4x3, 1x3 or 1x1 (centre crop). Default: the config's protocol.",
+    help="Clips x crops per video: any number of clips times 1 (centre crop) or 3 crops, e.g. "
+    "4x3, 1x3, 1x1. Default: the config's protocol.",
 )
 @click.option(
     "--sampling",
@@ -100,7 +101,14 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     help="Clip offsets: vswin (the Video-Swin test mode the checkpoints were scored with) or "
     "mmaction2 (1.x test mode: clips from the first to the last frame).",
 )
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, metavar="K")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    metavar="K",
+    help="How many classes to print (and write with --json) per video.",
+)
 @click.option(
     "--labels",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -75,6 +75,7 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     "--weights",
     required=True,
     type=click.Path(exists=True, path_type=Path),  # a folder: refused by the setup, saying why
+    metavar="FILE",
     help="Keras weights: a .weights.h5 converted by vswin-convert, the seed's .h5, or the Keras "
     "3 rewrite's or KerasCV's .weights.h5 or .keras file (read as data). The model they record "
     "(for the Keras 3 ports', the one their shapes give) is built.",

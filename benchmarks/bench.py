@@ -508,8 +508,8 @@ def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
     order = list(workers)
     for round_ in range(rounds):
         for backend in order[round_ % len(order) :] + order[: round_ % len(order)]:
-            times[backend].append(ask(workers[backend], "run", json.loads))
-    dense = {backend: ask(worker, "dense", json.loads) for backend, worker in workers.items()}
+            times[backend].append(ask(workers[backend], "run"))
+    dense = {backend: ask(worker, "dense") for backend, worker in workers.items()}
     for worker in workers.values():
         worker.stdin.close()
         worker.wait()
@@ -529,11 +529,11 @@ def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
     dense_table(dense_products(config, shape), dense, times)
 
 
-def ask(worker: subprocess.Popen, command: str, parse=float):
-    """Send one command line to a backend worker and parse its one-line answer."""
+def ask(worker: subprocess.Popen, command: str):
+    """Send one command line to a backend worker; its one-line JSON answer, parsed."""
     worker.stdin.write(command + "\n")
     worker.stdin.flush()
-    return parse(worker.stdout.readline())
+    return json.loads(worker.stdout.readline())
 
 
 def dense_table(products, seconds: dict[str, list[float]], passes: dict[str, list]) -> None:

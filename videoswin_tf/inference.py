@@ -142,9 +142,10 @@ def choose(
             "the openvino engine needs OpenVINO: pip install 'videoswin-tf[openvino]', or use "
             "engine tensorflow"
         )
-    choice = EngineChoice(engine or "openvino", precision, engine is None)
-    if engine is None and not openvino_installed():
-        choice = EngineChoice("tensorflow", precision, True)
+    if engine is None:
+        choice = EngineChoice("openvino" if openvino_installed() else "tensorflow", precision, True)
+    else:
+        choice = EngineChoice(engine, precision)
     if choice.engine == "openvino":
         check_cache_folder()
     return choice

@@ -19,6 +19,7 @@ Face Hub, through ``huggingface_hub.snapshot_download``), or a published preset 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from videoswin_tf import keras3_h5, legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES
 from videoswin_tf.downloads import fetch_preset_weights
 from videoswin_tf.presets import Preset, presets
-from videoswin_tf.weights_file import refuse_foreign, refuse_saved_model
+from videoswin_tf.weights_file import load_with_keras, refuse_saved_model
 
 CONFIG_FILE = "config.json"
 MODEL_WEIGHTS_FILE = "model.weights.h5"
@@ -272,11 +273,7 @@ def load_classifier_weights(classifier, path, **kwargs) -> None:
     of ``classifier.num_classes`` classes, into ``classifier``."""
     refuse_saved_model(path)
     if not is_single_model_file(path):
-        try:
-            keras.Model.load_weights(classifier, path, **kwargs)
-        except ValueError:
-            refuse_foreign(path)  # one line instead of Keras' list of what it could not load
-            raise
+        load_with_keras(functools.partial(keras.Model.load_weights, classifier), path, **kwargs)
         return
     donor = single_model_weights(classifier.backbone, path, classifier.num_classes, **kwargs)
     copy_variables(donor.weights[: len(classifier.backbone.weights)], classifier.backbone.weights)

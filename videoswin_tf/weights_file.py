@@ -109,7 +109,7 @@ def refuse_unreadable(path: str | os.PathLike) -> None:
         if head.startswith(ZIP_SIGNATURE):
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
-            if any(name.rpartition("/")[2] == "data.pkl" for name in names):
+            if is_torch_archive(names):
                 refuse_pytorch(path)
             return
     except (OSError, zipfile.BadZipFile) as error:
@@ -126,6 +126,26 @@ def refuse_unreadable(path: str | os.PathLike) -> None:
             f"{path}: is no HDF5 file ({found}) though its name ends in {LEGACY_SUFFIX}; pass "
             "a weights file written by model.save_weights or vswin-convert"
         )
+
+
+def is_torch_archive(names: Sequence[str]) -> bool:
+    """Whether a zip archive's member ``names`` are ``torch.save``'s (a ``<name>/data.pkl``)."""
+    return any(name.rpartition("/")[2] == "data.pkl" for name in names)
+
+
+def load_with_keras(keras_load: Callable[..., None], path: str | os.PathLike, **kwargs) -> None:
+    """``keras_load(str(path), **kwargs)``; where Keras cannot load the file and it holds no
+    Video Swin model, the one line of `refuse_foreign` instead of Keras' list of every
+    variable it could not load.
+
+    Raises:
+        ValueError: Keras' own error, or `refuse_foreign`'s.
+    """
+    try:
+        keras_load(str(path), **kwargs)
+    except ValueError:
+        refuse_foreign(path)
+        raise
 
 
 def refuse_pytorch(path: Path) -> None:
@@ -387,11 +407,7 @@ def load_weights(
     check_fits(model, path)
     read = _read_by_structure(model, path)
     if read is None:
-        try:
-            keras_load(str(path), skip_mismatch=skip_mismatch, **kwargs)
-        except ValueError:
-            refuse_foreign(path)  # one line instead of Keras' list of what it could not load
-            raise
+        load_with_keras(keras_load, path, skip_mismatch=skip_mismatch, **kwargs)
         return
     name, pairs, problems = read
     if problems:

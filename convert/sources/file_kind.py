@@ -17,6 +17,7 @@ from videoswin_tf.weights_file import (
     HDF5_SIGNATURE,
     PICKLE_PROTOCOL,
     ZIP_SIGNATURE,
+    is_torch_archive,
     refuse_unreadable,
     shown,
 )
@@ -87,7 +88,7 @@ def _zip_kind(path: Path) -> Kind:
         return Kind.TORCH  # a damaged torch file: torch's own reader says what is wrong
     if "config.json" in names:
         return Kind.KERAS_ARCHIVE
-    if any(name.rpartition("/")[2] == "data.pkl" for name in names):
+    if is_torch_archive(names):
         return Kind.TORCH
     raise CheckpointError(
         f"{path}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a .keras "

@@ -578,14 +578,38 @@ def shape_args(shape) -> list[str]:
     return ["--shape", *map(str, shape)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["swin_t_k400", "swin_b_k400"])
-    parser.add_argument(
-        "--frames", type=int, help="frames of the clip (default 32; 8 with --backends)"
+def arguments() -> argparse.ArgumentParser:
+    """The command line: every option a user passes, with its help; the workers' own hidden."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["swin_t_k400", "swin_b_k400"],
+        metavar="NAME",
+        help="named configs to time (configs/; default: swin_t_k400 swin_b_k400): one forward "
+        "table and one conversion row each; --backends times only the first",
+    )
+    parser.add_argument(
+        "--frames", type=int, metavar="N", help="frames of the clip (default 32; 8 with --backends)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=224,
+        metavar="PIXELS",
+        help="height and width of the clip in pixels; the clip is 1 x frames x size x size x 3 "
+        "(default 224)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        metavar="N",
+        help="timed passes per forward row, after one untimed warm-up; a row shows the best "
+        "(default 3). With --backends: the interleaved rounds, of which the median is shown",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -602,6 +626,7 @@ def main() -> None:
         "--threads",
         type=int,
         default=1,
+        metavar="N",
         help="CPU threads of each backend with --backends (default 1, so that other processes' "
         "load does not decide the result)",
     )
@@ -609,16 +634,29 @@ def main() -> None:
         "--export-configs",
         nargs="*",
         default=["swin_t_k400"],
+        metavar="NAME",
         help="configs whose ONNX and SavedModel exports are made and timed (tf2onnx takes "
         "about 90 s for Swin-T, several minutes for Swin-B)",
     )
-    parser.add_argument("--sources", type=Path, default=ROOT / "checkpoints")
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=ROOT / "checkpoints",
+        metavar="DIR",
+        help="folder of the .pth files the conversion table converts, under their official "
+        "names; a missing one is first written there by vswin-convert synthesize (default: "
+        "checkpoints/)",
+    )
     parser.add_argument("--forward-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--export-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--exports", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
 
     if args.forward_worker:
         implementation, engine = args.forward_worker

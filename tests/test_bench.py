@@ -1,4 +1,4 @@
-"""benchmarks/bench.py's command line: every option explained."""
+"""benchmarks/bench.py's command line: every option explained, and --backends' table."""
 
 from __future__ import annotations
 
@@ -32,3 +32,33 @@ def test_help_explains_every_option():
         if not action.help  # argparse.SUPPRESS is a help text: those are the workers'
     ]
     assert unexplained == []
+
+
+def test_backends_table_gives_no_verdict_on_the_reference():
+    times = {
+        "tensorflow": [(0.30, 0.29), (0.20, 0.21), (0.25, 0.24)],
+        "torch": [(0.50, 0.50), (0.55, 0.54), (0.60, 0.61)],
+        "jax": [(0.20, 0.40), (0.10, 0.30), (0.30, 0.35)],
+    }
+    assert bench.backend_table(times) == [
+        "  backend      median s   best s   CPU s  vs TF median",
+        "  tensorflow      0.250    0.200   0.240         1.00x  (the reference)",
+        "  torch           0.550    0.500   0.540         2.20x  (missed: within 1.5x)",
+        "  jax             0.200    0.100   0.350         0.80x  (met: within 1.5x)",
+    ]
+
+
+def test_backends_measure_no_matmul_peak(monkeypatch, capsys):
+    """--backends prints only what it uses: no peak (its Dense table has each backend's rate)."""
+    rounds = []
+
+    def no_peak(*args, **kwargs):
+        raise AssertionError("--backends measured the matmul peak")
+
+    monkeypatch.setattr(bench, "matmul_peak", no_peak)
+    monkeypatch.setattr(bench, "backend_rounds", lambda *args: rounds.append(args))
+    monkeypatch.setattr(bench, "cpu_description", lambda: "a CPU")
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--backends", "--repeats", "5"])
+    bench.main()
+    assert rounds == [("swin_t_k400", (1, 8, 224, 224, 3), 5, 1)]
+    assert "peak" not in capsys.readouterr().out

@@ -22,14 +22,34 @@ Examples:
       --out TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5    # the seed's name and layout
   vswin-convert --config swin_b_ssv2 --pth swin_base_patch244_window1677_sthv2.pth \\
       --parity-frames 16 --parity-size 112
-  vswin-convert --config path/to/mmaction2/swin-tiny-...-kinetics400-rgb.py --pth ckpt.pth
+  SWIN=$(python -c 'import mmaction; print(mmaction.__path__[0])')/.mim/configs/recognition/swin
+  vswin-convert --pth swin_tiny_patch244_window877_kinetics400_1k.pth \\
+      --config "$SWIN/swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py"
   vswin-convert --pth swin_tiny_patch4_window7_224.pth --config swin_t_k400   # 2D, inflated
   vswin-convert --pth swin3d_t-7615ae03.pth                                # torchvision
   VIDEOSWIN_SEED_REFERENCE=VideoSwin vswin-convert --pth TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5
   VIDEOSWIN_REWRITE_REFERENCE=VideoSwin vswin-convert \\
       --pth videoswin_tiny_kinetics400_classifier.weights.h5           # the Keras 3 rewrite's
   vswin-convert --pth videoswin_tiny_kinetics400_classifier.keras    # KerasCV's (keras-cv 0.9)
+  vswin-convert --pth kerascv_saved_by_keras_3_8.weights.h5 --source kerascv   # no layer names
   vswin-convert to-torch --weights mine.weights.h5 --format mmaction2 --out mine.pth
+
+\b
+Sources (--pth), each with parity against the code that wrote it:
+  PyTorch files, read by torch's weights_only loader: the authors' Video-Swin .pth,
+    mmaction2 1.x's (with or without module. prefixes), a bare state dict, backbone-only or
+    float16; torchvision's swin3d_t/s/b (parity: torchvision's model); 2D ImageNet Swin
+    (Microsoft's or timm's), inflated to 3D as mmaction2 does, to --config's window and
+    patch (default 8x7x7, 2x4x4; parity: mmaction2 inflating the file itself).
+  The seed's Keras 2 .h5 (TFVideoSwin*.h5) and SavedModel folders (saved_model.pb,
+    variables/): read by structure, the variables only, never the graph; parity: the seed's
+    model loading the file (VIDEOSWIN_SEED_REFERENCE: the folder holding its videoswin package).
+  The Keras 3 rewrite's (innat/VideoSwin v2) .weights.h5 and .keras: read as data; parity:
+    its model loading the file (VIDEOSWIN_REWRITE_REFERENCE: the folder holding its package).
+  KerasCV's (keras-cv 0.9) .weights.h5 and .keras: the same way; parity: KerasCV's model.
+    Which code wrote a file is read from a .keras archive's config.json or the layer names
+    Keras 3.9+ records; a .weights.h5 without names is taken for the rewrite's (--source).
+  The file's kind is checked first: torch never sees anything but its own files.
 
 \b
 Named configs: swin_t_k400, swin_s_k400, swin_b_k400, swin_b_k400_in22k,
@@ -77,24 +97,10 @@ def parity_clip_options(command: Callable) -> Callable:
 @click.option(
     "--pth",
     type=click.Path(path_type=str),
-    help="The PyTorch checkpoint to convert: the authors' Video-Swin files, mmaction2 1.x "
-    "files (with or without module. prefixes), a bare state dict, backbone-only or float16; "
-    "torchvision's swin3d_t/s/b files (parity against torchvision's model); 2D ImageNet Swin "
-    "files (Microsoft's or timm's), inflated to a 3D backbone as mmaction2 does, to the "
-    "--config's window and patch (default 8x7x7, 2x4x4), with parity against mmaction2 "
-    "inflating the file itself. Loaded with torch's safe weights_only loader. Also the seed's own "
-    "Keras 2 .h5 files (TFVideoSwin*.h5), read by structure, with parity against the seed's "
-    "model loading the file (set VIDEOSWIN_SEED_REFERENCE to the folder holding its videoswin "
-    "package), and its TensorFlow SavedModel folders (saved_model.pb, variables/): only the "
-    "variables are read, as data, never the graph; parity as for its .h5. The Keras 3 rewrite's "
-    ".weights.h5 and .keras files (innat/VideoSwin v2), read as data by structure, with parity "
-    "against its model loading the file (set VIDEOSWIN_REWRITE_REFERENCE to the folder holding "
-    "its videoswin package), and KerasCV's (keras-cv 0.9) the same way, with parity against "
-    "KerasCV's model; which code wrote a file is read from a .keras archive's config.json or the "
-    "layer names Keras 3.9+ records, and a .weights.h5 without names is taken for the rewrite's "
-    "(--source kerascv for KerasCV's). "
-    "The file's kind is checked first: torch never sees anything but its "
-    "own files.",
+    help="The checkpoint to convert: a PyTorch .pth (mmaction2's, the authors', torchvision's "
+    "or a 2D ImageNet Swin's), the seed's .h5 or SavedModel folder, or the Keras 3 rewrite's "
+    "or KerasCV's .weights.h5 or .keras. Its kind is read from the file; Sources, below, says "
+    "what each needs.",
 )
 @click.option(
     "--config",

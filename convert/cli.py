@@ -385,13 +385,17 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     "--weights",
     required=True,
     type=click.Path(dir_okay=False, path_type=str),
-    help="The .weights.h5 file the converter wrote.",
+    help="Weights of the --config's model, in any file load_weights reads: a .weights.h5 the "
+    "converter wrote, an .h5 in the seed's Keras 2 layout (TFVideoSwin*.h5), the Keras 3 "
+    "rewrite's (innat/VideoSwin v2) or KerasCV's (keras-cv 0.9) .weights.h5 or .keras, or a "
+    "model.save .keras of this package's model.",
 )
 @click.option(
     "--config",
     required=True,
     metavar="NAME|PATH",
-    help="The config the weights were converted with (e.g. swin_t_k400).",
+    help="The model the weights are for: a named config (e.g. swin_t_k400) or a config file, "
+    "as for the main command (for a Keras 3 port's file, one with its architecture).",
 )
 @click.option(
     "--format",

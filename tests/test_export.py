@@ -91,6 +91,33 @@ def test_saved_model_serves_a_named_clip_and_uint8_frames(tmp_path, small):
     assert np.abs(served - model(frames.astype(np.float32)).numpy()).max() > 1e-2
 
 
+def test_export_help_names_every_file_load_weights_reads():
+    result = run_cli("export", "--help")
+    assert result.exit_code == 0
+    assert (
+        "Weights of the --config's model, in any file load_weights reads: a .weights.h5 the "
+        "converter wrote, an .h5 in the seed's Keras 2 layout (TFVideoSwin*.h5), the Keras 3 "
+        "rewrite's (innat/VideoSwin v2) or KerasCV's (keras-cv 0.9) .weights.h5 or .keras, or a "
+        "model.save .keras of this package's model."
+    ) in " ".join(result.output.split())
+
+
+@pytest.mark.slow  # about 10 s: two SavedModel exports
+@pytest.mark.parametrize("name", ["small_seed_layout.h5", "small.keras"])
+def test_the_seeds_layout_and_a_keras_archive_export(tmp_path, small, name):
+    """The .h5 in the seed's Keras 2 layout and a model.save archive export as the
+    .weights.h5 does: the export serves the model's own logits."""
+    from videoswin_tf.weights_file import save_weights
+
+    config, _, model = small
+    weights = tmp_path / name
+    save_weights(model, weights) if name.endswith(".h5") else model.save(weights)
+    out = tmp_path / "exported"
+    export((config, weights, model), "saved_model", out)
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    runs_as(model, lambda x: serve(clip=tf.constant(x))["logits"].numpy(), (1, 4, 32, 32, 3))
+
+
 def test_onnx_runs_in_onnx_runtime_with_parity(tmp_path, small):
     model = small[2]
     out = tmp_path / "small.onnx"

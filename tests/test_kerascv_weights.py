@@ -149,6 +149,29 @@ def test_kerascvs_classifier_converts_with_parity_on_probabilities(kerascv_files
     assert all(stage["relative"] < RTOL for stage in report["stages"])
 
 
+@pytest.mark.slow  # about 20 s: the trace and OpenVINO's conversion on a 8x224x224 clip
+def test_export_of_kerascvs_file_computes_what_kerascv_computes(kerascv_files, tmp_path):
+    """vswin-convert export --weights takes KerasCV's .weights.h5 (with a config of its
+    architecture): the OpenVINO IR gives KerasCV's own probabilities."""
+    import openvino
+
+    config = tmp_path / "kerascv_small.json"
+    fields = {"name": "kerascv_small", "arch": None, "patch_size": [2, 4, 4], "release": None}
+    fields |= {"drop_path_rate": 0.1, "num_classes": CLASSES, "source": None}
+    config.write_text(json.dumps({**ARCH, **fields, "clip_frames": 8, "clip_size": 224}))
+    out = tmp_path / "ir"
+    result = convert_cli(
+        "export",
+        *("--weights", kerascv_files["folder"] / "classifier.weights.h5"),
+        *("--config", config, "--format", "openvino", "--out", out),
+    )
+    assert result.exit_code == 0, result.output
+    precision = {"INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO's default: bf16 where native
+    compiled = openvino.Core().compile_model(out / "model.xml", "CPU", precision)
+    probabilities = softmax(np.asarray(compiled(CLIP)[0], "float64"))
+    assert relative_difference(probabilities, kerascv_files["probabilities"]) < RTOL
+
+
 @pytest.mark.slow  # about 14 s: KerasCV's model and ours on a 8x224x224 clip
 def test_an_old_keras_file_named_as_kerascvs_gets_kerascvs_parity(kerascv_files, tmp_path):
     """A .weights.h5 from Keras before 3.9 records no layer names; --source kerascv makes

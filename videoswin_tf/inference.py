@@ -18,9 +18,10 @@ in a weak-keyed table, so it is built once per process and forgotten with the mo
   keeping the traced graph's copies (issue 17, Swin-T 1x32x224x224 in fresh processes: the
   memory added by building and running fell from 1.38 to 1.11 GiB, medians of three).
   ``VSWIN_OPENVINO_CACHE`` names a folder that keeps those IR files (``ir/<key>/``, keyed by
-  `ir_key`) for later processes, which then skip tracing and converting, and OpenVINO's own
-  compiled-blob cache (``CACHE_DIR``). Without it the IR goes to a temporary folder, removed
-  once compiled.
+  `ir_key`) for later processes, which then skip tracing and converting, and OpenVINO's
+  compiled blob of each (``compiled/<key>/``, its ``CACHE_DIR``), for the
+  ``VSWIN_OPENVINO_CACHE_ENTRIES`` (default 4) most recently used keys (`openvino_cache`).
+  Without it the IR goes to a temporary folder, removed once compiled.
 
 OpenVINO is the default when installed: on issue 17's quiet 2-core Zen 4 it ran Swin-T 1.33x
 faster than TensorFlow in fp32 and 2.49x in bf16 (README, Benchmarks, also has a loaded run
@@ -30,11 +31,11 @@ where it was slower).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import tempfile
 import weakref
 from collections.abc import Callable
@@ -42,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from videoswin_tf import openvino_cache
+from videoswin_tf.openvino_cache import IR_XML
 
 ENGINES = ("tensorflow", "openvino")
 PRECISIONS = ("fp32", "bf16")
@@ -51,8 +55,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # OpenVINO's name of each precision (its INFERENCE_PRECISION_HINT).
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 CACHE_ENV = "VSWIN_OPENVINO_CACHE"
-# The IR file inside each cached folder; bump IR_FORMAT when what is written changes.
-IR_XML = "model.xml"
+# Bump IR_FORMAT when what is written into a cached IR folder changes.
 IR_FORMAT = "videoswin-tf openvino ir 1"
 
 # A runner: float clips (B, T, H, W, 3) -> the model's output (an array or a dict of arrays).
@@ -160,11 +163,16 @@ def check_cache_folder() -> None:
     process can write in (or create); nothing when it is unset.
 
     Raises:
-        CacheFolderError: one line naming the value and what to do.
+        CacheFolderError: one line naming the value and what to do, for the folder or a bad
+            ``$VSWIN_OPENVINO_CACHE_ENTRIES``.
     """
     value = os.environ.get(CACHE_ENV)
     if not value:
         return
+    try:
+        openvino_cache.max_entries()
+    except ValueError as error:
+        raise CacheFolderError(str(error)) from None
     folder = Path(value)
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if existing == folder and not folder.is_dir():
@@ -240,14 +248,14 @@ def openvino_model(net, clip_shape: tuple[int | None, ...]):
     return openvino.convert_model(function)
 
 
-def compile_openvino(converted, precision: str = "fp32"):
-    """An ``openvino.Model`` (or IR file) compiled for the CPU in ``precision``, with
-    OpenVINO's on-disk cache in ``$VSWIN_OPENVINO_CACHE`` when that is set."""
+def compile_openvino(converted, precision: str = "fp32", cache_dir: Path | None = None):
+    """An ``openvino.Model`` (or IR file) compiled for the CPU in ``precision``, keeping
+    OpenVINO's compiled blob in ``cache_dir`` when given (its ``CACHE_DIR``)."""
     import openvino
 
     config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[precision]}
-    if os.environ.get(CACHE_ENV):
-        config["CACHE_DIR"] = os.environ[CACHE_ENV]
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(cache_dir)
     return openvino.Core().compile_model(converted, "CPU", config)
 
 
@@ -280,14 +288,12 @@ def _compile_openvino(net, clip_shape: tuple[int, ...], precision: str) -> Runne
     key = ir_key(net, clip_shape) if cache else None
     if key is None:
         with tempfile.TemporaryDirectory(prefix="vswin-openvino-") as folder:
-            xml = Path(folder) / IR_XML
-            _write_ir(net, clip_shape, xml)
-            compiled = compile_openvino(str(xml), precision)
+            _write_ir(net, clip_shape, Path(folder))
+            compiled = compile_openvino(str(Path(folder) / IR_XML), precision)
     else:
-        xml = Path(cache, "ir", key, IR_XML)
-        if not xml.is_file():
-            _write_ir_atomically(net, clip_shape, xml.parent)
-        compiled = compile_openvino(str(xml), precision)
+        write = functools.partial(_write_ir, net, clip_shape)
+        with openvino_cache.cached_ir(cache, key, write) as entry:
+            compiled = compile_openvino(str(entry.xml), precision, entry.compiled)
     names = [output.get_any_name() for output in compiled.outputs]
     request = compiled.create_infer_request()
 
@@ -299,24 +305,10 @@ def _compile_openvino(net, clip_shape: tuple[int, ...], precision: str) -> Runne
     return run
 
 
-def _write_ir(net, clip_shape: tuple[int, ...], xml: Path) -> None:
-    """``net`` traced, converted and saved as float32 IR at ``xml`` (its ``.bin`` beside it);
-    the trace and the converted model are gone when this returns."""
+def _write_ir(net, clip_shape: tuple[int, ...], folder: Path) -> None:
+    """``net`` traced, converted and saved as float32 IR in ``folder`` (``model.xml``,
+    ``model.bin``); the trace and the converted model are gone when this returns."""
     import openvino
 
-    openvino.save_model(openvino_model(net, clip_shape), xml, compress_to_fp16=False)
-
-
-def _write_ir_atomically(net, clip_shape: tuple[int, ...], folder: Path) -> None:
-    """The IR written into a hidden folder beside ``folder`` and renamed to it, so that
-    ``folder`` is complete or absent; another process that wrote it first wins."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        _write_ir(net, clip_shape, partial / IR_XML)
-        os.rename(partial, folder)
-    except OSError:
-        if not (folder / IR_XML).is_file():
-            raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    model = openvino_model(net, clip_shape)
+    openvino.save_model(model, folder / IR_XML, compress_to_fp16=False)

@@ -404,3 +404,16 @@ def test_help_lists_every_weights_file_it_reads():
         "or the Keras 3 rewrite's or KerasCV's .weights.h5 or .keras file (read as data). The "
         "model they record (for the Keras 3 ports', the one their shapes give) is built."
     ) in " ".join(result.output.split())
+
+
+def test_help_explains_the_openvino_cache():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert (
+        "OpenVINO cache: VSWIN_OPENVINO_CACHE=DIR keeps, per weights and clip shape, the model "
+        "the openvino engine converted (its IR) and compiled, so later runs skip both (Swin-T: "
+        "a run started in 10.4 s instead of 16.0 s). It keeps the 4 most recently used "
+        "(Swin-T's: 0.6 GB for a batch of three clips, more for one clip; "
+        "VSWIN_OPENVINO_CACHE_ENTRIES=N keeps N). DIR is only a cache: "
+        "delete it any time to free the space; the next run converts again."
+    ) in " ".join(result.output.split())

@@ -135,3 +135,13 @@ def test_the_default_bound(monkeypatch):
     assert openvino_cache.max_entries() == openvino_cache.DEFAULT_ENTRIES == 4
     monkeypatch.setenv(openvino_cache.ENTRIES_ENV, "12")
     assert openvino_cache.max_entries() == 12
+
+
+def test_without_flock_entries_are_used_and_never_removed(tmp_path, monkeypatch):
+    """Where fcntl does not exist (Windows) no process can tell an entry in use: none goes."""
+    monkeypatch.setattr(openvino_cache, "_fcntl", lambda: None)
+    monkeypatch.setenv(openvino_cache.ENTRIES_ENV, "1")
+    for key in ("a", "b", "c"):
+        use(tmp_path, key)
+    assert kept(tmp_path) == ["a", "b", "c"]
+    assert openvino_cache.evict(tmp_path, keep=1) == []

@@ -82,9 +82,15 @@ def cached_ir(cache: str | os.PathLike, key: str, write: Callable[[Path], None])
     limit = max_entries()
     root = Path(cache)
     folder = root / "ir" / key
+    entry = Entry(folder / IR_XML, root / "compiled" / key)
+    if _fcntl() is None:  # no flock (Windows): used unlocked, and nothing is ever removed
+        if not entry.xml.is_file():
+            write_atomically(folder, write)
+        yield entry
+        return
     lock = _use(folder, write)
     try:
-        yield Entry(folder / IR_XML, root / "compiled" / key)
+        yield entry
     finally:
         os.close(lock)  # releases the shared lock
     evict(root, limit)
@@ -110,9 +116,8 @@ def evict(cache: str | os.PathLike, keep: int) -> list[str]:
     another process holds (reading or compiling it); hidden folders (being written or
     removed) are never candidates, unless older than `STALE_S` (left by a killed process).
     Returns the keys removed, oldest first."""
-    try:
-        import fcntl
-    except ImportError:  # no flock: removing could pull an entry from under a reader
+    fcntl = _fcntl()
+    if fcntl is None:  # no flock: removing could pull an entry from under a reader
         return []
     ir = Path(cache) / "ir"
     folders = _folders(ir)
@@ -147,10 +152,7 @@ def evict(cache: str | os.PathLike, keep: int) -> list[str]:
 def _use(folder: Path, write: Callable[[Path], None]) -> int:
     """An open handle of ``folder`` holding a shared lock, ``folder`` written first when
     absent (again if it was removed between the check and the lock); marks it used."""
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
+    fcntl = _fcntl()
     while True:
         if not (folder / IR_XML).is_file():
             write_atomically(folder, write)
@@ -158,8 +160,7 @@ def _use(folder: Path, write: Callable[[Path], None]) -> int:
             handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             continue
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_SH)
+        fcntl.flock(handle, fcntl.LOCK_SH)
         try:
             here = os.path.samestat(os.fstat(handle), os.stat(folder))
         except FileNotFoundError:
@@ -182,3 +183,12 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return float("inf")  # gone: neither stale nor a candidate worth a lock
+
+
+def _fcntl():
+    """The ``fcntl`` module (POSIX ``flock``), or None where it does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl

@@ -200,6 +200,22 @@ def test_openvino_ir_is_cached_by_weights_and_shape(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
+def test_openvino_cache_keeps_its_bound(monkeypatch, tmp_path):
+    """With VSWIN_OPENVINO_CACHE_ENTRIES=1 the engine's cache holds only the last clip shape
+    used, its IR and blob; the runner of the removed one still runs (it compiled before)."""
+    monkeypatch.setenv(inference.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(openvino_cache.ENTRIES_ENV, "1")
+    model = build_keras_model(SMALL_SPEC)
+    clip = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype(np.float32)
+    first = inference.openvino_runner(model, model, "fp32", clip.shape)
+    inference.openvino_runner(model, model, "fp32", (1, *clip.shape[1:]))
+    last = inference.ir_key(model, (1, *clip.shape[1:]))
+    assert [p.name for p in (tmp_path / "ir").iterdir()] == [last]
+    assert [p.name for p in (tmp_path / "compiled").iterdir()] == [last]
+    np.testing.assert_allclose(first(clip), model.predict_on_batch(clip), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.slow
 def test_openvino_ir_without_a_cache_leaves_no_file(monkeypatch, tmp_path):
     """Without VSWIN_OPENVINO_CACHE the IR is compiled from a temporary folder that is gone
     once the runner exists, and the runner still computes TensorFlow's output."""

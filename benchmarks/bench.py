@@ -20,6 +20,7 @@ then one table per run, every figure measured in this run, each row in a fresh p
     make bench                                              # Swin-T and Swin-B, 1x32x224x224
     .venv/bin/python benchmarks/bench.py --quick            # Swin-T on 1x8x224x224, no conversion
     .venv/bin/python benchmarks/bench.py --backends         # TF, torch, JAX interleaved, medians
+                                                            # (each one's Dense GFLOP/s; no peak)
 
 Targets (issues 11 and 17, a verdict line each): the fp32 default engine at 75% of the matmul
 peak or more and 1.3x KerasCV's best path, bf16 at 2.4x KerasCV's best fp32 path, never slower

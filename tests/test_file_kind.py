@@ -19,6 +19,7 @@ from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
 from videoswin_tf.convert.sources.file_kind import Kind, identify
 from videoswin_tf.convert.sources.keras_h5 import SEED_H5
+from videoswin_tf.file_kind import Classified, classify
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 
 
@@ -43,6 +44,50 @@ def test_torch_files_of_both_formats_are_torch(tmp_path):
     torch.save({"a": torch.ones(1)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
     assert identify(tmp_path / "zip.pth") is Kind.TORCH
     assert identify(tmp_path / "old.pth") is Kind.TORCH
+
+
+def test_classify_tells_every_kind_by_headers_and_members(tmp_path, torch_never_reads):
+    """The model package's one classifier: each kind, a zip's members, a damaged file's reason,
+    and a `Classified` passed along unchanged."""
+    torch.save({"a": torch.ones(1)}, tmp_path / "zip.pth")
+    torch.save({"a": torch.ones(1)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    with h5py.File(tmp_path / "w.h5", "w") as file:
+        file.create_group("layers")
+    (tmp_path / "cut.h5").write_bytes((tmp_path / "w.h5").read_bytes()[:100])
+    for name, members in (("m.keras", ("config.json", "model.weights.h5")), ("p.zip", ("a",))):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            for member in members:
+                archive.writestr(member, "")
+    (tmp_path / "cut.zip").write_bytes((tmp_path / "p.zip").read_bytes()[:30])
+    (tmp_path / "notes.txt").write_text("hello world")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "saved" / "variables").mkdir(parents=True)
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"")
+    expected = {
+        "zip.pth": (Kind.TORCH, None),
+        "old.pth": (Kind.TORCH, None),
+        "w.h5": (Kind.HDF5, None),
+        "cut.h5": (Kind.HDF5, "Unable to synchronously open file (truncated file: eof = 100, "),
+        "m.keras": (Kind.KERAS_ARCHIVE, None),
+        "p.zip": (Kind.ZIP, None),
+        "cut.zip": (Kind.ZIP, "File is not a zip file"),
+        "notes.txt": (Kind.OTHER, None),
+        "empty": (Kind.OTHER, None),
+        "folder": (Kind.FOLDER, None),
+        "saved": (Kind.SAVED_MODEL, None),
+        "missing.pth": (Kind.MISSING, None),
+    }
+    for name, (kind, damage) in expected.items():
+        found = classify(str(tmp_path / name))
+        assert (found.path, found.kind) == (tmp_path / name, kind), name
+        assert (found.damage or "").startswith(damage or ""), name
+        assert (found.damage is None) == (damage is None), name
+        assert classify(found) is found
+    assert classify(tmp_path / "m.keras").members == ("config.json", "model.weights.h5")
+    assert classify(tmp_path / "notes.txt").found == "it starts with b'hello wo'"
+    assert classify(tmp_path / "empty").found == "it is empty"
+    assert classify(tmp_path / "folder") == Classified(tmp_path / "folder", Kind.FOLDER)
 
 
 def test_an_unknown_hdf5_file_is_named_by_what_it_holds(tmp_path, torch_never_reads):

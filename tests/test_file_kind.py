@@ -261,9 +261,12 @@ def test_weights_argument_names_a_cut_or_foreign_keras_archive(cut_files, tmp_pa
         archive.writestr("model.weights.h5", b"")
     with pytest.raises(ValueError) as caught:
         resolve(str(foreign))
-    assert str(caught.value) == (
-        f"weights={str(foreign)!r} is a .keras archive of no Video Swin model this package reads "
-        "(it reads the Keras 3 rewrite's and KerasCV's); pass a .weights.h5 or .h5 file"
+    assert str(caught.value) == (  # as load_weights says it (refuse_foreign)
+        f"{foreign}: is a .keras archive of no Video Swin model this package reads (it reads the "
+        "Keras 3 rewrite's and KerasCV's); load a Video Swin weights file (one written by "
+        "vswin-convert or model.save_weights, the seed's .h5, or the Keras 3 rewrite's or "
+        "KerasCV's file), or convert its PyTorch checkpoint with vswin-convert --pth "
+        "CHECKPOINT.pth"
     )
 
 

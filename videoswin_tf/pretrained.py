@@ -16,6 +16,7 @@ from videoswin_tf.presets import Preset, lookup, presets
 from videoswin_tf.weights_file import (
     KERAS_ARCHIVE_SUFFIX,
     read_file_config,
+    refuse_foreign,
     refuse_saved_model,
     refuse_unreadable,
     weights_format,
@@ -87,11 +88,7 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
     refuse_unreadable(path)
     if archive_source(path) is None:  # their .keras archives are read by structure too
         if path.name.endswith(KERAS_ARCHIVE_SUFFIX):
-            raise ValueError(
-                f"weights={str(weights)!r} is a .keras archive of no Video Swin model this "
-                "package reads (it reads the Keras 3 rewrite's and KerasCV's); pass a "
-                ".weights.h5 or .h5 file"
-            )
+            refuse_foreign(path)  # a .keras archive of another model
         weights_format(path)
     config = read_file_config(path)
     if config is None:

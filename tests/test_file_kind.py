@@ -380,3 +380,28 @@ def test_a_plain_folder_given_as_weights_is_one_line(cut_files, tmp_path):
             "file itself (or a SavedModel folder, converted once with vswin-convert --pth "
             "FOLDER)"
         )
+
+
+def test_a_file_is_classified_once_per_load(cut_files, tmp_path, monkeypatch):
+    """load_weights, weights= and vswin-predict's reader classify the file once and hand the
+    answer to each of their checks (refuse_saved_model, refuse_unreadable, read_file_config,
+    refuse_foreign), however many of them run."""
+    from videoswin_tf import file_kind, pretrained, weights_file
+    from videoswin_tf.video import model_setup
+
+    model = cut_files[0]
+    path = tmp_path / "small.weights.h5"
+    save_weights(model, path)
+    classified = []
+
+    def counted(given):
+        if not isinstance(given, Classified):
+            classified.append(given)
+        return file_kind.classify(given)
+
+    for module in (weights_file, pretrained, model_setup):
+        monkeypatch.setattr(module, "classify", counted)
+    for read in (model.load_weights, pretrained.resolve, model_setup.predict_setup):
+        classified.clear()
+        read(str(path))
+        assert [Path(given) for given in classified] == [path], read

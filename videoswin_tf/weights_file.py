@@ -327,11 +327,17 @@ def mismatches(file_config: dict, model) -> list[str]:
     return found
 
 
-def check_fits(model, path: str | os.PathLike) -> None:
+def check_fits(model, path: str | os.PathLike | Classified) -> None:
     """Raise `WeightsMismatchError` when ``path`` records a model config that differs from
     ``model``'s (the seed's files: the config their shapes give); other files are left to
-    Keras."""
-    file_config = read_file_config(path, model.window_size)
+    Keras. ``path`` may be `classify`'s answer for it, which is then not classified again.
+
+    Raises:
+        ValueError: `refuse_unreadable`'s, for a file that cannot be read.
+    """
+    found = classify(path)
+    path = found.path
+    file_config = read_file_config(found, model.window_size)
     if file_config is None:
         return
     found = mismatches(file_config, model)
@@ -372,12 +378,13 @@ def load_weights(
             (`refuse_unreadable`), or (when Keras cannot load it) holds no Video Swin model
             (`refuse_foreign`).
     """
-    refuse_saved_model(path)
-    if not Path(path).exists():
+    found = classify(path)  # once: each check below is handed the answer
+    refuse_saved_model(found)
+    if found.kind is Kind.MISSING:
         raise FileNotFoundError(f"{path}: no such file")
-    refuse_unreadable(path)
-    check_fits(model, path)
-    read = _read_by_structure(model, path)
+    refuse_unreadable(found)
+    check_fits(model, found)
+    read = _read_by_structure(model, found)
     if read is None:
         load_with_keras(keras_load, path, skip_mismatch=skip_mismatch, **kwargs)
         return
@@ -395,16 +402,19 @@ def load_weights(
         variable.assign(value)
 
 
-def _read_by_structure(model, path: str | os.PathLike) -> tuple[str, list, list[str]] | None:
+def _read_by_structure(model, found: Classified) -> tuple[str, list, list[str]] | None:
     """``(layout name, (variable, value) pairs, problems)`` for a file read by structure (a
     Keras 2 layout, or a Keras 3 one of `keras3_h5.SOURCES`), ``None`` for any other file."""
-    layout = _legacy_layout(classify(path))
+    layout = _legacy_layout(found)
     if layout is not None:
-        with h5py.File(path, "r") as file:
+        with h5py.File(found.path, "r") as file:
             return (layout.name, *legacy_h5.assignments(model, file, layout))
-    with keras3_h5.open_weights(path) as found:
-        if found is not None:
-            return (found.source.name, *keras3_h5.assignments(model, found.file, found.layout))
+    with keras3_h5.open_weights(found.path) as weights:
+        if weights is not None:
+            return (
+                weights.source.name,
+                *keras3_h5.assignments(model, weights.file, weights.layout),
+            )
     return None
 
 

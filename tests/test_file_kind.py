@@ -99,8 +99,9 @@ def test_an_unknown_hdf5_file_is_named_by_what_it_holds(tmp_path, torch_never_re
         file.create_group("optimizer_weights")
     assert error_of(path) == (
         f"{path}: is an HDF5 file of no known Video Swin layout (root attributes: backend, "
-        "keras_version; top-level groups: model_weights, optimizer_weights); pass a PyTorch "
-        "checkpoint (.pth) or a weights file written by vswin-convert or the seed"
+        "keras_version; top-level groups: model_weights, optimizer_weights); pass what "
+        "vswin-convert --pth converts: a PyTorch checkpoint (.pth), the seed's .h5 file or "
+        "SavedModel folder, or the Keras 3 rewrite's or KerasCV's .weights.h5 or .keras file"
     )
 
 
@@ -177,8 +178,9 @@ def test_cli_names_an_hdf5_file_in_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
         f"error: {path}: is an HDF5 file of no known Video Swin layout (root attributes: nothing; "
-        "top-level groups: layers); pass a PyTorch checkpoint (.pth) or a weights file written by "
-        "vswin-convert or the seed"
+        "top-level groups: layers); pass what vswin-convert --pth converts: a PyTorch checkpoint "
+        "(.pth), the seed's .h5 file or SavedModel folder, or the Keras 3 rewrite's or KerasCV's "
+        ".weights.h5 or .keras file"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]
 

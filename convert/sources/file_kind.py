@@ -18,7 +18,7 @@ from videoswin_tf.weights_file import refuse_unreadable, shown
 # with (`Classified.found`) and a zip's members.
 REFUSED = {
     Kind.MISSING: "{path}: file not found; check the path of the .pth checkpoint",
-    Kind.FOLDER: "{path}: is a directory but no TensorFlow SavedModel folder (that holds "
+    Kind.FOLDER: "{path}: is a directory but not a TensorFlow SavedModel folder (that holds "
     "saved_model.pb and variables/); pass the .pth checkpoint file itself, or a SavedModel "
     "folder such as the seed's model.save(folder) writes",
     Kind.ZIP: "{path}: a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor a "

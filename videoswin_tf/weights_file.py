@@ -335,9 +335,9 @@ def check_fits(model, path: str | os.PathLike | Classified) -> None:
     Raises:
         ValueError: `refuse_unreadable`'s, for a file that cannot be read.
     """
-    found = classify(path)
-    path = found.path
-    file_config = read_file_config(found, model.window_size)
+    classified = classify(path)
+    path = classified.path
+    file_config = read_file_config(classified, model.window_size)
     if file_config is None:
         return
     found = mismatches(file_config, model)

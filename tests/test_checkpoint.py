@@ -187,7 +187,7 @@ def test_missing_file_and_directory(tmp_path):
         f"{tmp_path / 'nope.pth'}: file not found; check the path of the .pth checkpoint"
     )
     assert error_of(tmp_path) == (
-        f"{tmp_path}: is a directory but no TensorFlow SavedModel folder (that holds "
+        f"{tmp_path}: is a directory but not a TensorFlow SavedModel folder (that holds "
         "saved_model.pb and variables/); pass the .pth checkpoint file itself, or a SavedModel "
         "folder such as the seed's model.save(folder) writes"
     )

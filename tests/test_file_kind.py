@@ -19,6 +19,7 @@ from videoswin_tf.convert.mapping.spec import build_keras_model
 from videoswin_tf.convert.sources.checkpoint import CheckpointError, load_checkpoint
 from videoswin_tf.convert.sources.file_kind import Kind, identify
 from videoswin_tf.convert.sources.keras_h5 import SEED_H5
+from videoswin_tf.file_kind import Classified, classify
 from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
 
 
@@ -45,6 +46,50 @@ def test_torch_files_of_both_formats_are_torch(tmp_path):
     assert identify(tmp_path / "old.pth") is Kind.TORCH
 
 
+def test_classify_tells_every_kind_by_headers_and_members(tmp_path, torch_never_reads):
+    """The model package's one classifier: each kind, a zip's members, a damaged file's reason,
+    and a `Classified` passed along unchanged."""
+    torch.save({"a": torch.ones(1)}, tmp_path / "zip.pth")
+    torch.save({"a": torch.ones(1)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    with h5py.File(tmp_path / "w.h5", "w") as file:
+        file.create_group("layers")
+    (tmp_path / "cut.h5").write_bytes((tmp_path / "w.h5").read_bytes()[:100])
+    for name, members in (("m.keras", ("config.json", "model.weights.h5")), ("p.zip", ("a",))):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            for member in members:
+                archive.writestr(member, "")
+    (tmp_path / "cut.zip").write_bytes((tmp_path / "p.zip").read_bytes()[:30])
+    (tmp_path / "notes.txt").write_text("hello world")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "saved" / "variables").mkdir(parents=True)
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"")
+    expected = {
+        "zip.pth": (Kind.TORCH, None),
+        "old.pth": (Kind.TORCH, None),
+        "w.h5": (Kind.HDF5, None),
+        "cut.h5": (Kind.HDF5, "Unable to synchronously open file (truncated file: eof = 100, "),
+        "m.keras": (Kind.KERAS_ARCHIVE, None),
+        "p.zip": (Kind.ZIP, None),
+        "cut.zip": (Kind.ZIP, "File is not a zip file"),
+        "notes.txt": (Kind.OTHER, None),
+        "empty": (Kind.OTHER, None),
+        "folder": (Kind.FOLDER, None),
+        "saved": (Kind.SAVED_MODEL, None),
+        "missing.pth": (Kind.MISSING, None),
+    }
+    for name, (kind, damage) in expected.items():
+        found = classify(str(tmp_path / name))
+        assert (found.path, found.kind) == (tmp_path / name, kind), name
+        assert (found.damage or "").startswith(damage or ""), name
+        assert (found.damage is None) == (damage is None), name
+        assert classify(found) is found
+    assert classify(tmp_path / "m.keras").members == ("config.json", "model.weights.h5")
+    assert classify(tmp_path / "notes.txt").found == "it starts with b'hello wo'"
+    assert classify(tmp_path / "empty").found == "it is empty"
+    assert classify(tmp_path / "folder") == Classified(tmp_path / "folder", Kind.FOLDER)
+
+
 def test_an_unknown_hdf5_file_is_named_by_what_it_holds(tmp_path, torch_never_reads):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as file:
@@ -54,8 +99,9 @@ def test_an_unknown_hdf5_file_is_named_by_what_it_holds(tmp_path, torch_never_re
         file.create_group("optimizer_weights")
     assert error_of(path) == (
         f"{path}: is an HDF5 file of no known Video Swin layout (root attributes: backend, "
-        "keras_version; top-level groups: model_weights, optimizer_weights); pass a PyTorch "
-        "checkpoint (.pth) or a weights file written by vswin-convert or the seed"
+        "keras_version; top-level groups: model_weights, optimizer_weights); pass what "
+        "vswin-convert --pth converts: a PyTorch checkpoint (.pth), the seed's .h5 file or "
+        "SavedModel folder, or the Keras 3 rewrite's or KerasCV's .weights.h5 or .keras file"
     )
 
 
@@ -132,8 +178,9 @@ def test_cli_names_an_hdf5_file_in_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
         f"error: {path}: is an HDF5 file of no known Video Swin layout (root attributes: nothing; "
-        "top-level groups: layers); pass a PyTorch checkpoint (.pth) or a weights file written by "
-        "vswin-convert or the seed"
+        "top-level groups: layers); pass what vswin-convert --pth converts: a PyTorch checkpoint "
+        "(.pth), the seed's .h5 file or SavedModel folder, or the Keras 3 rewrite's or KerasCV's "
+        ".weights.h5 or .keras file"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]
 
@@ -216,9 +263,12 @@ def test_weights_argument_names_a_cut_or_foreign_keras_archive(cut_files, tmp_pa
         archive.writestr("model.weights.h5", b"")
     with pytest.raises(ValueError) as caught:
         resolve(str(foreign))
-    assert str(caught.value) == (
-        f"weights={str(foreign)!r} is a .keras archive of no Video Swin model this package reads "
-        "(it reads the Keras 3 rewrite's and KerasCV's); pass a .weights.h5 or .h5 file"
+    assert str(caught.value) == (  # as load_weights says it (refuse_foreign)
+        f"{foreign}: is a .keras archive of no Video Swin model this package reads (it reads the "
+        "Keras 3 rewrite's and KerasCV's); load a Video Swin weights file (one written by "
+        "vswin-convert or model.save_weights, the seed's .h5, or the Keras 3 rewrite's or "
+        "KerasCV's file), or convert its PyTorch checkpoint with vswin-convert --pth "
+        "CHECKPOINT.pth"
     )
 
 
@@ -332,3 +382,28 @@ def test_a_plain_folder_given_as_weights_is_one_line(cut_files, tmp_path):
             "file itself (or a SavedModel folder, converted once with vswin-convert --pth "
             "FOLDER)"
         )
+
+
+def test_a_file_is_classified_once_per_load(cut_files, tmp_path, monkeypatch):
+    """load_weights, weights= and vswin-predict's reader classify the file once and hand the
+    answer to each of their checks (refuse_saved_model, refuse_unreadable, read_file_config,
+    refuse_foreign), however many of them run."""
+    from videoswin_tf import file_kind, pretrained, weights_file
+    from videoswin_tf.video import model_setup
+
+    model = cut_files[0]
+    path = tmp_path / "small.weights.h5"
+    save_weights(model, path)
+    classified = []
+
+    def counted(given):
+        if not isinstance(given, Classified):
+            classified.append(given)
+        return file_kind.classify(given)
+
+    for module in (weights_file, pretrained, model_setup):
+        monkeypatch.setattr(module, "classify", counted)
+    for read in (model.load_weights, pretrained.resolve, model_setup.predict_setup):
+        classified.clear()
+        read(str(path))
+        assert [Path(given) for given in classified] == [path], read

@@ -45,9 +45,9 @@ from typing import Any, NamedTuple
 import h5py
 
 from videoswin_tf import legacy_h5
+from videoswin_tf.file_kind import ARCHIVE_CONFIG
 from videoswin_tf.variable_paths import resolve
 
-ARCHIVE_CONFIG = "config.json"
 ARCHIVE_WEIGHTS = "model.weights.h5"
 BACKBONE = "layers/video_swin_backbone"
 EMBEDDING = "layers/video_swin_patching_and_embedding"

@@ -10,12 +10,14 @@ from typing import Any
 
 from videoswin_tf.architectures import ARCHITECTURES, find_arch
 from videoswin_tf.downloads import fetch_preset_weights
+from videoswin_tf.file_kind import Kind, classify
 from videoswin_tf.keras3_h5 import archive_source
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import Preset, lookup, presets
 from videoswin_tf.weights_file import (
     KERAS_ARCHIVE_SUFFIX,
     read_file_config,
+    refuse_foreign,
     refuse_saved_model,
     refuse_unreadable,
     weights_format,
@@ -76,24 +78,21 @@ def resolve(weights: str | os.PathLike) -> WeightsSource:
             backbone=backbone,
         )
     path = Path(weights)
-    refuse_saved_model(path)
-    if not path.is_file():
+    found = classify(path)  # once: each check below is handed the answer
+    refuse_saved_model(found)
+    if found.kind is Kind.MISSING:
         example = next(iter(known.values()))
         raise ValueError(
             f"weights={str(weights)!r} is neither a preset ({', '.join(known)}), another name "
             f"of one (e.g. {example.release!r} or {example.names[-2]!r}), nor an existing .h5, "
             ".weights.h5 or .keras file"
         )
-    refuse_unreadable(path)
+    refuse_unreadable(found)
     if archive_source(path) is None:  # their .keras archives are read by structure too
         if path.name.endswith(KERAS_ARCHIVE_SUFFIX):
-            raise ValueError(
-                f"weights={str(weights)!r} is a .keras archive of no Video Swin model this "
-                "package reads (it reads the Keras 3 rewrite's and KerasCV's); pass a "
-                ".weights.h5 or .h5 file"
-            )
+            refuse_foreign(found)  # a .keras archive of another model
         weights_format(path)
-    config = read_file_config(path)
+    config = read_file_config(found)
     if config is None:
         return WeightsSource(f"weights={str(weights)!r}", None, {}, None, path=path)
     return WeightsSource(

@@ -21,7 +21,6 @@ import json
 import os
 import shlex
 import warnings
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 
 from videoswin_tf import keras3_h5, legacy_h5
 from videoswin_tf.architectures import ARCHITECTURES, builder_call, find_arch
+from videoswin_tf.file_kind import Classified, Kind, classify
 from videoswin_tf.presets import presets
 
 NATIVE_SUFFIX = ".weights.h5"
@@ -42,9 +42,6 @@ CONFIG_ATTRIBUTE = "videoswin_tf_config"
 # any model of this package holds one, at any depth (a classifier's is below its backbone).
 EMBEDDING_GROUP = "patch_embed3d"
 SHOWN = 6  # names listed in a message before "..."
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-ZIP_SIGNATURE = b"PK\x03\x04"
-PICKLE_PROTOCOL = b"\x80"  # a pickle stream of protocol 2 or later (every torch.save)
 # The model config keys a file records and `check_fits` compares, with how errors name them.
 FITTED_KEYS = {
     "embed_dim": "width (embed_dim)",
@@ -60,77 +57,50 @@ class WeightsMismatchError(ValueError):
     builder call that fits the file."""
 
 
-def is_saved_model(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a TensorFlow SavedModel folder (``saved_model.pb`` and
-    ``variables/``), such as the seed's ``model.save(folder)`` wrote."""
-    path = Path(path)
-    return (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
-
-
-def refuse_saved_model(path: str | os.PathLike) -> None:
+def refuse_saved_model(path: str | os.PathLike | Classified) -> None:
     """A one-line `ValueError` for a folder ``path``: for a SavedModel folder naming the
     ``vswin-convert`` command that converts its variables into a weights file, for any other
     folder saying to pass the file; nothing for any other path."""
-    if Path(path).is_dir() and not is_saved_model(path):
+    found = classify(path)
+    if found.kind is Kind.FOLDER:
         raise ValueError(
-            f"{path}: is a folder, not a weights file; pass the .weights.h5, .h5 or .keras file "
-            "itself (or a SavedModel folder, converted once with vswin-convert --pth FOLDER)"
+            f"{found.path}: is a folder, not a weights file; pass the .weights.h5, .h5 or .keras "
+            "file itself (or a SavedModel folder, converted once with vswin-convert --pth FOLDER)"
         )
-    if not is_saved_model(path):
+    if found.kind is not Kind.SAVED_MODEL:
         return
-    out = f"{Path(path).resolve().name}{NATIVE_SUFFIX}"
+    out = f"{found.path.resolve().name}{NATIVE_SUFFIX}"
     raise ValueError(
-        f"{path}: is a TensorFlow SavedModel folder, not a weights file; convert "
-        f"its variables once with: vswin-convert --pth {shlex.quote(str(path))} --out "
+        f"{found.path}: is a TensorFlow SavedModel folder, not a weights file; convert "
+        f"its variables once with: vswin-convert --pth {shlex.quote(str(found.path))} --out "
         f"{shlex.quote(out)}, then load {out}"
     )
 
 
-def refuse_unreadable(path: str | os.PathLike) -> None:
+def refuse_unreadable(path: str | os.PathLike | Classified) -> None:
     """A one-line `ValueError` for a file ``path`` that cannot be read as Keras weights: an
     HDF5 or zip (``.keras``) file that cannot be opened, most often one cut short by an
     interrupted download or copy (h5py's and zipfile's own errors say neither what happened
     nor what to do); a PyTorch checkpoint (a zip holding ``data.pkl``, or a pickle stream),
     with the ``vswin-convert`` command that converts it; a name ending in ``.h5`` on a file
-    that is no HDF5. Nothing for any other path.
+    that is neither HDF5, zip nor pickle. Nothing for any other path.
 
     Raises:
         ValueError: ``path`` is such a file.
     """
-    path = Path(path)
-    if not path.is_file():
-        return
-    with open(path, "rb") as file:
-        head = file.read(len(HDF5_SIGNATURE))
-    try:
-        if head == HDF5_SIGNATURE:
-            with h5py.File(path, "r"):
-                return
-        if head.startswith(ZIP_SIGNATURE):
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-            if is_torch_archive(names):
-                refuse_pytorch(path)
-            return
-    except (OSError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    found = classify(path)
+    if found.damage is not None:
         raise ValueError(
-            f"{path}: cannot be read ({reason}); it is probably cut short (an interrupted "
-            "download or copy): fetch or write the file again"
-        ) from None
-    if head.startswith(PICKLE_PROTOCOL):
-        refuse_pytorch(path)
-    if path.name.endswith(LEGACY_SUFFIX) and not h5py.is_hdf5(path):  # (after a user block)
-        found = "it is empty" if not head else f"it starts with {head!r}"
-        raise ValueError(
-            f"{path}: is no HDF5 file ({found}) though its name ends in {LEGACY_SUFFIX}; pass "
-            "a weights file written by model.save_weights or vswin-convert"
+            f"{found.path}: cannot be read ({found.damage}); it is probably cut short (an "
+            "interrupted download or copy): fetch or write the file again"
         )
-
-
-def is_torch_archive(names: Sequence[str]) -> bool:
-    """Whether a zip archive's member ``names`` are ``torch.save``'s (a ``<name>/data.pkl``)."""
-    return any(name.rpartition("/")[2] == "data.pkl" for name in names)
+    if found.kind is Kind.TORCH:
+        refuse_pytorch(found.path)
+    if found.kind is Kind.OTHER and found.path.name.endswith(LEGACY_SUFFIX):
+        raise ValueError(
+            f"{found.path}: is no HDF5 file ({found.found}) though its name ends in "
+            f"{LEGACY_SUFFIX}; pass a weights file written by model.save_weights or vswin-convert"
+        )
 
 
 def load_with_keras(keras_load: Callable[..., None], path: str | os.PathLike, **kwargs) -> None:
@@ -182,7 +152,7 @@ LOADABLE = (
 )
 
 
-def refuse_foreign(path: str | os.PathLike) -> None:
+def refuse_foreign(path: str | os.PathLike | Classified) -> None:
     """A one-line `ValueError` for an HDF5 file or ``.keras`` archive ``path`` that holds no
     model of this package (nor records one, nor is the seed's, the Keras 3 rewrite's or
     KerasCV's), e.g. the weights of another network; nothing for any other path. Keras' own
@@ -191,18 +161,19 @@ def refuse_foreign(path: str | os.PathLike) -> None:
     Raises:
         ValueError: ``path`` is such a file.
     """
-    path = Path(path)
-    if not path.is_file():
+    found = classify(path)
+    path = found.path
+    if found.kind not in (Kind.HDF5, Kind.KERAS_ARCHIVE, Kind.ZIP) or found.damage is not None:
         return
-    with keras3_h5.open_weights(path) as found:
-        if found is not None:
+    with keras3_h5.open_weights(path) as weights:
+        if weights is not None:
             return
-    if zipfile.is_zipfile(path) and path.name.endswith(KERAS_ARCHIVE_SUFFIX):
-        raise ValueError(
-            f"{path}: is a .keras archive of no Video Swin model this package reads (it reads "
-            f"the Keras 3 rewrite's and KerasCV's); {LOADABLE}"
-        )
-    if not h5py.is_hdf5(path):
+    if found.kind is not Kind.HDF5:
+        if path.name.endswith(KERAS_ARCHIVE_SUFFIX):
+            raise ValueError(
+                f"{path}: is a .keras archive of no Video Swin model this package reads (it "
+                f"reads the Keras 3 rewrite's and KerasCV's); {LOADABLE}"
+            )
         return
     with h5py.File(path, "r") as file:
         groups: list[str] = []
@@ -276,7 +247,7 @@ def save_weights(
 
 
 def read_file_config(
-    path: str | os.PathLike, window_hint: Sequence[int] | None = None
+    path: str | os.PathLike | Classified, window_hint: Sequence[int] | None = None
 ) -> dict | None:
     """The config a file of ours records or, for a file of the seed's or a Keras 3 one of its
     rewrite or of KerasCV (which record none), the one its shapes give (`legacy_h5.seed_config`,
@@ -287,8 +258,9 @@ def read_file_config(
         WeightsMismatchError: a seed-layout or Keras 3 file whose shapes fit no model (for a
             Keras 3 one built on a clip smaller than its window, the message says so).
     """
-    path = Path(path)
-    refuse_unreadable(path)
+    classified = classify(path)
+    path = classified.path
+    refuse_unreadable(classified)
     with keras3_h5.open_weights(path) as found:
         if found is not None:
             try:
@@ -299,7 +271,7 @@ def read_file_config(
                 return keras3_h5.file_config(found.file, found.layout, window_hint)
             except legacy_h5.LayoutError as error:
                 raise WeightsMismatchError(f"{path} does not fit this model: {error}") from None
-    if not path.is_file() or not h5py.is_hdf5(path):
+    if classified.kind is not Kind.HDF5:
         return None
     with h5py.File(path, "r") as file:
         text = file.attrs.get(CONFIG_ATTRIBUTE)
@@ -355,11 +327,17 @@ def mismatches(file_config: dict, model) -> list[str]:
     return found
 
 
-def check_fits(model, path: str | os.PathLike) -> None:
+def check_fits(model, path: str | os.PathLike | Classified) -> None:
     """Raise `WeightsMismatchError` when ``path`` records a model config that differs from
     ``model``'s (the seed's files: the config their shapes give); other files are left to
-    Keras."""
-    file_config = read_file_config(path, model.window_size)
+    Keras. ``path`` may be `classify`'s answer for it, which is then not classified again.
+
+    Raises:
+        ValueError: `refuse_unreadable`'s, for a file that cannot be read.
+    """
+    classified = classify(path)
+    path = classified.path
+    file_config = read_file_config(classified, model.window_size)
     if file_config is None:
         return
     found = mismatches(file_config, model)
@@ -400,12 +378,13 @@ def load_weights(
             (`refuse_unreadable`), or (when Keras cannot load it) holds no Video Swin model
             (`refuse_foreign`).
     """
-    refuse_saved_model(path)
-    if not Path(path).exists():
+    found = classify(path)  # once: each check below is handed the answer
+    refuse_saved_model(found)
+    if found.kind is Kind.MISSING:
         raise FileNotFoundError(f"{path}: no such file")
-    refuse_unreadable(path)
-    check_fits(model, path)
-    read = _read_by_structure(model, path)
+    refuse_unreadable(found)
+    check_fits(model, found)
+    read = _read_by_structure(model, found)
     if read is None:
         load_with_keras(keras_load, path, skip_mismatch=skip_mismatch, **kwargs)
         return
@@ -423,26 +402,29 @@ def load_weights(
         variable.assign(value)
 
 
-def _read_by_structure(model, path: str | os.PathLike) -> tuple[str, list, list[str]] | None:
+def _read_by_structure(model, found: Classified) -> tuple[str, list, list[str]] | None:
     """``(layout name, (variable, value) pairs, problems)`` for a file read by structure (a
     Keras 2 layout, or a Keras 3 one of `keras3_h5.SOURCES`), ``None`` for any other file."""
-    layout = _legacy_layout(path)
+    layout = _legacy_layout(found)
     if layout is not None:
-        with h5py.File(path, "r") as file:
+        with h5py.File(found.path, "r") as file:
             return (layout.name, *legacy_h5.assignments(model, file, layout))
-    with keras3_h5.open_weights(path) as found:
-        if found is not None:
-            return (found.source.name, *keras3_h5.assignments(model, found.file, found.layout))
+    with keras3_h5.open_weights(found.path) as weights:
+        if weights is not None:
+            return (
+                weights.source.name,
+                *keras3_h5.assignments(model, weights.file, weights.layout),
+            )
     return None
 
 
-def _legacy_layout(path: str | os.PathLike) -> legacy_h5.Layout | None:
-    name = Path(path).name
+def _legacy_layout(found: Classified) -> legacy_h5.Layout | None:
+    name = found.path.name
     if name.endswith(NATIVE_SUFFIX) or not name.endswith(LEGACY_SUFFIX):
         return None
-    if not Path(path).is_file() or not h5py.is_hdf5(path):
+    if found.kind is not Kind.HDF5:
         return None
-    with h5py.File(path, "r") as file:
+    with h5py.File(found.path, "r") as file:
         return legacy_h5.detect(file)
 
 

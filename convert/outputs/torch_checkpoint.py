@@ -195,21 +195,16 @@ def _read_weights(
 ) -> tuple[ModelSpec, object, list[str] | None]:
     """The model ``path`` records (or, for a file that records none, ``config``'s), built and
     holding the file's values, and the class names the file records (or None)."""
-    from videoswin_tf.weights_file import (
-        WeightsMismatchError,
-        read_file_config,
-        refuse_unreadable,
-    )
+    from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
 
     with progress.phase("load", str(path)):
         if not path.is_file():
             raise ConversionError(f"{path}: file not found; pass the .weights.h5 file to convert")
         try:
-            refuse_unreadable(path)
-        except ValueError as error:
+            recorded = read_file_config(path)  # refuses a file that cannot be read
+        except ValueError as error:  # that, or a layout that fits no model (WeightsMismatchError)
             raise ConversionError(str(error)) from None
         try:
-            recorded = read_file_config(path)
             if recorded is None and config is not None:  # e.g. a plain model.save_weights
                 spec = resolve_config(config)
                 return spec, load_model(spec, path), None

@@ -16,6 +16,13 @@ from pathlib import Path
 from videoswin_tf.convert.errors import CheckpointError
 from videoswin_tf.convert.sources.layout import Source
 
+# What --pth converts, as advice to a file it does not (a file written by vswin-convert loads as
+# it is, and --pth refuses it as needing no conversion).
+CONVERTED = (
+    "pass what vswin-convert --pth converts: a PyTorch checkpoint (.pth), the seed's .h5 file or "
+    "SavedModel folder, or the Keras 3 rewrite's or KerasCV's .weights.h5 or .keras file"
+)
+
 SEED_H5 = Source(
     name="the seed's Keras 2 .h5 layout (innat/VideoSwin v1), read by structure",
     detect=lambda state: False,  # found by `legacy_h5.detect` on the file, not on a state dict
@@ -58,10 +65,7 @@ def read_h5(path: Path):
                 f" reads it; {back}"
             )
         what = foreign_hdf5(file)
-    raise CheckpointError(
-        f"{path}: {what}; pass a PyTorch checkpoint (.pth) or a weights file written by "
-        "vswin-convert or the seed"
-    )
+    raise CheckpointError(f"{path}: {what}; {CONVERTED}")
 
 
 def _read_seed(path: Path):

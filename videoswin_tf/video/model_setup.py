@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from videoswin_tf.architectures import ARCHITECTURES
+from videoswin_tf.file_kind import classify
 from videoswin_tf.presets import Preset, TestPipeline, presets
 from videoswin_tf.weights_file import (
     FITTED_KEYS,
@@ -78,10 +79,11 @@ def predict_setup(weights: Path, config: str | None = None) -> PredictSetup:
             file; a config file that cannot be read; a config that describes another model than
             the file records (each difference named).
     """
-    refuse_saved_model(weights)  # a folder, with what to pass instead
-    recorded = read_file_config(weights)
+    found = classify(weights)  # once: each check below is handed the answer
+    refuse_saved_model(found)  # a folder, with what to pass instead
+    recorded = read_file_config(found)
     if recorded is None:
-        refuse_foreign(weights)  # another network's weights: --config would not help
+        refuse_foreign(found)  # another network's weights: --config would not help
     if config is None:
         if recorded is None:
             raise SetupError(

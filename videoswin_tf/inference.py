@@ -53,7 +53,7 @@ OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 CACHE_ENV = "VSWIN_OPENVINO_CACHE"
 # The IR file inside each cached folder; bump IR_FORMAT when what is written changes.
 IR_XML = "model.xml"
-IR_FORMAT = "videoswin-tf openvino ir 1"
+IR_FORMAT = "videoswin-tf openvino ir 2"
 
 # A runner: float clips (B, T, H, W, 3) -> the model's output (an array or a dict of arrays).
 Runner = Callable[[np.ndarray], Any]

@@ -29,6 +29,7 @@ where it was slower).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import importlib.util
@@ -282,11 +283,13 @@ def _compile_openvino(net, clip_shape: tuple[int, ...], precision: str) -> Runne
         with tempfile.TemporaryDirectory(prefix="vswin-openvino-") as folder:
             xml = Path(folder) / IR_XML
             _write_ir(net, clip_shape, xml)
+            return_freed_memory()
             compiled = compile_openvino(str(xml), precision)
     else:
         xml = Path(cache, "ir", key, IR_XML)
         if not xml.is_file():
             _write_ir_atomically(net, clip_shape, xml.parent)
+            return_freed_memory()
         compiled = compile_openvino(str(xml), precision)
     names = [output.get_any_name() for output in compiled.outputs]
     request = compiled.create_infer_request()
@@ -297,6 +300,19 @@ def _compile_openvino(net, clip_shape: tuple[int, ...], precision: str) -> Runne
         return found["output"] if list(found) == ["output"] else found
 
     return run
+
+
+def return_freed_memory() -> None:
+    """Give the heap that tracing and converting freed back to the system (glibc's
+    ``malloc_trim``), so that compiling does not add to it: Swin-T 1x32x224x224, the bench's
+    ov-fp32 row added 1.015 GiB against 1.040 without it. Nothing where the C library has no
+    ``malloc_trim`` (not glibc) or cannot be opened this way (Windows)."""
+    try:
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):
+        return
+    if trim is not None:
+        trim(0)
 
 
 def _write_ir(net, clip_shape: tuple[int, ...], xml: Path) -> None:

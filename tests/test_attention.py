@@ -89,3 +89,30 @@ def test_fusable_attention_attends_in_one_pass_with_the_same_result(monkeypatch)
             fused = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
         np.testing.assert_allclose(fused, chunked, atol=1e-6, rtol=0)
     assert windows_per_chunk(24, 2, 18, mask, "float32") == 2
+
+
+def test_fusable_shifted_block_attends_by_mask_group_with_the_same_result(monkeypatch):
+    """Inside `fusable_attention` a shifted block attends its 18 windows (2x3x3, W padded from
+    8 to 9) in 8 groups by mask, one pass each, and gives the windowed result for two clips."""
+    from videoswin_tf.layers.attention import fusable_attention
+    from videoswin_tf.layers.block import SwinTransformerBlock3D
+
+    keras.utils.set_random_seed(0)
+    block = SwinTransformerBlock3D(16, 2, window_size=(2, 3, 3), shift_size=(1, 1, 1))
+    block.build((None, 4, 9, 8, 16))
+    table = block.attn.relative_position_bias_table
+    table.assign(np.random.default_rng(1).normal(0, 1.5, tuple(table.shape)).astype("float32"))
+    x = np.random.default_rng(2).standard_normal((2, 4, 9, 8, 16)).astype("float32")
+    windowed = keras.ops.convert_to_numpy(block(x))
+    groups = []
+    by_group = WindowAttention3D.attend_by_group
+
+    def spy(self, qkv, masks, window_groups, attend):
+        groups.append(window_groups)
+        return by_group(self, qkv, masks, window_groups, attend)
+
+    monkeypatch.setattr(WindowAttention3D, "attend_by_group", spy)
+    with fusable_attention():
+        grouped = keras.ops.convert_to_numpy(block(x))
+    assert groups == [(4, 2, 2, 1, 4, 2, 2, 1)]  # interior, end of W, of H, of both; D
+    np.testing.assert_allclose(grouped, windowed, atol=1e-5, rtol=0)

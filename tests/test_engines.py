@@ -272,18 +272,24 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
 
 def test_openvino_traces_one_attention_per_block(monkeypatch):
     """Even where TensorFlow would attend in chunks (made tiny here), the graph converted for
-    OpenVINO has one attention per block (5 in the small model), no per-chunk slices or
-    concats, and gives TensorFlow's logits."""
+    OpenVINO has one fused attention per block and per mask group of a shifted block, no
+    per-chunk slices or concats, and gives TensorFlow's logits. At 32x112 the small model's
+    last stage-3 block (2x2x7) is shifted on W only (3 windows of 2x2x3 tokens): 2 groups (2
+    interior windows, then the last), each with one folded (heads, N', N') bias and mask."""
     import collections
 
     from videoswin_tf.layers import attention
 
     monkeypatch.setattr(attention, "CHUNK_BYTES", 64)  # one window per chunk in TensorFlow
     model = build_keras_model(SMALL_SPEC)
-    converted = inference.openvino_model(model, (2, 4, 32, 32, 3))
+    converted = inference.openvino_model(model, (2, 4, 32, 112, 3))
     ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
-    assert ops["Softmax"] + ops["ScaledDotProductAttention"] == 5, ops
-    assert ops["Concat"] == 3, ops  # the three patch mergings' only
-    clip = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype("float32")
+    assert ops["ScaledDotProductAttention"] == 4 + 2 and ops["Softmax"] == 0, ops
+    assert ops["Concat"] == 3 + 1, ops  # the three patch mergings' and the groups'
+    constants = [op for op in converted.get_ordered_ops() if op.get_type_name() == "Constant"]
+    shapes = (tuple(op.get_output_shape(0)) for op in constants)
+    biases = sorted(s for s in shapes if len(s) in (3, 4) and s[-1] == s[-2] > 1)  # (heads, N, N)
+    assert biases == [(2, 18, 18), *[(4, 12, 12)] * 3, (8, 6, 6)], biases  # stages 2, 3 (1+2), 4
+    clip = np.random.default_rng(0).standard_normal((2, 4, 32, 112, 3)).astype("float32")
     compiled = inference.compile_openvino(converted)
     np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)

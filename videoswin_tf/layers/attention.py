@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import itertools
 from collections.abc import Iterator, Sequence
 
 import keras
@@ -32,16 +33,24 @@ def fusable_attention() -> Iterator[None]:
     All windows of a call are attended in one ``MatMul-Add-Softmax-MatMul`` (no chunks, no
     slices, no concat), and query, key and value are each cut from the projection and
     transposed ``(0, 2, 1, 3)`` on their own, a transpose the fused kernel absorbs, instead of
-    one transpose of the whole projection. Used for the graphs `videoswin_tf.inference`
-    traces for OpenVINO; TensorFlow and JAX keep the chunks, which are faster for them. The
-    weights and the result are the same. Swin-T 1x32x224x224 on 2 shared Zen cores, A/B
-    interleaved: 9.5% less time (median of 7, load 12), peak memory 1.94 GiB against 2.05.
+    one transpose of the whole projection. A shifted block attends its windows in groups by
+    mask instead (`SwinTransformerBlock3D.grouped_attention`, at most 8 passes), so that
+    OpenVINO folds one bias and mask per group, not per window. Used for the graphs
+    `videoswin_tf.inference` traces for OpenVINO; TensorFlow and JAX keep the chunks, which
+    are faster for them. The weights and the result are the same. Swin-T 1x32x224x224 on 2
+    shared Zen cores, A/B interleaved: 9.5% less time (median of 7, load 12), peak memory 1.94
+    GiB against 2.05; grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB.
     """
     token = _FUSABLE.set(True)
     try:
         yield
     finally:
         _FUSABLE.reset(token)
+
+
+def attends_fusably() -> bool:
+    """Whether attention is being traced for OpenVINO (inside `fusable_attention`)."""
+    return _FUSABLE.get()
 
 
 def window_bias(bias, mask, batch_windows: int):
@@ -103,7 +112,11 @@ class WindowAttention3D(keras.layers.Layer):
     Call arguments:
         windows: ``(B * nWindows, N', C)``.
         attention_mask: optional additive mask ``(nWindows, N', N')`` in the compute dtype,
-            for windows ordered batch-major (``B_ = B * nWindows``).
+            for windows ordered batch-major (``B_ = B * nWindows``); with ``window_groups``,
+            ``(groups, N', N')``: one mask per group.
+        window_groups: optional windows per group within a clip (summing to ``nWindows``),
+            the windows of each clip ordered by group: each group is attended on its own with
+            its one mask (`attend_by_group`).
         training: whether dropout is active.
 
     Returns:
@@ -160,19 +173,19 @@ class WindowAttention3D(keras.layers.Layer):
         bias = ops.reshape(bias, (num_tokens, num_tokens, self.num_heads))
         return ops.cast(ops.transpose(bias, (2, 0, 1)), self.compute_dtype)
 
-    def call(self, windows, attention_mask=None, training=None):
+    def call(self, windows, attention_mask=None, window_groups=None, training=None):
         num_tokens = windows.shape[1]
         qkv = ops.reshape(self.qkv(windows), (-1, num_tokens, 3, self.num_heads, self.head_dim))
         # The fused kernel needs the number of windows, unknown while Keras' OpenVINO backend
         # traces the model (batch None), and has no attention dropout.
         fused = keras.backend.backend() in FUSED_ATTENTION_BACKENDS and windows.shape[0] is not None
         if fused and not (training and self.attn_drop > 0):
-            x = self.backend_attention(qkv, attention_mask)
+            x = self.backend_attention(qkv, attention_mask, window_groups)
         else:
-            x = self.explicit_attention(qkv, attention_mask, training)
+            x = self.explicit_attention(qkv, attention_mask, training, window_groups)
         return self.proj_dropout(self.proj(x), training=training)
 
-    def explicit_attention(self, qkv, attention_mask, training):
+    def explicit_attention(self, qkv, attention_mask, training, window_groups=None):
         """Attention written out in matrix products, with dropout on its weights.
 
         The faster path on TensorFlow, whose oneDNN batched products beat the einsums of its
@@ -182,23 +195,27 @@ class WindowAttention3D(keras.layers.Layer):
 
         Args:
             qkv: ``(B_, N', 3, heads, head_dim)``.
-            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            attention_mask: ``(nWindows, N', N')``, ``(groups, N', N')`` or ``None``.
             training: whether dropout is active.
+            window_groups: windows per group within a clip, or ``None``.
 
         Returns:
             ``(B_, N', C)``.
         """
         attend = functools.partial(self.attend, training=training)
+        if window_groups is not None:
+            return self.attend_by_group(qkv, attention_mask, window_groups, attend)
         return self.attend_in_chunks(qkv, attention_mask, attend)
 
-    def backend_attention(self, qkv, attention_mask):
+    def backend_attention(self, qkv, attention_mask, window_groups=None):
         """Attention by the backend's own ``dot_product_attention``, the relative position
         bias and the chunk's mask summed into its one additive bias: on torch its fused
         kernel (Swin-T's stage-0 attention 3x faster than the matrix products). No dropout.
 
         Args:
             qkv: ``(B_, N', 3, heads, head_dim)``, ``B_`` known.
-            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            attention_mask: ``(nWindows, N', N')``, ``(groups, N', N')`` or ``None``.
+            window_groups: windows per group within a clip, or ``None``.
 
         Returns:
             ``(B_, N', C)``.
@@ -212,6 +229,8 @@ class WindowAttention3D(keras.layers.Layer):
             x = ops.dot_product_attention(query, key, value, bias=bias, scale=1.0)
             return ops.transpose(x, (0, 2, 1, 3))
 
+        if window_groups is not None:
+            return self.attend_by_group(qkv, attention_mask, window_groups, attend)
         return self.attend_in_chunks(qkv, attention_mask, attend)
 
     def attend_in_chunks(self, qkv, attention_mask, attend):
@@ -259,6 +278,34 @@ class WindowAttention3D(keras.layers.Layer):
             x = ops.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
         # (B_, heads, N', head_dim) -> (B_, N', C)
         return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
+
+    def attend_by_group(self, qkv, masks, window_groups, attend):
+        """``attend`` over each group of windows in one pass, with the group's bias and mask
+        summed into one ``(1, heads, N', N')`` term (OpenVINO folds it into one constant; one
+        sum per window would be ``nWindows`` of them: Swin-T's stage 1 has 128, 236 MB).
+
+        Args:
+            qkv: ``(B * nWindows, N', 3, heads, head_dim)``, each clip's windows in group order.
+            masks: ``(groups, N', N')``, one per group.
+            window_groups: windows per group within a clip.
+            attend: as for `attend_in_chunks`.
+
+        Returns:
+            ``(B * nWindows, N', C)``.
+        """
+        num_tokens = qkv.shape[1]
+        bias = self.relative_position_bias(num_tokens)  # (heads, N', N')
+        per_clip = ops.reshape(qkv, (-1, sum(window_groups), *qkv.shape[1:]))
+        groups = ops.split(per_clip, list(itertools.accumulate(window_groups))[:-1], axis=1)
+        outputs = []
+        for group, mask, size in zip(groups, ops.unstack(masks), window_groups, strict=True):
+            group = ops.reshape(group, (-1, *qkv.shape[1:]))  # (b, N', 3, heads, head_dim)
+            query, key, value = (ops.transpose(group[:, :, i], (0, 2, 1, 3)) for i in range(3))
+            x = attend(query * self.scale, key, value, (bias + mask[None])[None], None)
+            x = ops.transpose(x, (0, 2, 1, 3))  # (b, N', heads, head_dim)
+            outputs.append(ops.reshape(x, (-1, size, num_tokens, self.dim)))
+        x = ops.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
+        return ops.reshape(x, (-1, num_tokens, self.dim))
 
     def attend(self, query, key, value, bias, mask, training):
         """``softmax(query key^T + bias + mask) value`` over windows ``(b, heads, N', hd)``.

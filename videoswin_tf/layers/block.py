@@ -9,15 +9,17 @@ import keras
 from keras import ops
 
 from videoswin_tf.architectures import DEFAULT_WINDOW
-from videoswin_tf.layers.attention import WindowAttention3D
+from videoswin_tf.layers.attention import WindowAttention3D, attends_fusably
 from videoswin_tf.layers.drop_path import DropPath
 from videoswin_tf.layers.mlp import Mlp
 from videoswin_tf.layers.norm import build_norm, norm_config
 from videoswin_tf.layers.windows import (
     effective_window,
     pad_to_multiple,
+    shifted_window_groups,
     shifted_window_mask,
     shifted_window_regions,
+    take_tokens,
     window_partition,
     window_reverse,
 )
@@ -108,10 +110,18 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         """``attn(norm1(x))`` over (shifted) windows; ``(B, D, H, W, C)`` in and out."""
         depth, height, width = x.shape[1:4]
         window, shift = effective_window((depth, height, width), self.window_size, self.shift_size)
-        shifted = any(shift)
-
         x = pad_to_multiple(self.norm1(x), window)  # (B, Dp, Hp, Wp, C)
+        if any(shift) and attends_fusably():
+            x = self.grouped_attention(x, window, shift, training)
+        else:
+            x = self.windowed_attention(x, window, shift, training)
+        return x[:, :depth, :height, :width, :]
+
+    def windowed_attention(self, x, window, shift, training):
+        """Roll by ``-shift`` (if any), attend within windows with the shifted-window mask,
+        reverse both. ``x``: padded ``(B, Dp, Hp, Wp, C)``; returns the same shape."""
         padded_size = tuple(x.shape[1:4])
+        shifted = any(shift)
         mask = None
         if shifted:
             x = ops.roll(x, shift=[-s for s in shift], axis=[1, 2, 3])
@@ -121,10 +131,23 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         windows = window_partition(x, window)  # (B * nWindows, N', C)
         windows = self.attn(windows, attention_mask=mask, training=training)
         x = window_reverse(windows, window, padded_size)  # (B, Dp, Hp, Wp, C)
-
         if shifted:
             x = ops.roll(x, shift=list(shift), axis=[1, 2, 3])
-        return x[:, :depth, :height, :width, :]
+        return x
+
+    def grouped_attention(self, x, window, shift, training):
+        """`windowed_attention` of a shifted block for OpenVINO (`attends_fusably`): one
+        gather rolls, partitions and orders the windows by mask (`shifted_window_groups`), so
+        that each group's bias and mask fold into one ``(heads, N', N')`` constant (at most 8
+        per block, against one per window), and one gather puts the tokens back."""
+        padded_size = tuple(x.shape[1:4])
+        groups = shifted_window_groups(padded_size, window, shift)
+        windows = take_tokens(x, groups.gather, (groups.regions.shape[1],))  # (B * nW, N', C)
+        masks = shifted_window_mask(groups.regions, self.compute_dtype)  # (groups, N', N')
+        windows = self.attn(
+            windows, attention_mask=masks, window_groups=groups.sizes, training=training
+        )
+        return take_tokens(windows, groups.scatter, padded_size)  # (B, Dp, Hp, Wp, C)
 
     def call(self, x, training=None):
         x = x + self.drop_path(self.attention_branch(x, training=training), training=training)

@@ -10,6 +10,7 @@ only the batch axis may be unknown while a graph is traced.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -177,6 +178,61 @@ def shifted_window_mask(regions, dtype: str = "float32"):
     """
     differs = ops.not_equal(regions[:, :, None], regions[:, None, :])  # (nWindows, N, N)
     return ops.cast(ops.where(differs, -100.0, 0.0), dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowGroups:
+    """A shifted block's windows grouped by their mask, as gather indices.
+
+    Windows with the same region labels share one mask; after the roll by ``-shift`` only a
+    window at the end of a shifted axis has more than one region, so there are at most 8
+    groups (2 per shifted axis) and every interior window is in the group whose mask is zero.
+
+    Attributes:
+        gather: int32 ``(D * H * W,)``: for each token of the windows, in group order (group,
+            window, token depth-major), its flat position in the padded, not rolled feature
+            map. Taking it along the flattened ``D, H, W`` axis rolls and partitions at once.
+        scatter: int32 ``(D * H * W,)``, the inverse permutation: it takes the windows' tokens
+            back to the flat positions of the feature map (the reverse roll included).
+        sizes: windows per group within one clip, in order; they sum to ``nWindows``.
+        regions: int32 ``(groups, N)``, the region labels of each group's windows.
+    """
+
+    gather: np.ndarray
+    scatter: np.ndarray
+    sizes: tuple[int, ...]
+    regions: np.ndarray
+
+
+@functools.cache
+def shifted_window_groups(padded_size: Size3, window: Size3, shift: Size3) -> WindowGroups:
+    """The windows of a shifted block grouped by mask (`WindowGroups`), for
+    `take_tokens`: the roll by ``-shift``, `window_partition` and the grouping as one gather.
+
+    Args:
+        padded_size: ``(D, H, W)`` after padding to multiples of ``window``.
+        window: effective ``(Wd, Wh, Ww)``.
+        shift: effective ``(Sd, Sh, Sw)``.
+    """
+    positions = np.arange(int(np.prod(padded_size)), dtype=np.int32).reshape(padded_size)
+    rolled = np.roll(positions, [-s for s in shift], axis=(0, 1, 2))  # as ops.roll does
+    nd, nh, nw = (size // win for size, win in zip(padded_size, window, strict=False))
+    rolled = rolled.reshape(nd, window[0], nh, window[1], nw, window[2])
+    per_window = rolled.transpose(0, 2, 4, 1, 3, 5).reshape(nd * nh * nw, -1)  # (nWindows, N)
+    labels = shifted_window_regions(padded_size, window, shift)
+    regions, group, sizes = np.unique(labels, axis=0, return_inverse=True, return_counts=True)
+    gather = per_window[np.argsort(group.reshape(-1), kind="stable")].reshape(-1)
+    scatter = np.argsort(gather).astype(np.int32)
+    return WindowGroups(gather, scatter, tuple(int(n) for n in sizes), regions)
+
+
+def take_tokens(x, index, shape: Sequence[int]):
+    """``x`` ``(B, ..., C)`` with its middle axes flattened, tokens taken at ``index`` and
+    reshaped to ``(-1, *shape, C)``: e.g. ``(B, D, H, W, C)`` to windows ``(B * nWindows, N,
+    C)`` with `WindowGroups.gather`, and back with `WindowGroups.scatter`."""
+    channels = x.shape[-1]
+    tokens = ops.take(ops.reshape(x, (-1, index.shape[0], channels)), index, axis=1)
+    return ops.reshape(tokens, (-1, *shape, channels))
 
 
 def pad_to_multiple(x, multiples: Sequence[int], axes: Sequence[int] = (1, 2, 3)):

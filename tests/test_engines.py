@@ -250,7 +250,9 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
 def test_openvino_traces_one_attention_per_block(monkeypatch):
     """Even where TensorFlow would attend in chunks (made tiny here), the graph converted for
     OpenVINO has one attention per block (5 in the small model), no per-chunk slices or
-    concats, and gives TensorFlow's logits."""
+    concats (nor the patch mergings' old concats), one MVN per LayerNorm (15: the patch
+    embedding's, two per block, the three mergings' and the last), and gives TensorFlow's
+    logits."""
     import collections
 
     from videoswin_tf.layers import attention
@@ -260,7 +262,8 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     converted = inference.openvino_model(model, (2, 4, 32, 32, 3))
     ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
     assert ops["Softmax"] + ops["ScaledDotProductAttention"] == 5, ops
-    assert ops["Concat"] == 3, ops  # the three patch mergings' only
+    assert ops["Concat"] == 0, ops
+    assert ops["MVN"] == 15 and ops["ReduceMean"] == 1, ops  # 1: the head's pooling
     clip = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype("float32")
     compiled = inference.compile_openvino(converted)
     np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)

@@ -216,10 +216,10 @@ def test_layer_norm_traced_for_openvino_computes_keras_layer_norm():
     """Inside `fusable_norm` (the OpenVINO trace) the model's LayerNorm computes over rows
     ``(tokens, C)`` in OpenVINO's MVN pattern: Keras' values to float32 rounding, and both
     equal to NumPy's layer norm."""
-    from videoswin_tf.layers.norm import LayerNorm, build_norm, fusable_norm, norm_config
+    from videoswin_tf.layers.norm import LayerNormalization, build_norm, fusable_norm, norm_config
 
     norm = build_norm(norm_config(), "norm")
-    assert type(norm) is LayerNorm and norm.epsilon == 1e-5
+    assert type(norm) is LayerNormalization and norm.epsilon == 1e-5
     x = clip((2, 3, 4, 5, 8)) * 3.0 + 1.0
     norm.build(x.shape)
     gamma, beta = clip((8,), seed=1), clip((8,), seed=2)

@@ -18,13 +18,13 @@ from keras import ops
 
 NormLayer = dict | Callable[..., keras.layers.Layer] | None
 
-# Whether `LayerNorm` is traced in the pattern that OpenVINO fuses (`fusable_norm`).
+# Whether `LayerNormalization` is traced in the pattern that OpenVINO fuses (`fusable_norm`).
 _FUSABLE = contextvars.ContextVar("videoswin_tf_fusable_norm", default=False)
 
 
 @contextlib.contextmanager
 def fusable_norm() -> Iterator[None]:
-    """Within this block, `LayerNorm` traces its normalization over rows ``(tokens, C)`` as
+    """Within this block, `LayerNormalization` traces its normalization over rows ``(tokens, C)`` as
     ``(x - mean) / sqrt(var + eps) * gamma + beta``, the pattern OpenVINO fuses into one MVN
     node with the scale and shift (Keras' ``x * inv + (beta - mean * inv)`` on
     ``(B, D, H, W, C)`` runs as two reductions and two element-wise passes; the pattern on 5D
@@ -40,11 +40,13 @@ def fusable_norm() -> Iterator[None]:
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
-class LayerNorm(keras.layers.LayerNormalization):
+class LayerNormalization(keras.layers.LayerNormalization):
     """Keras' ``LayerNormalization``, traced in OpenVINO's MVN pattern within `fusable_norm`.
 
     Takes the arguments of ``keras.layers.LayerNormalization`` and computes the same function;
-    `build_norm` makes one wherever a norm config describes Keras' layer.
+    `build_norm` makes one wherever a norm config describes Keras' layer. It keeps Keras'
+    class name because Keras names a layer's variables in ``.weights.h5`` files after it
+    (``layers/layer_normalization/vars``): a file written before or by Keras' own layer loads.
 
     Call arguments:
         inputs: ``(..., C)``, normalized over ``C``; returns the same shape.
@@ -86,9 +88,9 @@ def norm_config(norm_layer: NormLayer = None) -> dict[str, Any]:
 
 
 def build_norm(config: dict[str, Any], name: str, dtype: Any = None) -> keras.layers.Layer:
-    """A new normalization layer from a `norm_config` dict: a `LayerNorm` where the config
+    """A new normalization layer from a `norm_config` dict: a `LayerNormalization` where the config
     describes Keras' ``LayerNormalization``, else the layer the config describes."""
     layer_config = {**config["config"], "name": name, "dtype": dtype}
     if (config.get("module"), config.get("class_name")) == ("keras.layers", "LayerNormalization"):
-        return LayerNorm.from_config(layer_config)
+        return LayerNormalization.from_config(layer_config)
     return keras.layers.deserialize({**config, "config": layer_config})

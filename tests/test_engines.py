@@ -273,9 +273,11 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
 def test_openvino_traces_one_attention_per_block(monkeypatch):
     """Even where TensorFlow would attend in chunks (made tiny here), the graph converted for
     OpenVINO has one fused attention per block and per mask group of a shifted block, no
-    per-chunk slices or concats, and gives TensorFlow's logits. At 32x112 the small model's
-    last stage-3 block (2x2x7) is shifted on W only (3 windows of 2x2x3 tokens): 2 groups (2
-    interior windows, then the last), each with one folded (heads, N', N') bias and mask."""
+    per-chunk slices or concats (nor the patch mergings' old concats), one MVN per LayerNorm
+    (15: the patch embedding's, two per block, the three mergings' and the last), and gives
+    TensorFlow's logits. At 32x112 the small model's last stage-3 block (2x2x7) is shifted on
+    W only (3 windows of 2x2x3 tokens): 2 groups (2 interior windows, then the last), each with
+    one folded (heads, N', N') bias and mask."""
     import collections
 
     from videoswin_tf.layers import attention
@@ -285,7 +287,8 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     converted = inference.openvino_model(model, (2, 4, 32, 112, 3))
     ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
     assert ops["ScaledDotProductAttention"] == 4 + 2 and ops["Softmax"] == 0, ops
-    assert ops["Concat"] == 3 + 1, ops  # the three patch mergings' and the groups'
+    assert ops["Concat"] == 1, ops  # the groups'
+    assert ops["MVN"] == 15 and ops["ReduceMean"] == 1, ops  # 1: the head's pooling
     constants = [op for op in converted.get_ordered_ops() if op.get_type_name() == "Constant"]
     shapes = (tuple(op.get_output_shape(0)) for op in constants)
     biases = sorted(s for s in shapes if len(s) in (3, 4) and s[-1] == s[-2] > 1)  # (heads, N, N)

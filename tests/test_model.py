@@ -212,6 +212,27 @@ def test_every_layer_config_round_trips(cls, kwargs):
     assert cls.from_config(config).get_config() == config
 
 
+def test_layer_norm_traced_for_openvino_computes_keras_layer_norm():
+    """Inside `fusable_norm` (the OpenVINO trace) the model's LayerNorm computes over rows
+    ``(tokens, C)`` in OpenVINO's MVN pattern: Keras' values to float32 rounding, and both
+    equal to NumPy's layer norm."""
+    from videoswin_tf.layers.norm import LayerNormalization, build_norm, fusable_norm, norm_config
+
+    norm = build_norm(norm_config(), "norm")
+    assert type(norm) is LayerNormalization and norm.epsilon == 1e-5
+    x = clip((2, 3, 4, 5, 8)) * 3.0 + 1.0
+    norm.build(x.shape)
+    gamma, beta = clip((8,), seed=1), clip((8,), seed=2)
+    norm.set_weights([gamma, beta])
+    keras_formula = keras.ops.convert_to_numpy(norm(x))
+    with fusable_norm():
+        mvn_pattern = keras.ops.convert_to_numpy(norm(x))
+    centred = x - x.mean(-1, keepdims=True)
+    expected = centred / np.sqrt((centred**2).mean(-1, keepdims=True) + 1e-5) * gamma + beta
+    np.testing.assert_allclose(mvn_pattern, keras_formula, atol=2e-6, rtol=0)
+    np.testing.assert_allclose(mvn_pattern, expected, atol=2e-6, rtol=0)
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_gives_float32_logits(policy):
     keras.mixed_precision.set_dtype_policy(policy)

@@ -57,7 +57,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 CACHE_ENV = "VSWIN_OPENVINO_CACHE"
 # Bump IR_FORMAT when what is written into a cached IR folder changes.
-IR_FORMAT = "videoswin-tf openvino ir 2"
+IR_FORMAT = "videoswin-tf openvino ir 3"  # 2: windows grouped by mask; 3: LayerNorm as MVN
 
 # A runner: float clips (B, T, H, W, 3) -> the model's output (an array or a dict of arrays).
 Runner = Callable[[np.ndarray], Any]
@@ -231,18 +231,19 @@ def openvino_model(net, clip_shape: tuple[int | None, ...]):
     """``net`` (a Keras model or function of float clips) as an ``openvino.Model`` for clips
     of ``clip_shape`` (``None`` for a dimension of any size): traced by ``tf.function`` and
     converted in memory by ``openvino.convert_model``. Its input is ``clip``; its outputs are
-    ``net``'s dict keys, or ``output`` for a single tensor. Attention is traced in the pattern
-    OpenVINO fuses (`fusable_attention`)."""
+    ``net``'s dict keys, or ``output`` for a single tensor. Attention and LayerNorm are traced
+    in the patterns OpenVINO fuses (`fusable_attention`, `fusable_norm`)."""
     import openvino
     import tensorflow as tf
 
     from videoswin_tf.layers.attention import fusable_attention
+    from videoswin_tf.layers.norm import fusable_norm
 
     def forward(clip):
         out = net(clip, training=False)
         return dict(out) if isinstance(out, dict) else {"output": out}
 
-    with fusable_attention():
+    with fusable_attention(), fusable_norm():
         function = tf.function(forward).get_concrete_function(
             tf.TensorSpec(clip_shape, tf.float32, name="clip")
         )

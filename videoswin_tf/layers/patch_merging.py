@@ -45,15 +45,15 @@ class PatchMerging(keras.layers.Layer):
 
     def call(self, x):
         x = pad_to_multiple(x, (2, 2), axes=(2, 3))  # (B, D, H', W', C), H' and W' even
-        x = ops.concatenate(
-            [
-                x[:, :, 0::2, 0::2, :],
-                x[:, :, 1::2, 0::2, :],
-                x[:, :, 0::2, 1::2, :],
-                x[:, :, 1::2, 1::2, :],
-            ],
-            axis=-1,
-        )  # (B, D, H'/2, W'/2, 4C)
+        depth, height, width = (
+            ops.shape(x)[axis] if x.shape[axis] is None else x.shape[axis] for axis in (1, 2, 3)
+        )
+        channels = self.dim
+        x = ops.reshape(x, (-1, height // 2, 2, width // 2, 2, channels))  # (B * D, H'/2, h, ...)
+        # One transpose gathers the four neighbours, w-major: (h, w) = (0, 0), (1, 0), (0, 1),
+        # (1, 1) (OpenVINO ran four strided slices and a concat as slices, concat and a reorder).
+        x = ops.transpose(x, (0, 1, 3, 4, 2, 5))  # (B * D, H'/2, W'/2, w, h, C)
+        x = ops.reshape(x, (-1, depth, height // 2, width // 2, 4 * channels))
         return self.reduction(self.norm(x))
 
     def compute_output_shape(self, input_shape):

@@ -416,34 +416,67 @@ def dense_seconds(products, repeats: int = 5, work: float = 2e9) -> list[float]:
     Each sample runs the product enough times for ``work`` FLOPs (about 10 ms at 200 GFLOP/s):
     one small product is shorter than the CPU clock's accounting is exact (a single 784x384x384
     product once read as 2.6 TFLOP/s on JAX)."""
-    import numpy as np
     from keras import ops
 
-    def wait(result):  # JAX dispatches asynchronously; the others return when done
-        getattr(result, "block_until_ready", lambda: None)()
+    def product(x, w):
+        x, w = ops.convert_to_tensor(x), ops.convert_to_tensor(w)
+        # JAX dispatches asynchronously; the others return when done
+        return lambda: getattr(ops.matmul(x, w), "block_until_ready", lambda: None)()
+
+    return product_seconds(products, product, repeats, work)
+
+
+def onednn_seconds(products, repeats: int = 5, work: float = 2e9) -> list[float]:
+    """As `dense_seconds`, for torch's own oneDNN fp32 linear (``torch.ops.mkldnn.
+    _linear_pointwise``, the kernel of ``torch.compile``'s CPU linear fusions), which
+    ``keras.ops.matmul`` on torch does not reach: its ``torch.matmul`` runs the BLAS torch was
+    built with (MKL in the CPU wheels)."""
+    import torch
+
+    def product(x, w):
+        x, w = torch.from_numpy(x), torch.from_numpy(w.T.copy())  # the weight as (n, k)
+        return lambda: torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+    with torch.no_grad():
+        return product_seconds(products, product, repeats, work)
+
+
+def product_seconds(products, product, repeats: int, work: float) -> list[float]:
+    """For each product, the best-of-``repeats`` CPU seconds of one call of ``product(x, w)``
+    (a zero-argument callable running ``x @ w`` on fp32 operands ``(m, k)``, ``(k, n)``),
+    each sample running it enough times for ``work`` FLOPs."""
+    import numpy as np
 
     rng = np.random.default_rng(0)
     seconds = []
-    for product in products:
-        x = ops.convert_to_tensor(rng.standard_normal((product.m, product.k), dtype="float32"))
-        w = ops.convert_to_tensor(rng.standard_normal((product.k, product.n), dtype="float32"))
-        wait(ops.matmul(x, w))
-        calls = max(1, round(work / (2.0 * product.m * product.k * product.n)))
+    for shape in products:
+        run = product(
+            rng.standard_normal((shape.m, shape.k), dtype="float32"),
+            rng.standard_normal((shape.k, shape.n), dtype="float32"),
+        )
+        run()
+        calls = max(1, round(work / (2.0 * shape.m * shape.k * shape.n)))
         times = []
         for _ in range(repeats):
             start = time.process_time()
             for _ in range(calls):
-                wait(ops.matmul(x, w))
+                run()
             times.append((time.process_time() - start) / calls)
         seconds.append(min(times))
     return seconds
+
+
+# A backend worker's commands for Dense timings, and the column torch's oneDNN linear gets.
+DENSE_KERNELS = {"dense": dense_seconds, "dense-onednn": onednn_seconds}
+ONEDNN = "torch+oneDNN"
 
 
 def backend_worker(config: str, shape) -> None:
     """Serve this process's Keras backend: "ready" once the model is built and warmed up
     (compiled, on JAX), then for each line read from stdin, "run": the wall and CPU seconds of
     one forward pass of this package's default path (``predict_on_batch``); "dense": a JSON list
-    of the CPU seconds of each Dense product of `dense_products`."""
+    of the CPU seconds of each Dense product of `dense_products` (`dense_seconds`);
+    "dense-onednn", on torch: the same for torch's oneDNN linear (`onednn_seconds`)."""
     import numpy as np
 
     from videoswin_tf.convert.configs.resolve import resolve_config
@@ -454,8 +487,9 @@ def backend_worker(config: str, shape) -> None:
     model.predict_on_batch(clip)
     print("ready", flush=True)
     for line in sys.stdin:
-        if line.strip() == "dense":
-            print(json.dumps(dense_seconds(dense_products(config, shape))), flush=True)
+        if line.strip() in DENSE_KERNELS:
+            seconds = DENSE_KERNELS[line.strip()](dense_products(config, shape))
+            print(json.dumps(seconds), flush=True)
             continue
         start, cpu = time.perf_counter(), time.process_time()
         model.predict_on_batch(clip)
@@ -511,6 +545,8 @@ def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
         for backend in order[round_ % len(order) :] + order[: round_ % len(order)]:
             times[backend].append(ask(workers[backend], "run"))
     dense = {backend: ask(worker, "dense") for backend, worker in workers.items()}
+    if "torch" in workers:
+        dense[ONEDNN] = ask(workers["torch"], "dense-onednn")
     for worker in workers.values():
         worker.stdin.close()
         worker.wait()
@@ -555,34 +591,42 @@ def dense_table(products, seconds: dict[str, list[float]], passes: dict[str, lis
     """Print each backend's fp32 GFLOP/s on the model's Dense products, their CPU time against
     the pass's (median CPU seconds of ``passes``, (wall, CPU) pairs), and the rest of the pass
     (element-wise work, attention, copies); then the pass against TensorFlow's with only one of
-    the two parts at TensorFlow's time: what each part alone can win."""
+    the two parts at TensorFlow's time: what each part alone can win. The `ONEDNN` column
+    (torch's oneDNN linear) has no pass of its own: its pass is torch's with its Dense
+    products at that column's time, an estimate."""
     print("\n  fp32 Dense products through keras.ops.matmul, GFLOP/s per CPU second (best of 5)")
-    print(f"  {'m x k x n':<16} {'count':>5} " + " ".join(f"{name:>10}" for name in seconds))
+    print(f"  {'m x k x n':<16} {'count':>5} " + " ".join(f"{name:>12}" for name in seconds))
     for index, product in enumerate(products):
         rates = (product.flops / product.count / times[index] / 1e9 for times in seconds.values())
         shape = f"{product.m}x{product.k}x{product.n}"
-        print(f"  {shape:<16} {product.count:>5} " + " ".join(f"{rate:>10.0f}" for rate in rates))
-    cpu = {name: statistics.median(cpu for _, cpu in runs) for name, runs in passes.items()}
+        print(f"  {shape:<16} {product.count:>5} " + " ".join(f"{rate:>12.0f}" for rate in rates))
     dense = {
         name: sum(product.count * time for product, time in zip(products, times, strict=True))
         for name, times in seconds.items()
     }
+    cpu = {name: statistics.median(cpu for _, cpu in runs) for name, runs in passes.items()}
+    if ONEDNN in seconds:
+        cpu[ONEDNN] = cpu["torch"] - dense["torch"] + dense[ONEDNN]
+    reference = cpu["tensorflow"]
     rows = {
         "pass CPU s (median)": (f"{cpu[name]:.3f}" for name in seconds),
+        "pass vs TF's": (f"{cpu[name] / reference:.2f}x" for name in seconds),
         "Dense CPU s": (f"{dense[name]:.3f}" for name in seconds),
         "rest CPU s": (f"{cpu[name] - dense[name]:.3f}" for name in seconds),
-        "Dense vs TF's pass": (f"{dense[name] / cpu['tensorflow']:.2f}x" for name in seconds),
+        "Dense vs TF's pass": (f"{dense[name] / reference:.2f}x" for name in seconds),
         "pass, TF's Dense rate": (
-            f"{(cpu[name] - dense[name] + dense['tensorflow']) / cpu['tensorflow']:.2f}x"
+            f"{(cpu[name] - dense[name] + dense['tensorflow']) / reference:.2f}x"
             for name in seconds
         ),
         "pass, TF's rest": (
-            f"{(dense[name] + cpu['tensorflow'] - dense['tensorflow']) / cpu['tensorflow']:.2f}x"
+            f"{(dense[name] + reference - dense['tensorflow']) / reference:.2f}x"
             for name in seconds
         ),
     }
     for label, cells in rows.items():
-        print(f"  {label:<22} " + " ".join(f"{cell:>10}" for cell in cells))
+        print(f"  {label:<22} " + " ".join(f"{cell:>12}" for cell in cells))
+    if ONEDNN in seconds:
+        print(f"  {ONEDNN}: torch's pass with its Dense products at oneDNN's time (estimated)")
 
 
 def verdict(met: bool) -> str:

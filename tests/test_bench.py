@@ -62,3 +62,18 @@ def test_backends_measure_no_matmul_peak(monkeypatch, capsys):
     bench.main()
     assert rounds == [("swin_t_k400", (1, 8, 224, 224, 3), 5, 1)]
     assert "peak" not in capsys.readouterr().out
+
+
+def test_dense_table_estimates_torch_with_its_onednn_linear(capsys):
+    """The torch+oneDNN column is torch's pass with its Dense time swapped for oneDNN's."""
+    from flops import Product
+
+    product = Product(kind="dense", m=1000, k=100, n=500, count=2)  # 0.2 GFLOP in all
+    seconds = {"tensorflow": [0.0004], "torch": [0.001], bench.ONEDNN: [0.0005]}
+    passes = {"tensorflow": [(0.010, 0.010)], "torch": [(0.020, 0.020)]}
+    bench.dense_table([product], seconds, passes)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3] == "  1000x100x500         2          250          100          200"
+    assert lines[4] == "  pass CPU s (median)           0.010        0.020        0.019"
+    assert lines[5] == "  pass vs TF's                  1.00x        2.00x        1.90x"
+    assert lines[6] == "  Dense CPU s                   0.001        0.002        0.001"

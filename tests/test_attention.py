@@ -91,9 +91,11 @@ def test_fusable_attention_attends_in_one_pass_with_the_same_result(monkeypatch)
     assert windows_per_chunk(24, 2, 18, mask, "float32") == 2
 
 
-def test_fusable_shifted_block_attends_by_mask_group_with_the_same_result(monkeypatch):
+def test_fusable_shifted_block_puts_the_mask_in_query_and_key_with_the_same_result(monkeypatch):
     """Inside `fusable_attention` a shifted block attends its 18 windows (2x3x3, W padded from
-    8 to 9) in 8 groups by mask, one pass each, and gives the windowed result for two clips."""
+    8 to 9) in one pass, the mask as 8 extra query and key columns (the corner window holds 8
+    regions), and gives the windowed result for two clips."""
+    from videoswin_tf.layers import attention
     from videoswin_tf.layers.attention import fusable_attention
     from videoswin_tf.layers.block import SwinTransformerBlock3D
 
@@ -104,15 +106,16 @@ def test_fusable_shifted_block_attends_by_mask_group_with_the_same_result(monkey
     table.assign(np.random.default_rng(1).normal(0, 1.5, tuple(table.shape)).astype("float32"))
     x = np.random.default_rng(2).standard_normal((2, 4, 9, 8, 16)).astype("float32")
     windowed = keras.ops.convert_to_numpy(block(x))
-    groups = []
-    by_group = WindowAttention3D.attend_by_group
+    shapes = []
+    with_columns = attention.with_mask_columns
 
-    def spy(self, qkv, masks, window_groups, attend):
-        groups.append(window_groups)
-        return by_group(self, qkv, masks, window_groups, attend)
+    def spy(x, columns):
+        extended = with_columns(x, columns)
+        shapes.append((tuple(columns.shape), tuple(extended.shape)))
+        return extended
 
-    monkeypatch.setattr(WindowAttention3D, "attend_by_group", spy)
+    monkeypatch.setattr(attention, "with_mask_columns", spy)
     with fusable_attention():
-        grouped = keras.ops.convert_to_numpy(block(x))
-    assert groups == [(4, 2, 2, 1, 4, 2, 2, 1)]  # interior, end of W, of H, of both; D
-    np.testing.assert_allclose(grouped, windowed, atol=1e-5, rtol=0)
+        factored = keras.ops.convert_to_numpy(block(x))
+    assert shapes == [((18, 1, 18, 8), (36, 2, 18, 8 + 8))] * 2  # query, key: head_dim 8 + 8
+    np.testing.assert_allclose(factored, windowed, atol=1e-5, rtol=0)

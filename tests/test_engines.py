@@ -272,12 +272,13 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
 
 def test_openvino_traces_one_attention_per_block(monkeypatch):
     """Even where TensorFlow would attend in chunks (made tiny here), the graph converted for
-    OpenVINO has one fused attention per block and per mask group of a shifted block, no
+    OpenVINO has one fused attention per block (a shifted one too), no
     per-chunk slices or concats (nor the patch mergings' old concats), one MVN per LayerNorm
     (15: the patch embedding's, two per block, the three mergings' and the last), and gives
     TensorFlow's logits. At 32x112 the small model's last stage-3 block (2x2x7) is shifted on
-    W only (3 windows of 2x2x3 tokens): 2 groups (2 interior windows, then the last), each with
-    one folded (heads, N', N') bias and mask."""
+    W only (3 windows of 2x2x3 tokens, 2 regions in the last): its mask is 2 constant query
+    and key columns a window (one concat each), so every block folds one (heads, N', N') bias
+    and no mask."""
     import collections
 
     from videoswin_tf.layers import attention
@@ -286,13 +287,15 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     model = build_keras_model(SMALL_SPEC)
     converted = inference.openvino_model(model, (2, 4, 32, 112, 3))
     ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
-    assert ops["ScaledDotProductAttention"] == 4 + 2 and ops["Softmax"] == 0, ops
-    assert ops["Concat"] == 1, ops  # the groups'
+    assert ops["ScaledDotProductAttention"] == 4 + 1 and ops["Softmax"] == 0, ops
+    assert ops["Concat"] == 2, ops  # the mask columns of the query and the key
     assert ops["MVN"] == 15 and ops["ReduceMean"] == 1, ops  # 1: the head's pooling
     constants = [op for op in converted.get_ordered_ops() if op.get_type_name() == "Constant"]
-    shapes = (tuple(op.get_output_shape(0)) for op in constants)
+    shapes = [tuple(op.get_output_shape(0)) for op in constants]
     biases = sorted(s for s in shapes if len(s) in (3, 4) and s[-1] == s[-2] > 1)  # (heads, N, N)
-    assert biases == [(2, 18, 18), *[(4, 12, 12)] * 3, (8, 6, 6)], biases  # stages 2, 3 (1+2), 4
+    assert biases == [(2, 18, 18), *[(4, 12, 12)] * 2, (8, 6, 6)], biases  # stages 2, 3, 4
+    columns = [s for s in shapes if len(s) == 5 and s[-2:] == (12, 2)]  # (1, nW, 1, N', R)
+    assert columns == [(1, 3, 1, 12, 2)] * 2, columns
     clip = np.random.default_rng(0).standard_normal((2, 4, 32, 112, 3)).astype("float32")
     compiled = inference.compile_openvino(converted)
     np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)

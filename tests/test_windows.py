@@ -10,6 +10,7 @@ from videoswin_tf.layers.windows import (
     relative_position_index,
     shifted_window_groups,
     shifted_window_mask,
+    shifted_window_mask_factors,
     shifted_window_regions,
     take_tokens,
     window_partition,
@@ -95,3 +96,15 @@ def test_shifted_window_groups_roll_partition_and_group_in_one_gather():
     )
     back = ops.convert_to_numpy(take_tokens(windows, groups.scatter, (1, 6, 6)))
     np.testing.assert_array_equal(back, x)
+
+
+def test_shifted_window_mask_factors_give_the_mask_as_a_product():
+    """(1, 6, 6) in 1x2x2 windows shifted (0, 1, 1): the corner window holds 4 regions, so 4
+    columns; ``qm . km`` is the additive mask of every window exactly (-100 or 0)."""
+    regions = shifted_window_regions((1, 6, 6), (1, 2, 2), (0, 1, 1))
+    query_columns, key_columns = shifted_window_mask_factors(regions)
+    assert query_columns.shape == key_columns.shape == (9, 1, 4, 4)
+    assert query_columns.dtype == key_columns.dtype == np.float32
+    product = query_columns[:, 0] @ key_columns[:, 0].transpose(0, 2, 1)  # (9, 4, 4)
+    np.testing.assert_array_equal(product, ops.convert_to_numpy(shifted_window_mask(regions)))
+    assert np.count_nonzero(product) == 4 * 8 + 12  # 8 pairs in each 2-region window, 12

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import itertools
 from collections.abc import Iterator, Sequence
 
 import keras
@@ -33,13 +32,14 @@ def fusable_attention() -> Iterator[None]:
     All windows of a call are attended in one ``MatMul-Add-Softmax-MatMul`` (no chunks, no
     slices, no concat), and query, key and value are each cut from the projection and
     transposed ``(0, 2, 1, 3)`` on their own, a transpose the fused kernel absorbs, instead of
-    one transpose of the whole projection. A shifted block attends its windows in groups by
-    mask instead (`SwinTransformerBlock3D.grouped_attention`, at most 8 passes), so that
-    OpenVINO folds one bias and mask per group, not per window. Used for the graphs
+    one transpose of the whole projection. A shifted block's mask enters as extra query and
+    key columns (`shifted_window_mask_factors`), so that OpenVINO folds one bias constant per
+    block, not one bias and mask per window. Used for the graphs
     `videoswin_tf.inference` traces for OpenVINO; TensorFlow and JAX keep the chunks, which
     are faster for them. The weights and the result are the same. Swin-T 1x32x224x224 on 2
     shared Zen cores, A/B interleaved: 9.5% less time (median of 7, load 12), peak memory 1.94
-    GiB against 2.05; grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB.
+    GiB against 2.05; grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB; the mask as
+    query and key columns instead: IR 403 -> 199 MB, peak 1.82 -> 1.60 GiB, same speed.
     """
     token = _FUSABLE.set(True)
     try:
@@ -91,6 +91,24 @@ def windows_per_chunk(
     return None if step >= batch_windows else step
 
 
+def with_mask_columns(x, columns):
+    """``x`` with a window's mask columns appended to every head (`shifted_window_mask_factors`).
+
+    Args:
+        x: query or key ``(B * nWindows, heads, N', head_dim)``, ``B`` possibly unknown.
+        columns: ``(nWindows, 1, N', R)``.
+
+    Returns:
+        ``(B * nWindows, heads, N', head_dim + R)``.
+    """
+    num_windows = columns.shape[0]
+    per_clip = ops.reshape(x, (-1, num_windows, *x.shape[1:]))  # (B, nWindows, heads, N', hd)
+    # broadcast over the clips and heads; x * 0 gives the batch, unknown while tracing
+    columns = per_clip[..., :1] * 0 + ops.cast(columns, x.dtype)
+    extended = ops.concatenate([per_clip, columns], axis=-1)
+    return ops.reshape(extended, (-1, *extended.shape[2:]))
+
+
 @keras.saving.register_keras_serializable(package="videoswin_tf")
 class WindowAttention3D(keras.layers.Layer):
     """Multi-head self-attention inside windows, with a learned relative position bias.
@@ -112,11 +130,10 @@ class WindowAttention3D(keras.layers.Layer):
     Call arguments:
         windows: ``(B * nWindows, N', C)``.
         attention_mask: optional additive mask ``(nWindows, N', N')`` in the compute dtype,
-            for windows ordered batch-major (``B_ = B * nWindows``); with ``window_groups``,
-            ``(groups, N', N')``: one mask per group.
-        window_groups: optional windows per group within a clip (summing to ``nWindows``),
-            the windows of each clip ordered by group: each group is attended on its own with
-            its one mask (`attend_by_group`).
+            for windows ordered batch-major (``B_ = B * nWindows``).
+        mask_factors: optional ``(qm, km)`` from `shifted_window_mask_factors`, each
+            ``(nWindows, 1, N', R)``, instead of ``attention_mask``: the mask as extra query
+            and key columns (`with_mask_columns`).
         training: whether dropout is active.
 
     Returns:
@@ -173,19 +190,19 @@ class WindowAttention3D(keras.layers.Layer):
         bias = ops.reshape(bias, (num_tokens, num_tokens, self.num_heads))
         return ops.cast(ops.transpose(bias, (2, 0, 1)), self.compute_dtype)
 
-    def call(self, windows, attention_mask=None, window_groups=None, training=None):
+    def call(self, windows, attention_mask=None, mask_factors=None, training=None):
         num_tokens = windows.shape[1]
         qkv = ops.reshape(self.qkv(windows), (-1, num_tokens, 3, self.num_heads, self.head_dim))
         # The fused kernel needs the number of windows, unknown while Keras' OpenVINO backend
         # traces the model (batch None), and has no attention dropout.
         fused = keras.backend.backend() in FUSED_ATTENTION_BACKENDS and windows.shape[0] is not None
         if fused and not (training and self.attn_drop > 0):
-            x = self.backend_attention(qkv, attention_mask, window_groups)
+            x = self.backend_attention(qkv, attention_mask, mask_factors)
         else:
-            x = self.explicit_attention(qkv, attention_mask, training, window_groups)
+            x = self.explicit_attention(qkv, attention_mask, training, mask_factors)
         return self.proj_dropout(self.proj(x), training=training)
 
-    def explicit_attention(self, qkv, attention_mask, training, window_groups=None):
+    def explicit_attention(self, qkv, attention_mask, training, mask_factors=None):
         """Attention written out in matrix products, with dropout on its weights.
 
         The faster path on TensorFlow, whose oneDNN batched products beat the einsums of its
@@ -195,27 +212,25 @@ class WindowAttention3D(keras.layers.Layer):
 
         Args:
             qkv: ``(B_, N', 3, heads, head_dim)``.
-            attention_mask: ``(nWindows, N', N')``, ``(groups, N', N')`` or ``None``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
             training: whether dropout is active.
-            window_groups: windows per group within a clip, or ``None``.
+            mask_factors: ``(qm, km)`` or ``None``.
 
         Returns:
             ``(B_, N', C)``.
         """
         attend = functools.partial(self.attend, training=training)
-        if window_groups is not None:
-            return self.attend_by_group(qkv, attention_mask, window_groups, attend)
-        return self.attend_in_chunks(qkv, attention_mask, attend)
+        return self.attend_in_chunks(qkv, attention_mask, attend, mask_factors)
 
-    def backend_attention(self, qkv, attention_mask, window_groups=None):
+    def backend_attention(self, qkv, attention_mask, mask_factors=None):
         """Attention by the backend's own ``dot_product_attention``, the relative position
         bias and the chunk's mask summed into its one additive bias: on torch its fused
         kernel (Swin-T's stage-0 attention 3x faster than the matrix products). No dropout.
 
         Args:
             qkv: ``(B_, N', 3, heads, head_dim)``, ``B_`` known.
-            attention_mask: ``(nWindows, N', N')``, ``(groups, N', N')`` or ``None``.
-            window_groups: windows per group within a clip, or ``None``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            mask_factors: ``(qm, km)`` or ``None``.
 
         Returns:
             ``(B_, N', C)``.
@@ -229,11 +244,9 @@ class WindowAttention3D(keras.layers.Layer):
             x = ops.dot_product_attention(query, key, value, bias=bias, scale=1.0)
             return ops.transpose(x, (0, 2, 1, 3))
 
-        if window_groups is not None:
-            return self.attend_by_group(qkv, attention_mask, window_groups, attend)
-        return self.attend_in_chunks(qkv, attention_mask, attend)
+        return self.attend_in_chunks(qkv, attention_mask, attend, mask_factors)
 
-    def attend_in_chunks(self, qkv, attention_mask, attend):
+    def attend_in_chunks(self, qkv, attention_mask, attend, mask_factors=None):
         """``attend`` over the windows a few at a time, in clip order.
 
         Where the number of windows is known they are attended `windows_per_chunk` at a time,
@@ -249,6 +262,7 @@ class WindowAttention3D(keras.layers.Layer):
                 chunk's ``(b, heads, N', head_dim)`` query (already scaled), key and value,
                 the bias ``(1, heads, N', N')`` and the chunk's mask ``(b, N', N')`` (or the
                 whole mask, or ``None``).
+            mask_factors: ``(qm, km)`` or ``None``; given, all windows are attended at once.
 
         Returns:
             ``(B_, N', C)``.
@@ -260,11 +274,15 @@ class WindowAttention3D(keras.layers.Layer):
             qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)
             query, key, value = qkv[0], qkv[1], qkv[2]
         query = query * self.scale
+        if mask_factors is not None:
+            query_columns, key_columns = mask_factors
+            query = with_mask_columns(query, query_columns)
+            key = with_mask_columns(key, key_columns)
         bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
         step = windows_per_chunk(
             batch_windows, self.num_heads, num_tokens, attention_mask, self.compute_dtype
         )
-        if step is None:
+        if step is None or mask_factors is not None:
             x = attend(query, key, value, bias, attention_mask)
         else:
             chunks = []
@@ -278,34 +296,6 @@ class WindowAttention3D(keras.layers.Layer):
             x = ops.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
         # (B_, heads, N', head_dim) -> (B_, N', C)
         return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
-
-    def attend_by_group(self, qkv, masks, window_groups, attend):
-        """``attend`` over each group of windows in one pass, with the group's bias and mask
-        summed into one ``(1, heads, N', N')`` term (OpenVINO folds it into one constant; one
-        sum per window would be ``nWindows`` of them: Swin-T's stage 1 has 128, 236 MB).
-
-        Args:
-            qkv: ``(B * nWindows, N', 3, heads, head_dim)``, each clip's windows in group order.
-            masks: ``(groups, N', N')``, one per group.
-            window_groups: windows per group within a clip.
-            attend: as for `attend_in_chunks`.
-
-        Returns:
-            ``(B * nWindows, N', C)``.
-        """
-        num_tokens = qkv.shape[1]
-        bias = self.relative_position_bias(num_tokens)  # (heads, N', N')
-        per_clip = ops.reshape(qkv, (-1, sum(window_groups), *qkv.shape[1:]))
-        groups = ops.split(per_clip, list(itertools.accumulate(window_groups))[:-1], axis=1)
-        outputs = []
-        for group, mask, size in zip(groups, ops.unstack(masks), window_groups, strict=True):
-            group = ops.reshape(group, (-1, *qkv.shape[1:]))  # (b, N', 3, heads, head_dim)
-            query, key, value = (ops.transpose(group[:, :, i], (0, 2, 1, 3)) for i in range(3))
-            x = attend(query * self.scale, key, value, (bias + mask[None])[None], None)
-            x = ops.transpose(x, (0, 2, 1, 3))  # (b, N', heads, head_dim)
-            outputs.append(ops.reshape(x, (-1, size, num_tokens, self.dim)))
-        x = ops.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
-        return ops.reshape(x, (-1, num_tokens, self.dim))
 
     def attend(self, query, key, value, bias, mask, training):
         """``softmax(query key^T + bias + mask) value`` over windows ``(b, heads, N', hd)``.

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from videoswin_tf.architectures import DEFAULT_WINDOW
@@ -18,6 +19,7 @@ from videoswin_tf.layers.windows import (
     pad_to_multiple,
     shifted_window_groups,
     shifted_window_mask,
+    shifted_window_mask_factors,
     shifted_window_regions,
     take_tokens,
     window_partition,
@@ -112,7 +114,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         window, shift = effective_window((depth, height, width), self.window_size, self.shift_size)
         x = pad_to_multiple(self.norm1(x), window)  # (B, Dp, Hp, Wp, C)
         if any(shift) and attends_fusably():
-            x = self.grouped_attention(x, window, shift, training)
+            x = self.factored_attention(x, window, shift, training)
         else:
             x = self.windowed_attention(x, window, shift, training)
         return x[:, :depth, :height, :width, :]
@@ -135,18 +137,18 @@ class SwinTransformerBlock3D(keras.layers.Layer):
             x = ops.roll(x, shift=list(shift), axis=[1, 2, 3])
         return x
 
-    def grouped_attention(self, x, window, shift, training):
+    def factored_attention(self, x, window, shift, training):
         """`windowed_attention` of a shifted block for OpenVINO (`attends_fusably`): one
-        gather rolls, partitions and orders the windows by mask (`shifted_window_groups`), so
-        that each group's bias and mask fold into one ``(heads, N', N')`` constant (at most 8
-        per block, against one per window), and one gather puts the tokens back."""
+        gather rolls and partitions (`shifted_window_groups`), the mask enters attention as
+        extra query and key columns (`shifted_window_mask_factors`), so that OpenVINO folds
+        one ``(heads, N', N')`` bias constant per block and no mask, and one gather puts the
+        tokens back. All windows are attended in one pass."""
         padded_size = tuple(x.shape[1:4])
         groups = shifted_window_groups(padded_size, window, shift)
         windows = take_tokens(x, groups.gather, (groups.regions.shape[1],))  # (B * nW, N', C)
-        masks = shifted_window_mask(groups.regions, self.compute_dtype)  # (groups, N', N')
-        windows = self.attn(
-            windows, attention_mask=masks, window_groups=groups.sizes, training=training
-        )
+        regions = np.repeat(groups.regions, groups.sizes, axis=0)  # (nW, N'), windows' order
+        factors = shifted_window_mask_factors(regions)
+        windows = self.attn(windows, mask_factors=factors, training=training)
         return take_tokens(windows, groups.scatter, padded_size)  # (B, Dp, Hp, Wp, C)
 
     def call(self, x, training=None):

@@ -180,6 +180,34 @@ def shifted_window_mask(regions, dtype: str = "float32"):
     return ops.cast(ops.where(differs, -100.0, 0.0), dtype)
 
 
+@functools.cache
+def _region_factors(regions: bytes, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.frombuffer(regions, dtype=np.int32).reshape(shape)
+    # Each window's labels renumbered 0..R-1 (at most 8 regions a window: 2 per shifted axis).
+    local = np.stack([np.unique(row, return_inverse=True)[1].reshape(-1) for row in labels])
+    onehot = (local[..., None] == np.arange(local.max() + 1)).astype(np.float32)
+    return -100.0 * onehot[:, None], 1.0 - onehot[:, None]
+
+
+def shifted_window_mask_factors(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`shifted_window_mask` as extra query and key columns: ``[q, qm] . [k, km] = q . k +
+    mask`` for every pair of tokens of a window, so that attention needs no mask constant
+    per window (OpenVINO folds the bias and a ``(nWindows, N', N')`` mask into one
+    ``(nWindows, heads, N', N')`` constant: Swin-T's stage 3, 59 MB a block).
+
+    With each token's region ``r`` one-hot over the window's ``R`` regions, ``qm = -100 *
+    onehot(r)`` and ``km = 1 - onehot(r)``: ``qm_i . km_j = -100 * [r_i != r_j]`` exactly.
+
+    Args:
+        regions: int32 ``(nWindows, N')`` labels from `shifted_window_regions`.
+
+    Returns:
+        ``(qm, km)``, float32 ``(nWindows, 1, N', R)`` each (broadcast over heads).
+    """
+    regions = np.ascontiguousarray(regions, dtype=np.int32)
+    return _region_factors(regions.tobytes(), regions.shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class WindowGroups:
     """A shifted block's windows grouped by their mask, as gather indices.

@@ -253,9 +253,17 @@ def test_engines_this_machine_cannot_run_are_refused_before_any_work(
     monkeypatch.setenv(inference.CACHE_ENV, str(weights))
     result = CliRunner().invoke(main, common)
     assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == (
+    assert result.output == (  # one line: no usage lines, the command line is not at fault
         f"Error: VSWIN_OPENVINO_CACHE={weights} is not a folder; point it at a folder this "
-        "user can write, or unset it"
+        "user can write, or unset it\n"
+    )
+    monkeypatch.setenv(inference.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("VSWIN_OPENVINO_CACHE_ENTRIES", "0")
+    result = CliRunner().invoke(main, common)
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: VSWIN_OPENVINO_CACHE_ENTRIES=0 is not a positive whole number of cache entries "
+        "(IR and compiled blob); set it to e.g. 4, or unset it\n"
     )
 
 

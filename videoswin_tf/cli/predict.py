@@ -75,6 +75,14 @@ space; the next run converts again.
 """
 
 
+class SettingError(click.ClickException):
+    """A bad environment setting (``VSWIN_OPENVINO_CACHE``, ``VSWIN_OPENVINO_CACHE_ENTRIES``):
+    one ``Error:`` line on stderr, without the usage lines a bad option gets (the command line
+    is not at fault), and exit status 2 as for bad options."""
+
+    exit_code = 2
+
+
 @click.command(
     epilog=EXAMPLES,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -279,7 +287,7 @@ def main(
     try:
         choice = choose(engine, precision)
     except CacheFolderError as error:
-        raise click.UsageError(str(error)) from None
+        raise SettingError(str(error)) from None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--engine/--precision") from None
     if out_dir is not None and (json_path or features_dir):

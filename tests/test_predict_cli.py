@@ -132,8 +132,9 @@ def test_weights_that_do_not_fit_the_config(tmp_path, tiny_weights):
     )
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        f"Error: Invalid value: {weights}: is no HDF5 file (it starts with b'not hdf5') though "
-        "its name ends in .h5; pass a weights file written by model.save_weights or vswin-convert"
+        f"Error: Invalid value for --weights: {weights}: is no HDF5 file (it starts with "
+        "b'not hdf5') though its name ends in .h5; pass a weights file written by "
+        "model.save_weights or vswin-convert"
     )
     result = CliRunner().invoke(  # a model of another window than the config's
         main, ["clip.mp4", "--weights", str(tiny_weights), "--config", "swin_b_ssv2"]

@@ -36,7 +36,7 @@ from videoswin_tf.video.dataset import (
 )
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
-from videoswin_tf.video.model_setup import PredictSetup, predict_setup
+from videoswin_tf.video.model_setup import PredictSetup, SetupError, predict_setup
 from videoswin_tf.video.predict import DEFAULT_BATCH, VideoOutput, predict_video, view_pipeline
 from videoswin_tf.video.sampling import PROTOCOLS, clip_indices
 from videoswin_tf.video.snippets import SnippetSpec, snippet_features
@@ -279,6 +279,11 @@ def main(
     """
     try:
         setup = predict_setup(weights, config)
+    except SetupError as error:  # the message names --config or the file itself
+        raise click.BadParameter(str(error)) from None
+    except ValueError as error:  # the weights file is a folder or another network's
+        raise click.BadParameter(str(error), param_hint="--weights") from None
+    try:
         clip_indices(setup.pipeline.clip_len, view_pipeline(setup.pipeline, views), sampling)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None

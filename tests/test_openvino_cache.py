@@ -125,8 +125,8 @@ def test_a_bad_bound_is_one_line_before_any_model(tmp_path, monkeypatch, value):
     with pytest.raises(inference.CacheFolderError) as caught:
         inference.check_cache_folder()
     assert str(caught.value) == (
-        f"VSWIN_OPENVINO_CACHE_ENTRIES={value} is not a positive whole number of cached IRs; "
-        "set it to e.g. 4, or unset it"
+        f"VSWIN_OPENVINO_CACHE_ENTRIES={value} is not a positive whole number of cache entries "
+        "(IR and compiled blob); set it to e.g. 4, or unset it"
     )
 
 

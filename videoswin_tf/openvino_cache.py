@@ -62,8 +62,8 @@ def max_entries() -> int:
         return DEFAULT_ENTRIES
     if not value.isdigit() or int(value) < 1:
         raise ValueError(
-            f"{ENTRIES_ENV}={value} is not a positive whole number of cached IRs; set it to "
-            f"e.g. {DEFAULT_ENTRIES}, or unset it"
+            f"{ENTRIES_ENV}={value} is not a positive whole number of cache entries (IR and "
+            f"compiled blob); set it to e.g. {DEFAULT_ENTRIES}, or unset it"
         )
     return int(value)
 

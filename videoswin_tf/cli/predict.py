@@ -36,7 +36,7 @@ from videoswin_tf.video.dataset import (
 )
 from videoswin_tf.video.decode import VideoError
 from videoswin_tf.video.features_file import FORMATS, save_features
-from videoswin_tf.video.model_setup import PredictSetup, predict_setup
+from videoswin_tf.video.model_setup import PredictSetup, SetupError, predict_setup
 from videoswin_tf.video.predict import DEFAULT_BATCH, VideoOutput, predict_video, view_pipeline
 from videoswin_tf.video.sampling import PROTOCOLS, clip_indices
 from videoswin_tf.video.snippets import SnippetSpec, snippet_features
@@ -69,10 +69,18 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
 OpenVINO cache: VSWIN_OPENVINO_CACHE=DIR keeps, per weights and clip shape, the model the
 openvino engine converted (its IR) and compiled, so later runs skip both (Swin-T: a run
 started in 10.4 s instead of 16.0 s). It keeps the {DEFAULT_ENTRIES} most recently used
-(Swin-T's: 0.6 GB for a batch of three clips, more for one clip;
+(Swin-T's: about 0.8 GB each, its IR 403 MB and compiled blob 406 MB, for one clip or three;
 VSWIN_OPENVINO_CACHE_ENTRIES=N keeps N). DIR is only a cache: delete it any time to free the
 space; the next run converts again.
 """
+
+
+class SettingError(click.ClickException):
+    """A bad environment setting (``VSWIN_OPENVINO_CACHE``, ``VSWIN_OPENVINO_CACHE_ENTRIES``):
+    one ``Error:`` line on stderr, without the usage lines a bad option gets (the command line
+    is not at fault), and exit status 2 as for bad options."""
+
+    exit_code = 2
 
 
 @click.command(
@@ -271,6 +279,11 @@ def main(
     """
     try:
         setup = predict_setup(weights, config)
+    except SetupError as error:  # the message names --config or the file itself
+        raise click.BadParameter(str(error)) from None
+    except ValueError as error:  # the weights file is a folder or another network's
+        raise click.BadParameter(str(error), param_hint="--weights") from None
+    try:
         clip_indices(setup.pipeline.clip_len, view_pipeline(setup.pipeline, views), sampling)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
@@ -279,7 +292,7 @@ def main(
     try:
         choice = choose(engine, precision)
     except CacheFolderError as error:
-        raise click.UsageError(str(error)) from None
+        raise SettingError(str(error)) from None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--engine/--precision") from None
     if out_dir is not None and (json_path or features_dir):

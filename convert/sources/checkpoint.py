@@ -26,6 +26,7 @@ import os
 import pickle
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -248,14 +249,15 @@ def resave_command(path: Path) -> str:
     """The shell command that re-saves a trusted checkpoint's tensors as ``plain.pth``: those of
     its ``state_dict`` or ``model`` entry, of a pickled module's ``state_dict()``, or of the file
     itself when it is a bare state dict. Only tensors are kept, so the safe loader reads the
-    result."""
+    result. It runs the interpreter running this converter, so it works outside an activated
+    virtual environment."""
     program = (
         f"import torch; c = torch.load({json.dumps(str(path))}, weights_only=False); "
         'w = next((c[k] for k in ("state_dict", "model") if isinstance(c, dict) and k in c), c); '
         'w = w.state_dict() if hasattr(w, "state_dict") else w; '
         'torch.save({k: v for k, v in w.items() if torch.is_tensor(v)}, "plain.pth")'
     )
-    return f"python -c {shlex.quote(program)}"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}"
 
 
 def numpy_globals() -> list:

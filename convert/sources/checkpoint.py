@@ -39,6 +39,7 @@ from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
 from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
 from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
 from videoswin_tf.convert.sources.training_objects import training_object_globals
+from videoswin_tf.weights_file import cut_short
 
 CONTAINERS = ("state_dict", "model")
 PREFIXES = ("backbone.", "cls_head.")
@@ -238,10 +239,10 @@ def _read(path: Path) -> object:
             f"checkpoint run code. If you trust the file, re-save its weights as a plain state "
             f"dict and convert that: {resave_command(path)}"
         ) from error
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+    except Exception as error:  # torch raises many types for a torch file it cannot read
+        detail = _one_line(str(error).partition(". ")[0])  # not miniz's advice that follows
         raise CheckpointError(
-            f"{path}: could not be read as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{_one_line(str(error)) or 'no detail'}); pass a file written by torch.save"
+            cut_short(path, f"{type(error).__name__}{': ' if detail else ''}{detail}")
         ) from error
 
 

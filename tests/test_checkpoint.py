@@ -273,7 +273,11 @@ def test_keys_outside_backbone_and_head(tmp_path):
     )
     assert error_of(path) == (
         f"{path}: 1 key neither backbone.* nor cls_head.*: fc.weight. This does not look like a "
-        f"Video Swin recognizer checkpoint"
+        "Video Swin recognizer checkpoint; --pth takes a Video Swin recognizer's or backbone's "
+        "checkpoint (mmaction2's or the authors' Video-Swin .pth: backbone.* and cls_head.* "
+        "keys), torchvision's swin3d_t/s/b, a 2D ImageNet Swin (Microsoft's or timm's), or the "
+        "seed's, the Keras 3 rewrite's or KerasCV's Keras files (vswin-convert --help, under "
+        "Sources, says what each needs)"
     )
 
 

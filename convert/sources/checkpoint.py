@@ -46,6 +46,13 @@ PREFIXES = ("backbone.", "cls_head.")
 DDP_PREFIX = "module."
 PREPROCESSOR = "data_preprocessor."
 DETAIL_CHARS = 200  # of a reader's own error message quoted in ours
+# What --pth converts, as the next step for a PyTorch file of some other model.
+PTH_SOURCES = (
+    "--pth takes a Video Swin recognizer's or backbone's checkpoint (mmaction2's or the authors' "
+    "Video-Swin .pth: backbone.* and cls_head.* keys), torchvision's swin3d_t/s/b, a 2D ImageNet "
+    "Swin (Microsoft's or timm's), or the seed's, the Keras 3 rewrite's or KerasCV's Keras files "
+    "(vswin-convert --help, under Sources, says what each needs)"
+)
 EMA_BUFFER = "ema_"  # mmcv 1.x EMAHook: ema_ + parameter name with "." -> "_"
 EMA_STATE = "ema_state_dict"  # mmengine EMAHook: the averaged model's state dict
 EMA_MODULE = "module."  # mmengine's averaged model wraps the model as .module
@@ -463,7 +470,7 @@ def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
         "They look like a Swin backbone saved without the 'backbone.' prefix, mixed with "
         "prefixed keys; re-save the keys with 'backbone.' in front"
         if looks_like_backbone
-        else "This does not look like a Video Swin recognizer checkpoint"
+        else f"This does not look like a Video Swin recognizer checkpoint; {PTH_SOURCES}"
     )
     return (
         f"{path}: {len(unknown)} key{'s' if len(unknown) != 1 else ''} neither backbone.* nor "

@@ -125,11 +125,15 @@ def load_with_keras(keras_load: Callable[..., None], path: str | os.PathLike, **
 
 
 def refuse_pytorch(path: Path) -> None:
-    """The one-line `ValueError` for a PyTorch checkpoint given where Keras weights go."""
+    """The one-line `ValueError` for a PyTorch checkpoint given where Keras weights go: the
+    command that converts it comes last, to copy as it is, after the ``--config`` advice that
+    keeps its classes' names."""
     out = f"{path.name.partition('.')[0]}{NATIVE_SUFFIX}"
     raise ValueError(
-        f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once with: "
-        f"vswin-convert --pth {shlex.quote(str(path))} --out {shlex.quote(out)}, then load {out}"
+        f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once, then load {out}, "
+        "adding --config swin_t_k400 (or the named config it was trained as; vswin-convert --help "
+        "lists them) to record its classes' names: "
+        f"vswin-convert --pth {shlex.quote(str(path))} --out {shlex.quote(out)}"
     )
 
 

@@ -22,7 +22,7 @@ Examples:
       --out TFVideoSwinT_K400_IN1K_P244_W877_32x224.h5    # the seed's name and layout
   vswin-convert --config swin_b_ssv2 --pth swin_base_patch244_window1677_sthv2.pth \\
       --parity-frames 16 --parity-size 112
-  SWIN=$(python -c 'import mmaction; print(mmaction.__path__[0])')/.mim/configs/recognition/swin
+  SWIN=$(python -c 'import mmaction; print(mmaction.__path__[0])')/.mim/configs/recognition/swin &&
   vswin-convert --pth swin_tiny_patch244_window877_kinetics400_1k.pth \\
       --config "$SWIN/swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py"
   vswin-convert --pth swin_tiny_patch4_window7_224.pth --config swin_t_k400   # 2D, inflated

@@ -4,7 +4,8 @@
 
 `convert` runs them in that order; each phase is one function below. ``load``, ``build``,
 ``map``, ``write`` and the gate's ``parity`` print ``[phase] ...`` and ``[phase] done in N s``
-(`Progress`); ``resolve`` is silent. The config is resolved once and the Keras model built once:
+(`Progress`); ``resolve`` is silent. The config is resolved once, before the checkpoint is read
+(a bad ``--config`` fails at once), and the Keras model built once:
 the checkpoint is mapped into it, it is written, loaded back from its own file (the write check),
 and that same model, now holding exactly the file's values, runs for parity.
 """
@@ -115,7 +116,8 @@ def convert(
         ConversionError: bad input, a config that disagrees with the checkpoint, or keys
             that do not map; `ParityFailure` when parity fails. Nothing is left at the output
             path in any of these cases (a failed parity run still saves its report).
-        CheckpointError, ConfigError: an unreadable checkpoint or config.
+        CheckpointError, ConfigError: an unreadable checkpoint or config (a config's errors
+            before the checkpoint is read).
         OutputError: ``out`` is a directory, exists without ``force``, or its folder is
             missing or not writable; raised before the checkpoint is read.
     """
@@ -125,8 +127,9 @@ def convert(
         check_weights_name(out)
         out = check_destination(out, force)
 
+    target = resolve_config(config, trust_config) if config is not None else None
     checkpoint = load(pth, progress, ema, source)
-    checkpoint, spec = resolve(checkpoint, config, trust_config, progress)
+    checkpoint, spec = resolve(checkpoint, config, target, progress)
     if out is None:
         out = default_output(spec, pth)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -161,17 +164,20 @@ def load(
 
 
 def resolve(
-    checkpoint: LoadedCheckpoint, config: str | None, trust_config: bool, progress: Progress
+    checkpoint: LoadedCheckpoint,
+    config: str | None,
+    target: ModelSpec | None,
+    progress: Progress,
 ) -> tuple[LoadedCheckpoint, ModelSpec]:
-    """Phase ``resolve`` (silent but for inflation notes): the config read once, a 2D checkpoint
-    inflated to it, and the `ModelSpec` to build, checked against the checkpoint's tensors (or
-    inferred from them without a config).
+    """Phase ``resolve`` (silent but for inflation notes): a 2D checkpoint inflated to the
+    model ``target`` that ``--config`` (``config``, as given) names, read before the checkpoint,
+    and the `ModelSpec` to build, checked against the checkpoint's tensors (or inferred from
+    them without a config).
 
     Raises:
         ConversionError: the config disagrees with the checkpoint, or a 2D checkpoint cannot
             be inflated to it.
     """
-    target = resolve_config(config, trust_config) if config is not None else None
     if checkpoint.source is not None and checkpoint.source.inflate:
         checkpoint = _inflated(checkpoint, target, progress)
     if target is None:

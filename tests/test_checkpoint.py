@@ -201,6 +201,25 @@ def test_not_a_checkpoint(tmp_path):
     assert message.endswith("); pass a file written by torch.save")
 
 
+def test_a_checkpoint_cut_short(tmp_path):
+    """torch.save's zip and its legacy pickle stream, each cut in half: the HDF5 wording,
+    torch's first sentence only (not miniz's advice after it)."""
+    for legacy in (False, True):
+        path = tmp_path / f"cut{int(legacy)}.pth"
+        torch.save({"w": torch.ones(1000)}, path, _use_new_zipfile_serialization=not legacy)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        detail = (
+            "RuntimeError: unexpected EOF, expected 2176 more bytes"
+            if legacy
+            else "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding "
+            "central directory"
+        )
+        assert error_of(path) == (
+            f"{path}: cannot be read ({detail}); it is probably cut short (an interrupted "
+            "download or copy): fetch or write the file again"
+        )
+
+
 def test_not_a_dict(tmp_path):
     path = tmp_path / "list.pth"
     torch.save([torch.ones(1)], path)
@@ -254,7 +273,11 @@ def test_keys_outside_backbone_and_head(tmp_path):
     )
     assert error_of(path) == (
         f"{path}: 1 key neither backbone.* nor cls_head.*: fc.weight. This does not look like a "
-        f"Video Swin recognizer checkpoint"
+        "Video Swin recognizer checkpoint; --pth takes a Video Swin recognizer's or backbone's "
+        "checkpoint (mmaction2's or the authors' Video-Swin .pth: backbone.* and cls_head.* "
+        "keys), torchvision's swin3d_t/s/b, a 2D ImageNet Swin (Microsoft's or timm's), or the "
+        "seed's, the Keras 3 rewrite's or KerasCV's Keras files (vswin-convert --help, under "
+        "Sources, says what each needs)"
     )
 
 

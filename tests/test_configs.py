@@ -1,11 +1,14 @@
 """Named configs, config files, and the architecture a checkpoint's shapes describe."""
 
+import importlib.util
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import SMALL_SPEC
+from convert_runs import convert_cli
 
 from videoswin_tf.convert.configs.resolve import (
     ConfigError,
@@ -190,8 +193,38 @@ def test_unknown_name_lists_the_known_ones(tmp_path):
         "swin_b_k600_in22k, swin_b_ssv2, swin_s_k400, swin_t_k400. Or pass a path to a .json "
         "config like those in configs/, or to an mmaction2 recognition config (.py)"
     )
-    with pytest.raises(ConfigError, match=f"^{tmp_path / 'gone.py'}: no such config file$"):
+    with pytest.raises(ConfigError, match=f"^{tmp_path / 'gone.json'}: no such config file$"):
+        resolve_config(str(tmp_path / "gone.json"))
+
+
+def test_a_missing_mmaction2_config_says_where_mmaction2_keeps_them(tmp_path):
+    """The folder is the installed package's; a path under /.mim is a ``$(python ...)`` that
+    printed nothing (a python without mmaction2), and the message says so."""
+    package = importlib.util.find_spec("mmaction").submodule_search_locations[0]
+    swin = Path(package) / ".mim/configs/recognition/swin"
+    with pytest.raises(ConfigError) as error:
         resolve_config(str(tmp_path / "gone.py"))
+    assert str(error.value) == (
+        f"{tmp_path / 'gone.py'}: no such config file; mmaction2's Swin configs are in {swin}"
+    )
+    with pytest.raises(ConfigError) as error:
+        resolve_config("/.mim/configs/recognition/swin/swin-tiny.py")
+    assert str(error.value) == (
+        "/.mim/configs/recognition/swin/swin-tiny.py: no such config file; the $(python ...) "
+        "meant to print mmaction2's folder printed nothing: run it alone to see why (that "
+        f"python may lack mmaction2); mmaction2's Swin configs are in {swin}"
+    )
+
+
+def test_a_bad_config_is_refused_before_the_checkpoint_is_read(tmp_path):
+    """The checkpoint is missing too: the config's error comes first."""
+    for config, said in (
+        ("swin_x_k400", "error: unknown config 'swin_x_k400'; named configs: "),
+        (str(tmp_path / "gone.py"), f"error: {tmp_path / 'gone.py'}: no such config file; "),
+    ):
+        result = convert_cli("--pth", tmp_path / "missing.pth", "--config", config)
+        assert result.exit_code == 2
+        assert result.output.startswith(said), result.output
 
 
 def test_mmaction2_shipped_config_resolves_to_tiny_400():

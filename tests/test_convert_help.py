@@ -148,3 +148,22 @@ def _save_kerascv_without_names(path: Path) -> None:
     classifier.save_weights(str(path))
     with h5py.File(path, "r+") as file:  # visititems stops at the first non-None return
         file.visititems(lambda name, item: item.attrs.pop("name", None) and None)
+
+
+def test_the_mmaction2_config_example_stops_where_python_lacks_mmaction(tmp_path):
+    """A ``python`` on PATH that cannot import mmaction (a shell outside the venv): the example
+    that sets SWIN stops there instead of passing ``/.mim/configs/...`` to vswin-convert."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho \"No module named 'mmaction'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    capture = "vswin-convert() { printf '%s\\0' \"$@\"; printf '\\n'; }\n"
+    done = subprocess.run(
+        ["bash", "-c", capture + example_block()],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"},
+    )
+    commands = [line.split("\0")[:-1] for line in done.stdout.splitlines()]
+    assert len(commands) == 11  # the 12 of split_commands but the one using $SWIN
+    assert not any(argument.endswith(MMACTION2_CONFIG) for argv in commands for argument in argv)
+    assert done.stderr == "No module named 'mmaction'\n"

@@ -346,8 +346,10 @@ def test_a_pytorch_checkpoint_a_misnamed_h5_or_a_missing_file_given_to_keras(cut
     for path in (zipped, pickled):
         stem = path.name.removesuffix(".pth")
         message = (
-            f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once with: "
-            f"vswin-convert --pth {path} --out {stem}.weights.h5, then load {stem}.weights.h5"
+            f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once, then load "
+            f"{stem}.weights.h5, adding --config swin_t_k400 (or the named config it was trained "
+            "as; vswin-convert --help lists them) to record its classes' names: "
+            f"vswin-convert --pth {path} --out {stem}.weights.h5"
         )
         for read in (model.load_weights, resolve, read_file_config):
             with pytest.raises(ValueError) as caught:

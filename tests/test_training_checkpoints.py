@@ -406,9 +406,9 @@ def test_the_printed_resave_command_works_on_the_refused_file(tmp_path, containe
     assert message.endswith(
         f"re-save its weights as a plain state dict and convert that: {command}"
     )
-    assert command.startswith("python -c ")
+    assert command.startswith(f"{shlex.quote(sys.executable)} -c ")
     subprocess.run(
-        shlex.quote(sys.executable) + command.removeprefix("python"),
+        command,
         shell=True,
         cwd=tmp_path,
         check=True,

@@ -90,10 +90,7 @@ def refuse_unreadable(path: str | os.PathLike | Classified) -> None:
     """
     found = classify(path)
     if found.damage is not None:
-        raise ValueError(
-            f"{found.path}: cannot be read ({found.damage}); it is probably cut short (an "
-            "interrupted download or copy): fetch or write the file again"
-        )
+        raise ValueError(cut_short(found.path, found.damage))
     if found.kind is Kind.TORCH:
         refuse_pytorch(found.path)
     if found.kind is Kind.OTHER and found.path.name.endswith(LEGACY_SUFFIX):
@@ -101,6 +98,15 @@ def refuse_unreadable(path: str | os.PathLike | Classified) -> None:
             f"{found.path}: is no HDF5 file ({found.found}) though its name ends in "
             f"{LEGACY_SUFFIX}; pass a weights file written by model.save_weights or vswin-convert"
         )
+
+
+def cut_short(path: str | os.PathLike, damage: str) -> str:
+    """What is said about a file ``path`` of a known kind that its reader cannot read
+    (``damage``: the reader's error, one line)."""
+    return (
+        f"{path}: cannot be read ({damage}); it is probably cut short (an interrupted download "
+        "or copy): fetch or write the file again"
+    )
 
 
 def load_with_keras(keras_load: Callable[..., None], path: str | os.PathLike, **kwargs) -> None:
@@ -119,11 +125,15 @@ def load_with_keras(keras_load: Callable[..., None], path: str | os.PathLike, **
 
 
 def refuse_pytorch(path: Path) -> None:
-    """The one-line `ValueError` for a PyTorch checkpoint given where Keras weights go."""
+    """The one-line `ValueError` for a PyTorch checkpoint given where Keras weights go: the
+    command that converts it comes last, to copy as it is, after the ``--config`` advice that
+    keeps its classes' names."""
     out = f"{path.name.partition('.')[0]}{NATIVE_SUFFIX}"
     raise ValueError(
-        f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once with: "
-        f"vswin-convert --pth {shlex.quote(str(path))} --out {shlex.quote(out)}, then load {out}"
+        f"{path}: is a PyTorch checkpoint, not Keras weights; convert it once, then load {out}, "
+        "adding --config swin_t_k400 (or the named config it was trained as; vswin-convert --help "
+        "lists them) to record its classes' names: "
+        f"vswin-convert --pth {shlex.quote(str(path))} --out {shlex.quote(out)}"
     )
 
 

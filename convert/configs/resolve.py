@@ -6,6 +6,7 @@ What the checkpoint's own tensors say is `videoswin_tf.convert.mapping.inference
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ DESCRIPTIVE_FIELDS = ("pretrain", "dataset", "acc1", "acc5", "params", "flops")
 # Read by the model package (`videoswin_tf.presets`): the label map and the test-time pipeline.
 PRESET_FIELDS = ("labels", "test_pipeline")
 ARCH_ALIASES = {"t": "tiny", "s": "small", "b": "base", "l": "large"}
+# Where mmaction2's package keeps its Swin recognition configs.
+MMACTION2_SWIN_CONFIGS = ".mim/configs/recognition/swin"
 
 # Defaults of mmaction2's SwinTransformer3D, for keys an mmaction2 config leaves out.
 UPSTREAM_DEFAULTS = {
@@ -100,7 +103,7 @@ def resolve_config(value: str, trust_config: bool = False) -> ModelSpec:
     path = Path(value)
     if path.suffix in (".json", ".py"):
         if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
+            raise ConfigError(_missing_file(path))
         if path.suffix == ".json":
             return _spec_from_json(_read_json(path), path)
         return _spec_from_mmaction(path, trust_config)
@@ -112,6 +115,30 @@ def _shipped() -> dict[str, NamedConfig]:
         return shipped_configs()
     except ConfigFileError as error:
         raise ConfigError(str(error)) from error
+
+
+def _missing_file(path: Path) -> str:
+    """What is said about a config file ``path`` that does not exist: for a ``.py``, where
+    mmaction2's configs are (its installed package's folder, found without importing it), and
+    for a path under ``/.mim``, that the ``$(python ...)`` meant to give that folder gave
+    nothing."""
+    if path.suffix != ".py":
+        return f"{path}: no such config file"
+    spec = importlib.util.find_spec("mmaction")
+    package = spec.submodule_search_locations if spec is not None else None
+    where = (
+        f"mmaction2's Swin configs are in {Path(package[0]) / MMACTION2_SWIN_CONFIGS}"
+        if package
+        else f"mmaction2's Swin configs ship in its package's {MMACTION2_SWIN_CONFIGS} (pip "
+        "install 'videoswin-tf[convert]' installs it)"
+    )
+    empty = (
+        "; the $(python ...) meant to print mmaction2's folder printed nothing: run it alone to "
+        "see why (that python may lack mmaction2)"
+        if path.parts[1:2] == (".mim",)
+        else ""
+    )
+    return f"{path}: no such config file{empty}; {where}"
 
 
 def _unknown_name(value: str, shipped: dict) -> str:

@@ -26,6 +26,7 @@ import os
 import pickle
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,20 @@ from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
 from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
 from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
 from videoswin_tf.convert.sources.training_objects import training_object_globals
+from videoswin_tf.weights_file import cut_short
 
 CONTAINERS = ("state_dict", "model")
 PREFIXES = ("backbone.", "cls_head.")
 DDP_PREFIX = "module."
 PREPROCESSOR = "data_preprocessor."
 DETAIL_CHARS = 200  # of a reader's own error message quoted in ours
+# What --pth converts, as the next step for a PyTorch file of some other model.
+PTH_SOURCES = (
+    "--pth takes a Video Swin recognizer's or backbone's checkpoint (mmaction2's or the authors' "
+    "Video-Swin .pth: backbone.* and cls_head.* keys), torchvision's swin3d_t/s/b, a 2D ImageNet "
+    "Swin (Microsoft's or timm's), or the seed's, the Keras 3 rewrite's or KerasCV's Keras files "
+    "(vswin-convert --help, under Sources, says what each needs)"
+)
 EMA_BUFFER = "ema_"  # mmcv 1.x EMAHook: ema_ + parameter name with "." -> "_"
 EMA_STATE = "ema_state_dict"  # mmengine EMAHook: the averaged model's state dict
 EMA_MODULE = "module."  # mmengine's averaged model wraps the model as .module
@@ -237,10 +246,10 @@ def _read(path: Path) -> object:
             f"checkpoint run code. If you trust the file, re-save its weights as a plain state "
             f"dict and convert that: {resave_command(path)}"
         ) from error
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+    except Exception as error:  # torch raises many types for a torch file it cannot read
+        detail = _one_line(str(error).partition(". ")[0])  # not miniz's advice that follows
         raise CheckpointError(
-            f"{path}: could not be read as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{_one_line(str(error)) or 'no detail'}); pass a file written by torch.save"
+            cut_short(path, f"{type(error).__name__}{': ' if detail else ''}{detail}")
         ) from error
 
 
@@ -248,14 +257,15 @@ def resave_command(path: Path) -> str:
     """The shell command that re-saves a trusted checkpoint's tensors as ``plain.pth``: those of
     its ``state_dict`` or ``model`` entry, of a pickled module's ``state_dict()``, or of the file
     itself when it is a bare state dict. Only tensors are kept, so the safe loader reads the
-    result."""
+    result. It runs the interpreter running this converter, so it works outside an activated
+    virtual environment."""
     program = (
         f"import torch; c = torch.load({json.dumps(str(path))}, weights_only=False); "
         'w = next((c[k] for k in ("state_dict", "model") if isinstance(c, dict) and k in c), c); '
         'w = w.state_dict() if hasattr(w, "state_dict") else w; '
         'torch.save({k: v for k, v in w.items() if torch.is_tensor(v)}, "plain.pth")'
     )
-    return f"python -c {shlex.quote(program)}"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}"
 
 
 def numpy_globals() -> list:
@@ -460,7 +470,7 @@ def _unknown_keys_message(path: Path, unknown: list[str]) -> str:
         "They look like a Swin backbone saved without the 'backbone.' prefix, mixed with "
         "prefixed keys; re-save the keys with 'backbone.' in front"
         if looks_like_backbone
-        else "This does not look like a Video Swin recognizer checkpoint"
+        else f"This does not look like a Video Swin recognizer checkpoint; {PTH_SOURCES}"
     )
     return (
         f"{path}: {len(unknown)} key{'s' if len(unknown) != 1 else ''} neither backbone.* nor "

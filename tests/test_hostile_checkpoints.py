@@ -267,5 +267,6 @@ def test_a_reader_error_quoting_the_file_is_cut_to_one_short_line(tmp_path):
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(path)
     message = str(caught.value)
-    assert "could not be read as a PyTorch checkpoint (ValueError: invalid literal" in message
+    assert ": cannot be read (ValueError: invalid literal" in message
+    assert message.endswith("fetch or write the file again")
     assert "\n" not in message and len(message) < len(str(path)) + 330, len(message)

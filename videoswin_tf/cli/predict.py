@@ -69,7 +69,7 @@ were evaluated; --views 1x1 (one centre crop of one clip) is 12 times faster.
 OpenVINO cache: VSWIN_OPENVINO_CACHE=DIR keeps, per weights and clip shape, the model the
 openvino engine converted (its IR) and compiled, so later runs skip both (Swin-T: a run
 started in 10.4 s instead of 16.0 s). It keeps the {DEFAULT_ENTRIES} most recently used
-(Swin-T's: about 0.8 GB each, its IR 403 MB and compiled blob 406 MB, for one clip or three;
+(Swin-T's: about 0.4 GB each, its IR 201 MB and compiled blob 202 MB, for one clip or three;
 VSWIN_OPENVINO_CACHE_ENTRIES=N keeps N). DIR is only a cache: delete it any time to free the
 space; the next run converts again.
 """

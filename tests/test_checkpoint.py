@@ -1,7 +1,9 @@
 """Reading checkpoints in every published layout, and refusing bad ones with clear messages."""
 
+import os
 import pathlib
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -218,6 +220,84 @@ def test_a_checkpoint_cut_short(tmp_path):
             f"{path}: cannot be read ({detail}); it is probably cut short (an interrupted "
             "download or copy): fetch or write the file again"
         )
+
+
+CUT_SHORT = (
+    "it is probably cut short (an interrupted download or copy): fetch or write the file again"
+)
+
+
+def test_a_legacy_checkpoint_cut_at_any_byte_is_cut_short(tmp_path):
+    """torch's legacy format (a pickle stream, as torch before 1.6 wrote) of the authors'
+    Video-Swin layout (meta and state_dict), cut at every byte. Inside its pickles torch's safe
+    loader fails with an EOFError, IndexError or struct.error, or refuses a global whose name
+    the cut clipped (``collections.OrderedDic``): one cut-short text for all. Inside the
+    tensor's data (its element count, 8 bytes, then 3 float32) torch's own count of missing
+    bytes."""
+    checkpoint = make_checkpoint(SMALL_SPEC, layout="authors", seed=0)
+    checkpoint["state_dict"] = {"cls_head.fc_cls.bias": torch.arange(3.0)}
+    path = tmp_path / "legacy.pth"
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=False)
+    whole = path.stat().st_size
+    assert load_checkpoint(path).state["cls_head.fc_cls.bias"].tolist() == [0.0, 1.0, 2.0]
+    data = whole - 8 - 3 * 4  # where the pickles end and the storage begins
+    torch_errors = set()
+    for size in range(whole - 1, 0, -1):
+        os.truncate(path, size)
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(path)
+        if size < data:
+            detail = f"the file ends inside its pickled objects, at byte {size}"
+            torch_errors.add(type(error.value.__cause__).__name__)
+        else:
+            missing = data + 8 - size if size < data + 8 else whole - size
+            detail = f"RuntimeError: unexpected EOF, expected {missing} more bytes"
+        assert str(error.value) == f"{path}: cannot be read ({detail}); {CUT_SHORT}", size
+    assert torch_errors == {"EOFError", "IndexError", "UnpicklingError", "error"}
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
+def test_a_pickle_claiming_more_bytes_than_the_file_holds(tmp_path):
+    """A length the pickle claims (BINBYTES8 of 2**40 bytes) is read up to the file's end, never
+    allocated first: the file is cut short, said in one line."""
+    path = tmp_path / "claims.pth"
+    path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc")
+    assert error_of(path) == (
+        f"{path}: cannot be read (the file ends inside its pickled objects, at byte 14); "
+        f"{CUT_SHORT}"
+    )
+
+
+def test_a_whole_legacy_checkpoint_holding_objects_is_still_refused(tmp_path):
+    """A legacy-format file whose pickles are whole but hold an object the safe loader refuses:
+    refused as before, cut inside its tensors' data too; cut before the object, cut short. The
+    object's code never runs."""
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+
+    path = tmp_path / "payload.pth"
+    checkpoint = {"state_dict": {"backbone.norm3.weight": torch.ones(4)}, "extra": Payload()}
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=False)
+    whole = path.read_bytes()
+    refusal = (
+        f"{path}: holds Python objects that torch's safe loader (weights_only=True) refuses "
+        "(Unsupported global: GLOBAL pathlib.Path was not an allowed global by default); "
+        "this converter never lets a checkpoint run code. If you trust the file, re-save its "
+        f"weights as a plain state dict and convert that: {resave_command(path)}"
+    )
+    assert error_of(path) == refusal
+    path.write_bytes(whole[:-5])  # inside the tensor's 16 bytes of data
+    assert error_of(path) == refusal
+    cut = whole.index(b"pathlib")
+    path.write_bytes(whole[:cut])
+    assert error_of(path) == (
+        f"{path}: cannot be read (the file ends inside its pickled objects, at byte {cut}); "
+        f"{CUT_SHORT}"
+    )
+    assert not marker.exists()
 
 
 def test_not_a_dict(tmp_path):

@@ -38,6 +38,7 @@ from videoswin_tf.convert.sources.detection import detect_source
 from videoswin_tf.convert.sources.file_kind import NOT_READ, Kind, identify
 from videoswin_tf.convert.sources.layout import Source, SourceError, listing, rename
 from videoswin_tf.convert.sources.mmaction2 import FAMILIES, rename_final_norm
+from videoswin_tf.convert.sources.pickle_stream import unfinished
 from videoswin_tf.convert.sources.training_objects import training_object_globals
 from videoswin_tf.weights_file import cut_short
 
@@ -237,20 +238,28 @@ def _read(path: Path) -> object:
     try:
         with torch.serialization.safe_globals(numpy_globals() + training_object_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+    except Exception as error:  # torch raises many types for a torch file it cannot read
+        raise CheckpointError(_unreadable(path, error)) from error
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """What is said of a torch file torch's safe loader failed on with ``error``: cut short
+    (where a legacy file ends inside its pickles, whatever torch made of that), holding objects
+    the loader refuses, or cut short or damaged as torch's own error says."""
+    ended = unfinished(path)
+    if ended is not None:
+        return cut_short(path, ended)
+    if isinstance(error, pickle.UnpicklingError):
         detail = re.search(REFUSAL_DETAIL, str(error))
-        raise CheckpointError(
+        return (
             f"{path}: holds Python objects that torch's safe loader (weights_only=True) refuses"
             f"{f' ({detail.group(1) or detail.group(2)})' if detail else ''}; this converter "
             "never lets a "
             f"checkpoint run code. If you trust the file, re-save its weights as a plain state "
             f"dict and convert that: {resave_command(path)}"
-        ) from error
-    except Exception as error:  # torch raises many types for a torch file it cannot read
-        detail = _one_line(str(error).partition(". ")[0])  # not miniz's advice that follows
-        raise CheckpointError(
-            cut_short(path, f"{type(error).__name__}{': ' if detail else ''}{detail}")
-        ) from error
+        )
+    detail = _one_line(str(error).partition(". ")[0])  # not miniz's advice that follows
+    return cut_short(path, f"{type(error).__name__}{': ' if detail else ''}{detail}")
 
 
 def resave_command(path: Path) -> str:

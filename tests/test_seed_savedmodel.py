@@ -161,8 +161,8 @@ def load_weights_error(load) -> str:
 def expected_refusal(folder) -> str:
     return (
         f"{folder}: is a TensorFlow SavedModel folder, not a weights file; convert its "
-        f"variables once with: vswin-convert --pth {folder} --out {folder.name}.weights.h5"
-        f", then load {folder.name}.weights.h5"
+        f"variables once, then load {folder.name}.weights.h5: "
+        f"vswin-convert --pth {folder} --out {folder.name}.weights.h5"
     )
 
 
@@ -185,8 +185,8 @@ def test_the_printed_command_converts_with_parity_against_the_seeds_model(
     seed's model restoring the folder, and the file it writes gives the seed's logits."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(SEED_CODE_VARIABLE, str(seed_reference()))
-    printed = expected_refusal(seed_folder).split("once with: ", 1)[1]
-    command = shlex.split(printed.split(", then load", 1)[0])
+    printed = expected_refusal(seed_folder).rpartition(".weights.h5: ")[2]  # the command, last
+    command = shlex.split(printed)
     assert command[0] == "vswin-convert"
     result = convert_cli(*command[1:], *PARITY)
     assert result.exit_code == 0, result.output

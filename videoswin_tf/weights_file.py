@@ -58,9 +58,9 @@ class WeightsMismatchError(ValueError):
 
 
 def refuse_saved_model(path: str | os.PathLike | Classified) -> None:
-    """A one-line `ValueError` for a folder ``path``: for a SavedModel folder naming the
-    ``vswin-convert`` command that converts its variables into a weights file, for any other
-    folder saying to pass the file; nothing for any other path."""
+    """A one-line `ValueError` for a folder ``path``: for a SavedModel folder, the
+    ``vswin-convert`` command that converts its variables into a weights file last, to copy as
+    it is; for any other folder, to pass the file; nothing for any other path."""
     found = classify(path)
     if found.kind is Kind.FOLDER:
         raise ValueError(
@@ -71,9 +71,9 @@ def refuse_saved_model(path: str | os.PathLike | Classified) -> None:
         return
     out = f"{found.path.resolve().name}{NATIVE_SUFFIX}"
     raise ValueError(
-        f"{found.path}: is a TensorFlow SavedModel folder, not a weights file; convert "
-        f"its variables once with: vswin-convert --pth {shlex.quote(str(found.path))} --out "
-        f"{shlex.quote(out)}, then load {out}"
+        f"{found.path}: is a TensorFlow SavedModel folder, not a weights file; convert its "
+        f"variables once, then load {out}: "
+        f"vswin-convert --pth {shlex.quote(str(found.path))} --out {shlex.quote(out)}"
     )
 
 

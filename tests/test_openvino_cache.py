@@ -5,10 +5,13 @@ process is reading, or one being written, is never removed."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from videoswin_tf import inference, openvino_cache
@@ -25,12 +28,13 @@ def write(text: str):
 
 
 def use(cache, key: str, at: float | None = None) -> None:
-    """Use entry ``key`` as the engine does (write it if absent, compile: a blob written into
-    its compiled folder); ``at`` sets its time of use afterwards, for a fixed order."""
+    """Use entry ``key`` as the engine does (write it if absent, compile: a read-only blob
+    written into its compiled folder); ``at`` sets its time of use afterwards, for a fixed order."""
     with openvino_cache.cached_ir(cache, key, write(key)) as entry:
         assert entry.xml.read_text() == key
         entry.compiled.mkdir(parents=True, exist_ok=True)
         (entry.compiled / "blob").write_bytes(b"\1" * 8)
+        (entry.compiled / "blob").chmod(0o440)  # as OpenVINO writes its blobs
     if at is not None:
         os.utime(cache / "ir" / key, (at, at))
 
@@ -137,11 +141,98 @@ def test_the_default_bound(monkeypatch):
     assert openvino_cache.max_entries() == 12
 
 
-def test_without_flock_entries_are_used_and_never_removed(tmp_path, monkeypatch):
-    """Where fcntl does not exist (Windows) no process can tell an entry in use: none goes."""
-    monkeypatch.setattr(openvino_cache, "_fcntl", lambda: None)
-    monkeypatch.setenv(openvino_cache.ENTRIES_ENV, "1")
-    for key in ("a", "b", "c"):
-        use(tmp_path, key)
-    assert kept(tmp_path) == ["a", "b", "c"]
-    assert openvino_cache.evict(tmp_path, keep=1) == []
+class Windows:
+    """Windows' rules where the cache's removal meets them, on Linux: a folder with a file open
+    in it cannot be renamed, and an open or read-only file cannot be deleted
+    (``PermissionError`` each). "Open" is open in this process (``/proc/self/fd``), which is
+    where the simulated reader runs."""
+
+    def __init__(self, monkeypatch):
+        self.rename, self.unlink = os.rename, os.unlink
+        monkeypatch.setattr(openvino_cache, "_fcntl", lambda: None)  # no flock
+        monkeypatch.setattr(os, "rename", self.guarded_rename)
+        monkeypatch.setattr(os, "unlink", self.guarded_unlink)
+
+    @staticmethod
+    def open_files() -> set[str]:
+        fds = Path("/proc/self/fd")
+        return {os.readlink(fds / fd) for fd in os.listdir(fds) if (fds / fd).is_symlink()}
+
+    def guarded_rename(self, source, target, **kwargs):
+        inside = f"{os.path.realpath(source)}{os.sep}"
+        if any(path.startswith(inside) for path in self.open_files()):
+            raise PermissionError(13, "a file in the folder is open", str(source))
+        return self.rename(source, target, **kwargs)
+
+    def guarded_unlink(self, path, *, dir_fd=None):
+        mode = os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        real = os.path.realpath(os.path.join(f"/proc/self/fd/{dir_fd}", path) if dir_fd else path)
+        if not mode & stat.S_IWRITE or real in self.open_files():
+            raise PermissionError(13, "read-only or open", str(path))
+        return self.unlink(path, dir_fd=dir_fd)
+
+
+def test_without_flock_an_entry_in_use_is_kept_and_the_others_removed(tmp_path, monkeypatch):
+    """Where fcntl does not exist (Windows) the reader holds model.xml open instead of a lock:
+    the removal's rename fails on it, so the entry is skipped; the others go, their read-only
+    blobs with them; once the reader is done, its entry goes too."""
+    Windows(monkeypatch)
+    monkeypatch.setenv(openvino_cache.ENTRIES_ENV, "2")
+    start = time.time() - 100
+    for number, key in enumerate(["a", "b", "c"]):
+        use(tmp_path, key, at=start + number)
+    assert kept(tmp_path) == ["b", "c"]
+    assert sorted(p.name for p in (tmp_path / "compiled").iterdir()) == ["b", "c"]
+    with openvino_cache.cached_ir(tmp_path, "b", write("b")) as entry:
+        assert str(entry.xml) in Windows.open_files()
+        os.utime(tmp_path / "ir" / "b", (start, start))  # b is the oldest, and in use
+        assert openvino_cache.evict(tmp_path, keep=0) == ["c"]
+        assert kept(tmp_path) == ["b"]
+    assert str(entry.xml) not in Windows.open_files()
+    assert openvino_cache.evict(tmp_path, keep=0) == ["b"]
+    assert kept(tmp_path) == [] and list((tmp_path / "compiled").iterdir()) == []
+
+
+def test_a_blob_held_open_on_windows_goes_with_a_later_eviction(tmp_path, monkeypatch):
+    """An entry's blob open in another process (Windows: not deletable) outlives its IR's
+    removal; the next eviction removes it once it is closed."""
+    Windows(monkeypatch)
+    use(tmp_path, "a")
+    with open(tmp_path / "compiled" / "a" / "blob", "rb"):
+        assert openvino_cache.evict(tmp_path, keep=0) == ["a"]
+        assert kept(tmp_path) == [] and os.listdir(tmp_path / "compiled" / "a") == ["blob"]
+    assert openvino_cache.evict(tmp_path, keep=0) == []
+    assert list((tmp_path / "compiled").iterdir()) == []
+
+
+@pytest.mark.parametrize("flock", [True, False])
+def test_the_blobs_an_older_version_left_in_the_folder_itself_are_removed(
+    tmp_path, monkeypatch, flock
+):
+    """Versions before ir/ and compiled/ gave OpenVINO the cache folder itself as its
+    CACHE_DIR: the blob OpenVINO writes there (read-only, named by its hash) goes with the next
+    eviction, on Windows (simulated) too; files of other names or contents, and folders, stay."""
+    openvino = pytest.importorskip("openvino")
+    if not flock:
+        Windows(monkeypatch)
+    clip = openvino.opset13.parameter([1, 4], np.float32)
+    inference.compile_openvino(
+        openvino.Model([openvino.opset13.relu(clip)], [clip]), cache_dir=tmp_path
+    )
+    (blob,) = tmp_path.iterdir()
+    assert openvino_cache.OLD_BLOB_NAME.fullmatch(blob.name)
+    assert not blob.stat().st_mode & stat.S_IWRITE
+    others = {"123.blob": b"not OpenVINO's", "model.blob": blob.read_bytes(), "notes.txt": b"x"}
+    for name, content in others.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "456.blob").mkdir()
+    assert openvino_cache.old_blobs(tmp_path) == [blob]
+    use(tmp_path, "a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "123.blob",
+        "456.blob",
+        "compiled",
+        "ir",
+        "model.blob",
+        "notes.txt",
+    ]

@@ -67,11 +67,12 @@ def test_attention_dropout_is_active_in_training_only():
     assert np.abs(trained - inference).max() > 1e-2
 
 
-def test_fusable_attention_attends_in_one_pass_with_the_same_result(monkeypatch):
-    """Inside `fusable_attention` (the OpenVINO trace) the windows are not chunked and q, k, v
+def test_openvino_trace_attends_in_one_pass_with_the_same_result(monkeypatch):
+    """Inside `openvino_trace` (the OpenVINO trace) the windows are not chunked and q, k, v
     are transposed one by one; the result equals the chunked one, and the block resets."""
     from videoswin_tf.layers import attention
-    from videoswin_tf.layers.attention import fusable_attention, windows_per_chunk
+    from videoswin_tf.layers.attention import windows_per_chunk
+    from videoswin_tf.layers.tracing import openvino_trace
 
     monkeypatch.setattr(attention, "CHUNK_BYTES", 8192)  # 2 of a mask's 8 windows at a time
     keras.utils.set_random_seed(0)
@@ -84,20 +85,30 @@ def test_fusable_attention_attends_in_one_pass_with_the_same_result(monkeypatch)
     assert windows_per_chunk(24, 2, 18, mask, "float32") == 2
     for with_mask in (mask, None):
         chunked = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
-        with fusable_attention():
+        with openvino_trace():
             assert windows_per_chunk(24, 2, 18, mask, "float32") is None
             fused = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
         np.testing.assert_allclose(fused, chunked, atol=1e-6, rtol=0)
     assert windows_per_chunk(24, 2, 18, mask, "float32") == 2
 
 
-def test_fusable_shifted_block_puts_the_mask_in_query_and_key_with_the_same_result(monkeypatch):
-    """Inside `fusable_attention` a shifted block attends its 18 windows (2x3x3, W padded from
+def test_openvino_trace_is_off_outside_its_block_and_after_an_error():
+    from videoswin_tf.layers.tracing import in_openvino_trace, openvino_trace
+
+    assert not in_openvino_trace()
+    with pytest.raises(RuntimeError, match="inside"), openvino_trace():
+        assert in_openvino_trace()
+        raise RuntimeError("inside")
+    assert not in_openvino_trace()
+
+
+def test_traced_shifted_block_puts_the_mask_in_query_and_key_with_the_same_result(monkeypatch):
+    """Inside `openvino_trace` a shifted block attends its 18 windows (2x3x3, W padded from
     8 to 9) in one pass, the mask as 8 extra query and key columns (the corner window holds 8
     regions), and gives the windowed result for two clips."""
     from videoswin_tf.layers import attention
-    from videoswin_tf.layers.attention import fusable_attention
     from videoswin_tf.layers.block import SwinTransformerBlock3D
+    from videoswin_tf.layers.tracing import openvino_trace
 
     keras.utils.set_random_seed(0)
     block = SwinTransformerBlock3D(16, 2, window_size=(2, 3, 3), shift_size=(1, 1, 1))
@@ -115,7 +126,7 @@ def test_fusable_shifted_block_puts_the_mask_in_query_and_key_with_the_same_resu
         return extended
 
     monkeypatch.setattr(attention, "with_mask_columns", spy)
-    with fusable_attention():
+    with openvino_trace():
         factored = keras.ops.convert_to_numpy(block(x))
     assert shapes == [((18, 1, 18, 8), (36, 2, 18, 8 + 8))] * 2  # query, key: head_dim 8 + 8
     np.testing.assert_allclose(factored, windowed, atol=1e-5, rtol=0)

@@ -232,18 +232,17 @@ def openvino_model(net, clip_shape: tuple[int | None, ...]):
     of ``clip_shape`` (``None`` for a dimension of any size): traced by ``tf.function`` and
     converted in memory by ``openvino.convert_model``. Its input is ``clip``; its outputs are
     ``net``'s dict keys, or ``output`` for a single tensor. Attention and LayerNorm are traced
-    in the patterns OpenVINO fuses (`fusable_attention`, `fusable_norm`)."""
+    in the patterns OpenVINO fuses (`openvino_trace`)."""
     import openvino
     import tensorflow as tf
 
-    from videoswin_tf.layers.attention import fusable_attention
-    from videoswin_tf.layers.norm import fusable_norm
+    from videoswin_tf.layers.tracing import openvino_trace
 
     def forward(clip):
         out = net(clip, training=False)
         return dict(out) if isinstance(out, dict) else {"output": out}
 
-    with fusable_attention(), fusable_norm():
+    with openvino_trace():
         function = tf.function(forward).get_concrete_function(
             tf.TensorSpec(clip_shape, tf.float32, name="clip")
         )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
 
+from videoswin_tf.layers.tracing import in_openvino_trace
 from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
 # Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
@@ -19,38 +18,6 @@ CHUNK_BYTES = 8 * 2**20
 # `WindowAttention3D.explicit_attention` (measured on Swin-T, README Benchmarks): torch's fused
 # CPU kernel. TensorFlow's is einsums, and on JAX XLA compiles the explicit products faster.
 FUSED_ATTENTION_BACKENDS = ("torch",)
-
-# Whether attention is traced in the pattern that OpenVINO fuses (`fusable_attention`).
-_FUSABLE = contextvars.ContextVar("videoswin_tf_fusable_attention", default=False)
-
-
-@contextlib.contextmanager
-def fusable_attention() -> Iterator[None]:
-    """Within this block, `WindowAttention3D` traces attention in the pattern that OpenVINO's
-    CPU plugin fuses into one attention kernel (which never holds all logits in memory).
-
-    All windows of a call are attended in one ``MatMul-Add-Softmax-MatMul`` (no chunks, no
-    slices, no concat), and query, key and value are each cut from the projection and
-    transposed ``(0, 2, 1, 3)`` on their own, a transpose the fused kernel absorbs, instead of
-    one transpose of the whole projection. A shifted block's mask enters as extra query and
-    key columns (`shifted_window_mask_factors`), so that OpenVINO folds one bias constant per
-    block, not one bias and mask per window. Used for the graphs
-    `videoswin_tf.inference` traces for OpenVINO; TensorFlow and JAX keep the chunks, which
-    are faster for them. The weights and the result are the same. Swin-T 1x32x224x224 on 2
-    shared Zen cores, A/B interleaved: 9.5% less time (median of 7, load 12), peak memory 1.94
-    GiB against 2.05; grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB; the mask as
-    query and key columns instead: IR 403 -> 199 MB, peak 1.82 -> 1.60 GiB, same speed.
-    """
-    token = _FUSABLE.set(True)
-    try:
-        yield
-    finally:
-        _FUSABLE.reset(token)
-
-
-def attends_fusably() -> bool:
-    """Whether attention is being traced for OpenVINO (inside `fusable_attention`)."""
-    return _FUSABLE.get()
 
 
 def window_bias(bias, mask, batch_windows: int):
@@ -79,9 +46,9 @@ def windows_per_chunk(
     The most windows whose logits ``(windows, heads, N', N')`` fit in `CHUNK_BYTES` (at least
     one); with a mask, a divisor of its ``nWindows`` so that every chunk lies in one clip.
     ``None`` (all at once) when ``batch_windows`` is unknown, a single chunk holds them all, or
-    within `fusable_attention`.
+    within `openvino_trace`.
     """
-    if batch_windows is None or _FUSABLE.get():
+    if batch_windows is None or in_openvino_trace():
         return None
     per_window = heads * num_tokens * num_tokens * int(dtype[-2:]) // 8  # float16/32/64 bytes
     step = max(1, CHUNK_BYTES // per_window)
@@ -117,6 +84,18 @@ class WindowAttention3D(keras.layers.Layer):
     computed from the window size and never stored. When the feature map is smaller than the
     window, the window holds ``N' < N`` tokens and the bias uses ``index[:N', :N']`` of the
     full-window index, exactly as the reference does.
+
+    Within `openvino_trace` (the graph converted for OpenVINO) attention is traced in the
+    pattern that OpenVINO's CPU plugin fuses into one attention kernel, which never holds all
+    logits in memory: all windows of a call in one ``MatMul-Add-Softmax-MatMul`` (no chunks,
+    slices or concat); query, key and value each cut from the projection and transposed
+    ``(0, 2, 1, 3)`` on their own (a transpose the fused kernel absorbs); a shifted block's
+    mask as extra query and key columns (`shifted_window_mask_factors`), so that OpenVINO
+    folds one bias constant per block, not a bias and mask per window. TensorFlow and JAX keep
+    the chunks, which are faster for them. Swin-T 1x32x224x224 on 2 shared Zen cores, A/B
+    interleaved: 9.5% less time (median of 7, load 12), peak memory 1.94 GiB against 2.05;
+    grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB; the mask as query and key
+    columns instead: IR 403 -> 199 MB, peak 1.82 -> 1.60 GiB, same speed.
 
     Args:
         dim: channels ``C``.
@@ -268,7 +247,7 @@ class WindowAttention3D(keras.layers.Layer):
             ``(B_, N', C)``.
         """
         batch_windows, num_tokens = qkv.shape[:2]
-        if _FUSABLE.get():  # three (B_, heads, N', head_dim), each from its own transpose
+        if in_openvino_trace():  # three (B_, heads, N', head_dim), each from its own transpose
             query, key, value = (ops.transpose(qkv[:, :, i], (0, 2, 1, 3)) for i in range(3))
         else:
             qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)

@@ -10,10 +10,11 @@ import numpy as np
 from keras import ops
 
 from videoswin_tf.architectures import DEFAULT_WINDOW
-from videoswin_tf.layers.attention import WindowAttention3D, attends_fusably
+from videoswin_tf.layers.attention import WindowAttention3D
 from videoswin_tf.layers.drop_path import DropPath
 from videoswin_tf.layers.mlp import Mlp
 from videoswin_tf.layers.norm import build_norm, norm_config
+from videoswin_tf.layers.tracing import in_openvino_trace
 from videoswin_tf.layers.windows import (
     effective_window,
     pad_to_multiple,
@@ -113,7 +114,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         depth, height, width = x.shape[1:4]
         window, shift = effective_window((depth, height, width), self.window_size, self.shift_size)
         x = pad_to_multiple(self.norm1(x), window)  # (B, Dp, Hp, Wp, C)
-        if any(shift) and attends_fusably():
+        if any(shift) and in_openvino_trace():
             x = self.factored_attention(x, window, shift, training)
         else:
             x = self.windowed_attention(x, window, shift, training)
@@ -138,7 +139,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         return x
 
     def factored_attention(self, x, window, shift, training):
-        """`windowed_attention` of a shifted block for OpenVINO (`attends_fusably`): one
+        """`windowed_attention` of a shifted block for OpenVINO (`in_openvino_trace`): one
         gather rolls and partitions (`shifted_window_groups`), the mask enters attention as
         extra query and key columns (`shifted_window_mask_factors`), so that OpenVINO folds
         one ``(heads, N', N')`` bias constant per block and no mask, and one gather puts the

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
 from videoswin_tf.architectures import DEFAULT_WINDOW
@@ -18,7 +17,7 @@ from videoswin_tf.layers.tracing import in_openvino_trace
 from videoswin_tf.layers.windows import (
     effective_window,
     pad_to_multiple,
-    shifted_window_groups,
+    shifted_window_gather,
     shifted_window_mask,
     shifted_window_mask_factors,
     shifted_window_regions,
@@ -140,17 +139,17 @@ class SwinTransformerBlock3D(keras.layers.Layer):
 
     def factored_attention(self, x, window, shift, training):
         """`windowed_attention` of a shifted block for OpenVINO (`in_openvino_trace`): one
-        gather rolls and partitions (`shifted_window_groups`), the mask enters attention as
+        gather rolls and partitions (`shifted_window_gather`), the mask enters attention as
         extra query and key columns (`shifted_window_mask_factors`), so that OpenVINO folds
         one ``(heads, N', N')`` bias constant per block and no mask, and one gather puts the
         tokens back. All windows are attended in one pass."""
         padded_size = tuple(x.shape[1:4])
-        groups = shifted_window_groups(padded_size, window, shift)
-        windows = take_tokens(x, groups.gather, (groups.regions.shape[1],))  # (B * nW, N', C)
-        regions = np.repeat(groups.regions, groups.sizes, axis=0)  # (nW, N'), windows' order
+        gather, scatter = shifted_window_gather(padded_size, window, shift)
+        regions = shifted_window_regions(padded_size, window, shift)  # (nWindows, N')
+        windows = take_tokens(x, gather, regions.shape[1:])  # (B * nWindows, N', C)
         factors = shifted_window_mask_factors(regions)
         windows = self.attn(windows, mask_factors=factors, training=training)
-        return take_tokens(windows, groups.scatter, padded_size)  # (B, Dp, Hp, Wp, C)
+        return take_tokens(windows, scatter, padded_size)  # (B, Dp, Hp, Wp, C)
 
     def call(self, x, training=None):
         x = x + self.drop_path(self.attention_branch(x, training=training), training=training)

@@ -11,13 +11,21 @@ import numpy as np
 import pytest
 
 from videoswin_tf.layers.attention import WindowAttention3D
-from videoswin_tf.layers.windows import shifted_window_mask, shifted_window_regions
+from videoswin_tf.layers.windows import (
+    shifted_window_mask,
+    shifted_window_mask_factors,
+    shifted_window_regions,
+)
 
 COMPARE = """
 import keras, numpy as np
 from videoswin_tf.layers import attention
 from videoswin_tf.layers.attention import WindowAttention3D
-from videoswin_tf.layers.windows import shifted_window_mask, shifted_window_regions
+from videoswin_tf.layers.windows import (
+    shifted_window_mask,
+    shifted_window_mask_factors,
+    shifted_window_regions,
+)
 
 keras.utils.set_random_seed(0)
 layer = WindowAttention3D(16, (2, 3, 3), 2, name="attn")
@@ -67,11 +75,12 @@ def test_attention_dropout_is_active_in_training_only():
     assert np.abs(trained - inference).max() > 1e-2
 
 
-def test_fusable_attention_attends_in_one_pass_with_the_same_result(monkeypatch):
-    """Inside `fusable_attention` (the OpenVINO trace) the windows are not chunked and q, k, v
-    are transposed one by one; the result equals the chunked one, and the block resets."""
+def test_openvino_trace_attends_in_one_pass_with_the_same_result(monkeypatch):
+    """Inside `openvino_trace` (the OpenVINO trace) the windows are not chunked (no chunk size
+    is asked for) and q, k, v come from three products with the kernel's thirds, the query's
+    scaled; the result equals the chunked one, and the block resets."""
     from videoswin_tf.layers import attention
-    from videoswin_tf.layers.attention import fusable_attention, windows_per_chunk
+    from videoswin_tf.layers.tracing import openvino_trace
 
     monkeypatch.setattr(attention, "CHUNK_BYTES", 8192)  # 2 of a mask's 8 windows at a time
     keras.utils.set_random_seed(0)
@@ -79,25 +88,57 @@ def test_fusable_attention_attends_in_one_pass_with_the_same_result(monkeypatch)
     layer.build((None, 18, 16))
     table = layer.relative_position_bias_table
     table.assign(np.random.default_rng(1).normal(0, 1.5, tuple(table.shape)).astype("float32"))
+    bias = layer.qkv.bias
+    bias.assign(np.random.default_rng(3).normal(0, 1.0, tuple(bias.shape)).astype("float32"))
     mask = shifted_window_mask(shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1)))
     windows = np.random.default_rng(2).standard_normal((3 * 8, 18, 16)).astype("float32")
-    assert windows_per_chunk(24, 2, 18, mask, "float32") == 2
+    chunk_sizes = []
+    sizes = attention.windows_per_chunk
+
+    def spy(*args):
+        chunk_sizes.append(sizes(*args))
+        return chunk_sizes[-1]
+
+    monkeypatch.setattr(attention, "windows_per_chunk", spy)
     for with_mask in (mask, None):
         chunked = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
-        with fusable_attention():
-            assert windows_per_chunk(24, 2, 18, mask, "float32") is None
+        with openvino_trace():
             fused = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
         np.testing.assert_allclose(fused, chunked, atol=1e-6, rtol=0)
-    assert windows_per_chunk(24, 2, 18, mask, "float32") == 2
+    # the two chunked calls only: 8 KiB holds 3 windows' logits; 2 divides the mask's 8
+    assert chunk_sizes == [2, 3]
 
 
-def test_fusable_shifted_block_puts_the_mask_in_query_and_key_with_the_same_result(monkeypatch):
-    """Inside `fusable_attention` a shifted block attends its 18 windows (2x3x3, W padded from
+def test_mask_factors_outside_the_openvino_trace_are_refused():
+    layer = WindowAttention3D(16, (2, 3, 3), 2)
+    regions = shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1))
+    windows = np.zeros((8, 18, 16), "float32")
+    with pytest.raises(ValueError) as error:
+        layer(windows, mask_factors=shifted_window_mask_factors(regions))
+    # Keras puts the layer's name before the message
+    assert (
+        "mask_factors are for the graph traced for OpenVINO (within openvino_trace); "
+        "pass attention_mask (shifted_window_mask) instead"
+    ) in str(error.value)
+
+
+def test_openvino_trace_is_off_outside_its_block_and_after_an_error():
+    from videoswin_tf.layers.tracing import in_openvino_trace, openvino_trace
+
+    assert not in_openvino_trace()
+    with pytest.raises(RuntimeError, match="inside"), openvino_trace():
+        assert in_openvino_trace()
+        raise RuntimeError("inside")
+    assert not in_openvino_trace()
+
+
+def test_traced_shifted_block_puts_the_mask_in_query_and_key_with_the_same_result(monkeypatch):
+    """Inside `openvino_trace` a shifted block attends its 18 windows (2x3x3, W padded from
     8 to 9) in one pass, the mask as 8 extra query and key columns (the corner window holds 8
     regions), and gives the windowed result for two clips."""
     from videoswin_tf.layers import attention
-    from videoswin_tf.layers.attention import fusable_attention
     from videoswin_tf.layers.block import SwinTransformerBlock3D
+    from videoswin_tf.layers.tracing import openvino_trace
 
     keras.utils.set_random_seed(0)
     block = SwinTransformerBlock3D(16, 2, window_size=(2, 3, 3), shift_size=(1, 1, 1))
@@ -115,7 +156,7 @@ def test_fusable_shifted_block_puts_the_mask_in_query_and_key_with_the_same_resu
         return extended
 
     monkeypatch.setattr(attention, "with_mask_columns", spy)
-    with fusable_attention():
+    with openvino_trace():
         factored = keras.ops.convert_to_numpy(block(x))
     assert shapes == [((18, 1, 18, 8), (36, 2, 18, 8 + 8))] * 2  # query, key: head_dim 8 + 8
     np.testing.assert_allclose(factored, windowed, atol=1e-5, rtol=0)

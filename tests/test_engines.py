@@ -273,7 +273,8 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
 def test_openvino_traces_one_attention_per_block(monkeypatch):
     """Even where TensorFlow would attend in chunks (made tiny here), the graph converted for
     OpenVINO has one fused attention per block (a shifted one too), no
-    per-chunk slices or concats (nor the patch mergings' old concats), one MVN per LayerNorm
+    per-chunk slices or concats (nor the patch mergings' old concats), no slice of the qkv
+    projection nor multiply of the query, one MVN per LayerNorm
     (15: the patch embedding's, two per block, the three mergings' and the last), and gives
     TensorFlow's logits. At 32x112 the small model's last stage-3 block (2x2x7) is shifted on
     W only (3 windows of 2x2x3 tokens, 2 regions in the last): its mask is 2 constant query
@@ -289,6 +290,9 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
     assert ops["ScaledDotProductAttention"] == 4 + 1 and ops["Softmax"] == 0, ops
     assert ops["Concat"] == 2, ops  # the mask columns of the query and the key
+    # 5 crops of padded blocks and the 2 column tensors' batch (x[:, :, ..., :1] * 0): no slice
+    # of the qkv projection and no multiply of the query (`traced_projections`)
+    assert ops["StridedSlice"] == 5 + 2 and ops["Multiply"] == 2, ops
     assert ops["MVN"] == 15 and ops["ReduceMean"] == 1, ops  # 1: the head's pooling
     constants = [op for op in converted.get_ordered_ops() if op.get_type_name() == "Constant"]
     shapes = [tuple(op.get_output_shape(0)) for op in constants]

@@ -213,10 +213,11 @@ def test_every_layer_config_round_trips(cls, kwargs):
 
 
 def test_layer_norm_traced_for_openvino_computes_keras_layer_norm():
-    """Inside `fusable_norm` (the OpenVINO trace) the model's LayerNorm computes over rows
+    """Inside `openvino_trace` the model's LayerNorm computes over rows
     ``(tokens, C)`` in OpenVINO's MVN pattern: Keras' values to float32 rounding, and both
     equal to NumPy's layer norm."""
-    from videoswin_tf.layers.norm import LayerNormalization, build_norm, fusable_norm, norm_config
+    from videoswin_tf.layers.norm import LayerNormalization, build_norm, norm_config
+    from videoswin_tf.layers.tracing import openvino_trace
 
     norm = build_norm(norm_config(), "norm")
     assert type(norm) is LayerNormalization and norm.epsilon == 1e-5
@@ -225,7 +226,7 @@ def test_layer_norm_traced_for_openvino_computes_keras_layer_norm():
     gamma, beta = clip((8,), seed=1), clip((8,), seed=2)
     norm.set_weights([gamma, beta])
     keras_formula = keras.ops.convert_to_numpy(norm(x))
-    with fusable_norm():
+    with openvino_trace():
         mvn_pattern = keras.ops.convert_to_numpy(norm(x))
     centred = x - x.mean(-1, keepdims=True)
     expected = centred / np.sqrt((centred**2).mean(-1, keepdims=True) + 1e-5) * gamma + beta

@@ -8,7 +8,7 @@ from videoswin_tf.layers.windows import (
     bias_table_size,
     effective_window,
     relative_position_index,
-    shifted_window_groups,
+    shifted_window_gather,
     shifted_window_mask,
     shifted_window_mask_factors,
     shifted_window_regions,
@@ -78,23 +78,23 @@ def test_shift_mask_regions():
     )
 
 
-def test_shifted_window_groups_roll_partition_and_group_in_one_gather():
-    """(1, 6, 6) in 1x2x2 windows shifted (0, 1, 1): 9 windows. The 4 interior ones hold one
-    region; windows 2 and 5 (end of W), 6 and 7 (end of H) and the corner 8 share a mask by
-    kind: 4 groups, in the order of their region labels."""
-    groups = shifted_window_groups((1, 6, 6), (1, 2, 2), (0, 1, 1))
-    assert groups.sizes == (4, 2, 2, 1)
-    np.testing.assert_array_equal(
-        groups.regions, [[0, 0, 0, 0], [1, 2, 1, 2], [3, 3, 6, 6], [4, 5, 7, 8]]
-    )
-    x = np.arange(2 * 36 * 3, dtype="float32").reshape(2, 1, 6, 6, 3)  # two clips
-    windows = ops.convert_to_numpy(take_tokens(x, groups.gather, (4,)))
-    rolled = ops.convert_to_numpy(window_partition(np.roll(x, (-1, -1), axis=(2, 3)), (1, 2, 2)))
-    by_group = [0, 1, 3, 4, 2, 5, 6, 7, 8]
-    np.testing.assert_array_equal(
-        windows.reshape(2, 9, 4, 3), rolled.reshape(2, 9, 4, 3)[:, by_group]
-    )
-    back = ops.convert_to_numpy(take_tokens(windows, groups.scatter, (1, 6, 6)))
+@pytest.mark.parametrize(
+    "padded_size, window, shift",
+    [((1, 6, 6), (1, 2, 2), (0, 1, 1)), ((4, 6, 9), (2, 3, 3), (1, 1, 2))],
+)
+def test_shifted_window_gather_is_the_roll_and_window_partition(padded_size, window, shift):
+    """The gather gives exactly the rolled feature map's `window_partition` (the windows in its
+    order, which `shifted_window_regions` labels), for two clips; the scatter undoes it."""
+    gather, scatter = shifted_window_gather(padded_size, window, shift)
+    assert gather.dtype == scatter.dtype == np.int32
+    x = np.arange(2 * np.prod(padded_size) * 3, dtype="float32").reshape(2, *padded_size, 3)
+    num_tokens = int(np.prod(window))
+    windows = ops.convert_to_numpy(take_tokens(x, gather, (num_tokens,)))
+    rolled = np.roll(x, [-s for s in shift], axis=(1, 2, 3))
+    np.testing.assert_array_equal(windows, ops.convert_to_numpy(window_partition(rolled, window)))
+    regions = shifted_window_regions(padded_size, window, shift)
+    assert windows.shape == (2 * regions.shape[0], num_tokens, 3)
+    back = ops.convert_to_numpy(take_tokens(windows, scatter, padded_size))
     np.testing.assert_array_equal(back, x)
 
 

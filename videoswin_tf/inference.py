@@ -57,7 +57,9 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 CACHE_ENV = "VSWIN_OPENVINO_CACHE"
 # Bump IR_FORMAT when what is written into a cached IR folder changes.
-IR_FORMAT = "videoswin-tf openvino ir 4"  # 2: mask groups; 3: LayerNorm as MVN; 4: mask in q.k
+# 2: mask groups; 3: LayerNorm as MVN; 4: mask in q.k; 5: windows in window_partition's order,
+# q, k, v as three products, the residual stream as rows
+IR_FORMAT = "videoswin-tf openvino ir 5"
 
 # A runner: float clips (B, T, H, W, 3) -> the model's output (an array or a dict of arrays).
 Runner = Callable[[np.ndarray], Any]
@@ -232,18 +234,17 @@ def openvino_model(net, clip_shape: tuple[int | None, ...]):
     of ``clip_shape`` (``None`` for a dimension of any size): traced by ``tf.function`` and
     converted in memory by ``openvino.convert_model``. Its input is ``clip``; its outputs are
     ``net``'s dict keys, or ``output`` for a single tensor. Attention and LayerNorm are traced
-    in the patterns OpenVINO fuses (`fusable_attention`, `fusable_norm`)."""
+    in the patterns OpenVINO fuses (`openvino_trace`)."""
     import openvino
     import tensorflow as tf
 
-    from videoswin_tf.layers.attention import fusable_attention
-    from videoswin_tf.layers.norm import fusable_norm
+    from videoswin_tf.layers.tracing import openvino_trace
 
     def forward(clip):
         out = net(clip, training=False)
         return dict(out) if isinstance(out, dict) else {"output": out}
 
-    with fusable_attention(), fusable_norm():
+    with openvino_trace():
         function = tf.function(forward).get_concrete_function(
             tf.TensorSpec(clip_shape, tf.float32, name="clip")
         )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import ops
 
+from videoswin_tf.layers.tracing import in_openvino_trace
 from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
 # Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
@@ -19,38 +18,6 @@ CHUNK_BYTES = 8 * 2**20
 # `WindowAttention3D.explicit_attention` (measured on Swin-T, README Benchmarks): torch's fused
 # CPU kernel. TensorFlow's is einsums, and on JAX XLA compiles the explicit products faster.
 FUSED_ATTENTION_BACKENDS = ("torch",)
-
-# Whether attention is traced in the pattern that OpenVINO fuses (`fusable_attention`).
-_FUSABLE = contextvars.ContextVar("videoswin_tf_fusable_attention", default=False)
-
-
-@contextlib.contextmanager
-def fusable_attention() -> Iterator[None]:
-    """Within this block, `WindowAttention3D` traces attention in the pattern that OpenVINO's
-    CPU plugin fuses into one attention kernel (which never holds all logits in memory).
-
-    All windows of a call are attended in one ``MatMul-Add-Softmax-MatMul`` (no chunks, no
-    slices, no concat), and query, key and value are each cut from the projection and
-    transposed ``(0, 2, 1, 3)`` on their own, a transpose the fused kernel absorbs, instead of
-    one transpose of the whole projection. A shifted block's mask enters as extra query and
-    key columns (`shifted_window_mask_factors`), so that OpenVINO folds one bias constant per
-    block, not one bias and mask per window. Used for the graphs
-    `videoswin_tf.inference` traces for OpenVINO; TensorFlow and JAX keep the chunks, which
-    are faster for them. The weights and the result are the same. Swin-T 1x32x224x224 on 2
-    shared Zen cores, A/B interleaved: 9.5% less time (median of 7, load 12), peak memory 1.94
-    GiB against 2.05; grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB; the mask as
-    query and key columns instead: IR 403 -> 199 MB, peak 1.82 -> 1.60 GiB, same speed.
-    """
-    token = _FUSABLE.set(True)
-    try:
-        yield
-    finally:
-        _FUSABLE.reset(token)
-
-
-def attends_fusably() -> bool:
-    """Whether attention is being traced for OpenVINO (inside `fusable_attention`)."""
-    return _FUSABLE.get()
 
 
 def window_bias(bias, mask, batch_windows: int):
@@ -78,10 +45,9 @@ def windows_per_chunk(
 
     The most windows whose logits ``(windows, heads, N', N')`` fit in `CHUNK_BYTES` (at least
     one); with a mask, a divisor of its ``nWindows`` so that every chunk lies in one clip.
-    ``None`` (all at once) when ``batch_windows`` is unknown, a single chunk holds them all, or
-    within `fusable_attention`.
+    ``None`` (all at once) when ``batch_windows`` is unknown or a single chunk holds them all.
     """
-    if batch_windows is None or _FUSABLE.get():
+    if batch_windows is None:
         return None
     per_window = heads * num_tokens * num_tokens * int(dtype[-2:]) // 8  # float16/32/64 bytes
     step = max(1, CHUNK_BYTES // per_window)
@@ -118,6 +84,11 @@ class WindowAttention3D(keras.layers.Layer):
     window, the window holds ``N' < N`` tokens and the bias uses ``index[:N', :N']`` of the
     full-window index, exactly as the reference does.
 
+    Within `openvino_trace` (the graph converted for OpenVINO) attention is traced as
+    `traced_attention`, in the pattern that OpenVINO's CPU plugin fuses into one attention
+    kernel. TensorFlow and JAX keep the chunks of `explicit_attention`, which are faster for
+    them.
+
     Args:
         dim: channels ``C``.
         window_size: configured window ``(Wd, Wh, Ww)``; sizes the bias table.
@@ -133,11 +104,14 @@ class WindowAttention3D(keras.layers.Layer):
             for windows ordered batch-major (``B_ = B * nWindows``).
         mask_factors: optional ``(qm, km)`` from `shifted_window_mask_factors`, each
             ``(nWindows, 1, N', R)``, instead of ``attention_mask``: the mask as extra query
-            and key columns (`with_mask_columns`).
-        training: whether dropout is active.
+            and key columns (`with_mask_columns`); only within `openvino_trace`.
+        training: whether dropout is active; within `openvino_trace` (inference) ignored.
 
     Returns:
         ``(B * nWindows, N', C)``.
+
+    Raises:
+        ValueError: ``mask_factors`` given outside `openvino_trace`.
     """
 
     def __init__(
@@ -191,18 +165,80 @@ class WindowAttention3D(keras.layers.Layer):
         return ops.cast(ops.transpose(bias, (2, 0, 1)), self.compute_dtype)
 
     def call(self, windows, attention_mask=None, mask_factors=None, training=None):
+        if in_openvino_trace():
+            return self.proj(self.traced_attention(windows, attention_mask, mask_factors))
+        if mask_factors is not None:
+            raise ValueError(
+                "mask_factors are for the graph traced for OpenVINO (within openvino_trace); "
+                "pass attention_mask (shifted_window_mask) instead"
+            )
         num_tokens = windows.shape[1]
         qkv = ops.reshape(self.qkv(windows), (-1, num_tokens, 3, self.num_heads, self.head_dim))
         # The fused kernel needs the number of windows, unknown while Keras' OpenVINO backend
         # traces the model (batch None), and has no attention dropout.
         fused = keras.backend.backend() in FUSED_ATTENTION_BACKENDS and windows.shape[0] is not None
         if fused and not (training and self.attn_drop > 0):
-            x = self.backend_attention(qkv, attention_mask, mask_factors)
+            x = self.backend_attention(qkv, attention_mask)
         else:
-            x = self.explicit_attention(qkv, attention_mask, training, mask_factors)
+            x = self.explicit_attention(qkv, attention_mask, training)
         return self.proj_dropout(self.proj(x), training=training)
 
-    def explicit_attention(self, qkv, attention_mask, training, mask_factors=None):
+    def traced_attention(self, windows, attention_mask=None, mask_factors=None):
+        """Attention as traced for OpenVINO (`openvino_trace`), for inference, in the pattern
+        that OpenVINO's CPU plugin fuses into one attention kernel, which never holds all
+        logits in memory: all windows in one ``MatMul-Add-Softmax-MatMul`` (no chunks, so no
+        per-chunk slices or concat), query, key and value from `traced_projections`, and a
+        shifted block's mask as extra query and key columns (`with_mask_columns`), so that
+        OpenVINO folds one bias constant per block, not one bias and mask per window.
+
+        Swin-T 1x32x224x224 on 2 shared Zen cores, A/B interleaved: one fused pass 9.5% less
+        time than the chunks (median of 7, load 12), peak memory 1.94 GiB against 2.05;
+        grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB; the mask as query and key
+        columns instead: IR 403 -> 199 MB, peak 1.82 -> 1.60 GiB, same speed.
+
+        Args:
+            windows: ``(B * nWindows, N', C)``.
+            attention_mask: ``(nWindows, N', N')`` or ``None``.
+            mask_factors: ``(qm, km)`` or ``None``.
+
+        Returns:
+            ``(B * nWindows, N', C)``, before the output projection.
+        """
+        num_tokens = windows.shape[1]
+        query, key, value = self.traced_projections(windows)
+        if mask_factors is not None:
+            query_columns, key_columns = mask_factors
+            query = with_mask_columns(query, query_columns)
+            key = with_mask_columns(key, key_columns)
+        bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
+        x = self.attend(query, key, value, bias, attention_mask, training=False)
+        return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
+
+    def traced_projections(self, windows):
+        """Query (scaled), key and value ``(B * nWindows, heads, N', head_dim)`` for
+        `traced_attention`, each its own product with its third of the ``qkv`` kernel and
+        bias, the query's third multiplied by the scale: OpenVINO folds those constants, so
+        that no slice of the projection and no multiply of the query runs, and the fused
+        kernel absorbs the query's and value's ``(0, 2, 1, 3)`` transposes. Swin-T
+        1x32x224x224, one process alternating the IRs, 2 shared Zen cores under load (3.0):
+        2.9% less CPU time than slicing one projection and scaling the query (1.8% on one
+        thread).
+        """
+        num_tokens = windows.shape[1]
+        kernel = ops.cast(self.qkv.kernel, windows.dtype)
+        bias = None if self.qkv.bias is None else ops.cast(self.qkv.bias, windows.dtype)
+        projections = []
+        for index, scale in enumerate((self.scale, None, None)):
+            third = slice(index * self.dim, (index + 1) * self.dim)
+            weights = kernel[:, third] if scale is None else kernel[:, third] * scale
+            x = ops.matmul(windows, weights)
+            if bias is not None:
+                x = x + (bias[third] if scale is None else bias[third] * scale)
+            x = ops.reshape(x, (-1, num_tokens, self.num_heads, self.head_dim))
+            projections.append(ops.transpose(x, (0, 2, 1, 3)))
+        return projections
+
+    def explicit_attention(self, qkv, attention_mask, training):
         """Attention written out in matrix products, with dropout on its weights.
 
         The faster path on TensorFlow, whose oneDNN batched products beat the einsums of its
@@ -214,15 +250,14 @@ class WindowAttention3D(keras.layers.Layer):
             qkv: ``(B_, N', 3, heads, head_dim)``.
             attention_mask: ``(nWindows, N', N')`` or ``None``.
             training: whether dropout is active.
-            mask_factors: ``(qm, km)`` or ``None``.
 
         Returns:
             ``(B_, N', C)``.
         """
         attend = functools.partial(self.attend, training=training)
-        return self.attend_in_chunks(qkv, attention_mask, attend, mask_factors)
+        return self.attend_in_chunks(qkv, attention_mask, attend)
 
-    def backend_attention(self, qkv, attention_mask, mask_factors=None):
+    def backend_attention(self, qkv, attention_mask):
         """Attention by the backend's own ``dot_product_attention``, the relative position
         bias and the chunk's mask summed into its one additive bias: on torch its fused
         kernel (Swin-T's stage-0 attention 3x faster than the matrix products). No dropout.
@@ -230,7 +265,6 @@ class WindowAttention3D(keras.layers.Layer):
         Args:
             qkv: ``(B_, N', 3, heads, head_dim)``, ``B_`` known.
             attention_mask: ``(nWindows, N', N')`` or ``None``.
-            mask_factors: ``(qm, km)`` or ``None``.
 
         Returns:
             ``(B_, N', C)``.
@@ -244,9 +278,9 @@ class WindowAttention3D(keras.layers.Layer):
             x = ops.dot_product_attention(query, key, value, bias=bias, scale=1.0)
             return ops.transpose(x, (0, 2, 1, 3))
 
-        return self.attend_in_chunks(qkv, attention_mask, attend, mask_factors)
+        return self.attend_in_chunks(qkv, attention_mask, attend)
 
-    def attend_in_chunks(self, qkv, attention_mask, attend, mask_factors=None):
+    def attend_in_chunks(self, qkv, attention_mask, attend):
         """``attend`` over the windows a few at a time, in clip order.
 
         Where the number of windows is known they are attended `windows_per_chunk` at a time,
@@ -262,27 +296,18 @@ class WindowAttention3D(keras.layers.Layer):
                 chunk's ``(b, heads, N', head_dim)`` query (already scaled), key and value,
                 the bias ``(1, heads, N', N')`` and the chunk's mask ``(b, N', N')`` (or the
                 whole mask, or ``None``).
-            mask_factors: ``(qm, km)`` or ``None``; given, all windows are attended at once.
 
         Returns:
             ``(B_, N', C)``.
         """
         batch_windows, num_tokens = qkv.shape[:2]
-        if _FUSABLE.get():  # three (B_, heads, N', head_dim), each from its own transpose
-            query, key, value = (ops.transpose(qkv[:, :, i], (0, 2, 1, 3)) for i in range(3))
-        else:
-            qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)
-            query, key, value = qkv[0], qkv[1], qkv[2]
-        query = query * self.scale
-        if mask_factors is not None:
-            query_columns, key_columns = mask_factors
-            query = with_mask_columns(query, query_columns)
-            key = with_mask_columns(key, key_columns)
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)
+        query, key, value = qkv[0] * self.scale, qkv[1], qkv[2]
         bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
         step = windows_per_chunk(
             batch_windows, self.num_heads, num_tokens, attention_mask, self.compute_dtype
         )
-        if step is None or mask_factors is not None:
+        if step is None:
             x = attend(query, key, value, bias, attention_mask)
         else:
             chunks = []

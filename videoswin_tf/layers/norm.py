@@ -8,45 +8,32 @@ layer of the model then builds its norms from that config.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import ops
 
+from videoswin_tf.layers.tracing import in_openvino_trace
+
 NormLayer = dict | Callable[..., keras.layers.Layer] | None
-
-# Whether `LayerNormalization` is traced in the pattern that OpenVINO fuses (`fusable_norm`).
-_FUSABLE = contextvars.ContextVar("videoswin_tf_fusable_norm", default=False)
-
-
-@contextlib.contextmanager
-def fusable_norm() -> Iterator[None]:
-    """Within this block, `LayerNormalization` traces its normalization over rows ``(tokens, C)`` as
-    ``(x - mean) / sqrt(var + eps) * gamma + beta``, the pattern OpenVINO fuses into one MVN
-    node with the scale and shift (Keras' ``x * inv + (beta - mean * inv)`` on
-    ``(B, D, H, W, C)`` runs as two reductions and two element-wise passes; the pattern on 5D
-    tensors becomes MVN, which OpenVINO's CPU plugin splits again). Used for the graphs
-    `videoswin_tf.inference` traces for OpenVINO; TensorFlow, JAX and torch keep Keras' own
-    formula. Same weights; results equal to float32 rounding.
-    """
-    token = _FUSABLE.set(True)
-    try:
-        yield
-    finally:
-        _FUSABLE.reset(token)
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
 class LayerNormalization(keras.layers.LayerNormalization):
-    """Keras' ``LayerNormalization``, traced in OpenVINO's MVN pattern within `fusable_norm`.
+    """Keras' ``LayerNormalization``, traced in OpenVINO's MVN pattern within `openvino_trace`.
 
     Takes the arguments of ``keras.layers.LayerNormalization`` and computes the same function;
     `build_norm` makes one wherever a norm config describes Keras' layer. It keeps Keras'
     class name because Keras names a layer's variables in ``.weights.h5`` files after it
     (``layers/layer_normalization/vars``): a file written before or by Keras' own layer loads.
+
+    Within `openvino_trace` (the graph converted for OpenVINO) the norm over rows ``(tokens,
+    C)`` is traced as ``(x - mean) / sqrt(var + eps) * gamma + beta``, the pattern OpenVINO
+    fuses into one MVN node with the scale and shift (Keras' ``x * inv + (beta - mean * inv)``
+    on ``(B, D, H, W, C)`` runs as two reductions and two element-wise passes; the pattern on
+    5D tensors becomes MVN, which OpenVINO's CPU plugin splits again). TensorFlow, JAX and
+    torch keep Keras' own formula. Same weights; results equal to float32 rounding.
 
     Call arguments:
         inputs: ``(..., C)``, normalized over ``C``; returns the same shape.
@@ -54,7 +41,8 @@ class LayerNormalization(keras.layers.LayerNormalization):
 
     def call(self, inputs):
         over_last = self.axis in (-1, [-1], [len(inputs.shape) - 1])
-        if not (_FUSABLE.get() and over_last and self.center and self.scale) or self.rms_scaling:
+        fusable = over_last and self.center and self.scale and not self.rms_scaling
+        if not (fusable and in_openvino_trace()):
             return super().call(inputs)
         shape = ops.shape(inputs)
         rows = ops.reshape(inputs, (-1, shape[-1]))  # (tokens, C)

@@ -10,7 +10,6 @@ only the batch axis may be unknown while a graph is traced.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -208,56 +207,37 @@ def shifted_window_mask_factors(regions: np.ndarray) -> tuple[np.ndarray, np.nda
     return _region_factors(regions.tobytes(), regions.shape)
 
 
-@dataclasses.dataclass(frozen=True)
-class WindowGroups:
-    """A shifted block's windows grouped by their mask, as gather indices.
-
-    Windows with the same region labels share one mask; after the roll by ``-shift`` only a
-    window at the end of a shifted axis has more than one region, so there are at most 8
-    groups (2 per shifted axis) and every interior window is in the group whose mask is zero.
-
-    Attributes:
-        gather: int32 ``(D * H * W,)``: for each token of the windows, in group order (group,
-            window, token depth-major), its flat position in the padded, not rolled feature
-            map. Taking it along the flattened ``D, H, W`` axis rolls and partitions at once.
-        scatter: int32 ``(D * H * W,)``, the inverse permutation: it takes the windows' tokens
-            back to the flat positions of the feature map (the reverse roll included).
-        sizes: windows per group within one clip, in order; they sum to ``nWindows``.
-        regions: int32 ``(groups, N)``, the region labels of each group's windows.
-    """
-
-    gather: np.ndarray
-    scatter: np.ndarray
-    sizes: tuple[int, ...]
-    regions: np.ndarray
-
-
 @functools.cache
-def shifted_window_groups(padded_size: Size3, window: Size3, shift: Size3) -> WindowGroups:
-    """The windows of a shifted block grouped by mask (`WindowGroups`), for
-    `take_tokens`: the roll by ``-shift``, `window_partition` and the grouping as one gather.
+def shifted_window_gather(
+    padded_size: Size3, window: Size3, shift: Size3
+) -> tuple[np.ndarray, np.ndarray]:
+    """The roll by ``-shift`` and `window_partition` as one gather index, and its inverse, for
+    `take_tokens`. The windows keep `window_partition`'s order, so `shifted_window_regions`
+    labels them as they come.
 
     Args:
         padded_size: ``(D, H, W)`` after padding to multiples of ``window``.
         window: effective ``(Wd, Wh, Ww)``.
         shift: effective ``(Sd, Sh, Sw)``.
+
+    Returns:
+        ``(gather, scatter)``, int32 ``(D * H * W,)`` each. ``gather`` holds, for each token of
+        the windows (window, then token depth-major), its flat position in the padded, not
+        rolled feature map; ``scatter``, the inverse permutation, takes the windows' tokens
+        back to the feature map's positions (the reverse roll included).
     """
     positions = np.arange(int(np.prod(padded_size)), dtype=np.int32).reshape(padded_size)
     rolled = np.roll(positions, [-s for s in shift], axis=(0, 1, 2))  # as ops.roll does
     nd, nh, nw = (size // win for size, win in zip(padded_size, window, strict=False))
     rolled = rolled.reshape(nd, window[0], nh, window[1], nw, window[2])
-    per_window = rolled.transpose(0, 2, 4, 1, 3, 5).reshape(nd * nh * nw, -1)  # (nWindows, N)
-    labels = shifted_window_regions(padded_size, window, shift)
-    regions, group, sizes = np.unique(labels, axis=0, return_inverse=True, return_counts=True)
-    gather = per_window[np.argsort(group.reshape(-1), kind="stable")].reshape(-1)
-    scatter = np.argsort(gather).astype(np.int32)
-    return WindowGroups(gather, scatter, tuple(int(n) for n in sizes), regions)
+    gather = rolled.transpose(0, 2, 4, 1, 3, 5).reshape(-1)  # window_partition's order
+    return gather, np.argsort(gather).astype(np.int32)
 
 
 def take_tokens(x, index, shape: Sequence[int]):
     """``x`` ``(B, ..., C)`` with its middle axes flattened, tokens taken at ``index`` and
     reshaped to ``(-1, *shape, C)``: e.g. ``(B, D, H, W, C)`` to windows ``(B * nWindows, N,
-    C)`` with `WindowGroups.gather`, and back with `WindowGroups.scatter`."""
+    C)`` with `shifted_window_gather`'s ``gather``, and back with its ``scatter``."""
     channels = x.shape[-1]
     tokens = ops.take(ops.reshape(x, (-1, index.shape[0], channels)), index, axis=1)
     return ops.reshape(tokens, (-1, *shape, channels))

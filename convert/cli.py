@@ -407,7 +407,10 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     "openvino: a folder with the OpenVINO IR, model.xml and model.bin (float32 weights).",
 )
 @click.option(
-    "--out", required=True, type=click.Path(path_type=str), help="Folder or file to write."
+    "--out",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Folder or file to write; missing folders above it are created.",
 )
 @click.option(
     "--frames",

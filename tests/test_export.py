@@ -236,6 +236,29 @@ def test_export_bad_input_is_one_clear_line(tmp_path, small):
     assert "does not load into swin_t_k400" in result.output
 
 
+@pytest.mark.parametrize("fmt, name", [("onnx", "small.onnx"), ("openvino", "small_openvino")])
+def test_export_creates_the_folders_of_out(tmp_path, small, fmt, name):
+    """Every format creates the missing folders above --out (before tracing, so a missing
+    folder wastes no work), as saved_model always did: they once failed after tracing with
+    FileNotFoundError on '<out>.tmp'."""
+    out = tmp_path / "exports" / "a" / name
+    export(small, fmt, out)
+    assert sorted(p.name for p in out.parent.iterdir()) == [name]
+
+
+def test_export_to_a_folder_that_cannot_be_made_is_one_line(tmp_path, small):
+    config, weights, _ = small
+    (tmp_path / "exports").write_text("a file where the folder goes")
+    out = tmp_path / "exports" / "small.onnx"
+    result = run_cli(
+        "export", "--weights", weights, "--config", config, "--format", "onnx", "--out", out
+    )
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {out}: cannot create the folder {out.parent} (File exists); choose another --out\n"
+    )
+
+
 @pytest.mark.parametrize("route", ["onnx", "traced"])
 def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small, monkeypatch, route):
     """Read from the ONNX export, or (tf2onnx not installed) converted from the traced model."""

@@ -100,7 +100,7 @@ def export(
         config: a named config or config file (as ``vswin-convert --config``).
         fmt: ``"saved_model"`` (a folder), ``"onnx"`` (a file) or ``"openvino"`` (a folder
             holding the IR: ``model.xml`` and ``model.bin``, float32 weights).
-        out: where to write it.
+        out: where to write it; missing folders above it are created first.
         clip: the exported signature's clip (frames, size: default the config's clip; batch:
             clips per call) and the check (seed of the checked clip; atol, the largest
             absolute logit difference that passes; rtol is not used).
@@ -125,6 +125,7 @@ def export(
         raise ConversionError(f"weights file {weights} not found; convert a checkpoint first")
     if out.exists() and not force:
         raise ConversionError(f"{out} exists; pass --force to overwrite it")
+    make_parent_folders(out)
 
     spec = resolve_config(config)
     model = load_model(spec, weights)
@@ -172,6 +173,21 @@ def load_model(spec: ModelSpec, weights: Path):
             "pass the --config it was converted with"
         ) from None
     return model
+
+
+def make_parent_folders(out: Path) -> None:
+    """Create the folders ``out`` goes in, as the main command does for its default output,
+    before anything is traced (every format writes its temporary export beside ``out``).
+
+    Raises:
+        ConversionError: a folder cannot be created (a file in its place, no permission).
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConversionError(
+            f"{out}: cannot create the folder {out.parent} ({error.strerror}); choose another --out"
+        ) from None
 
 
 def remove(path: Path) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -257,6 +260,24 @@ def test_export_to_a_folder_that_cannot_be_made_is_one_line(tmp_path, small):
     assert result.output == (
         f"error: {out}: cannot create the folder {out.parent} (File exists); choose another --out\n"
     )
+
+
+@pytest.mark.slow  # about 20 s: a fresh process imports TensorFlow and exports
+def test_export_prints_no_tensorflow_log_lines(tmp_path, small):
+    """With TF_CPP_MIN_LOG_LEVEL unset, the console script sets it to 1 before TensorFlow
+    starts: grappler's INFO lines ("Starting new session", "Number of eligible GPUs"), printed
+    each time tf2onnx optimizes a graph, once reached stderr after the start-up."""
+    config, weights, _ = small
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    out = tmp_path / "small.onnx"
+    command = [Path(sys.executable).parent / "vswin-convert", "export", "--weights", weights]
+    command += ["--config", config, "--format", "onnx", "--out", out]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"[export] small as onnx, clip 4x32x32x3, batch 1 -> {out}"
+    assert (len(lines), lines[-1]) == (7, f"wrote {out}")
 
 
 @pytest.mark.parametrize("route", ["onnx", "traced"])

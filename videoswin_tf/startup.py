@@ -20,6 +20,9 @@ from collections.abc import Iterator
 
 # TF_CPP_MIN_LOG_LEVEL values that ask for TensorFlow's INFO (0) or WARNING (1) lines.
 SHOW_LEVELS = ("0", "1")
+# The level set when the user has set none: TensorFlow's INFO lines after its start-up (the
+# graph optimizer's "Starting new session" of each ONNX export, say) hidden, warnings shown.
+DEFAULT_LEVEL = "1"
 
 
 def start_tensorflow_quietly() -> None:
@@ -36,7 +39,10 @@ def start_tensorflow_quietly() -> None:
     - ``0`` or ``1``: TensorFlow starts as it would on its own and prints its lines as it
       prints them (set ``TF_CPP_MIN_LOG_LEVEL=0`` to see, e.g., why no GPU was found).
 
-    The variable itself is never changed. Nothing happens when TensorFlow is already imported
+    When the variable is unset it is set to `DEFAULT_LEVEL` (``1``) before TensorFlow is
+    imported, so that its INFO lines stay out of the command's output afterwards too (grappler's
+    "Starting new session" and "Number of eligible GPUs" whenever tf2onnx optimizes a graph); a
+    value the user set is never changed. Nothing happens when TensorFlow is already imported
     or when ``KERAS_BACKEND`` names another backend (JAX and torch users need not pay for
     TensorFlow's import).
 
@@ -46,6 +52,7 @@ def start_tensorflow_quietly() -> None:
     if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
     shown = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in SHOW_LEVELS
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_LEVEL)
     with contextlib.nullcontext() if shown else _fd2_to_devnull():
         import tensorflow
 

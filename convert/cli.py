@@ -449,9 +449,11 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
       vswin-convert export --config swin_t_k400 --format saved_model \\
           --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
           --out exports/swin_t_k400
-      vswin-convert export --weights ... --config swin_t_k400 --format onnx --out swin_t.onnx \\
+      vswin-convert export --config swin_t_k400 --format onnx --out exports/swin_t.onnx \\
+          --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
           --frames 16 --any-batch
-      vswin-convert export --weights ... --config swin_t_k400 --format openvino \\
+      vswin-convert export --config swin_t_k400 --format openvino \\
+          --weights checkpoints/TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5 \\
           --out exports/swin_t_k400_openvino
     """
     from videoswin_tf.convert.outputs.export import export
@@ -485,6 +487,7 @@ def export_command(weights, config, fmt, out, frames, size, batch, any_batch, fo
 @click.option("--out", required=True, type=click.Path(path_type=str), help="The .pth to write.")
 @click.option(
     "--config",
+    metavar="NAME|PATH",
     help="The model of a --weights file that records none, such as a fine-tuned model's plain "
     "model.save_weights: a named config (swin_t_k400, ...) or a config file, as for the main "
     "command. Not needed (and not used) for files that record their model.",

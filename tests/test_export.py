@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,16 @@ def test_export_help_names_every_file_load_weights_reads():
         "rewrite's (innat/VideoSwin v2) or KerasCV's (keras-cv 0.9) .weights.h5 or .keras, or a "
         "model.save .keras of this package's model."
     ) in " ".join(result.output.split())
+
+
+def test_export_help_examples_name_the_weights_make_convert_writes():
+    """Every example can be pasted after `make convert`: its --weights is the file that
+    writes (the Makefile's DEMO_WEIGHTS), not a placeholder."""
+    (demo,) = re.findall(r"^DEMO_WEIGHTS := (\S+)$", Path("Makefile").read_text(), re.MULTILINE)
+    result = run_cli("export", "--help")
+    assert result.exit_code == 0
+    examples = result.output.split("Examples:")[1].split("Options:")[0]
+    assert re.findall(r"--weights (\S+)", examples) == [demo] * 3
 
 
 @pytest.mark.slow  # about 10 s: two SavedModel exports

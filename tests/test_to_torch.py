@@ -250,6 +250,9 @@ def test_help_names_both_formats():
         ".weights.h5 or .keras file, read as data by structure. The model is the one the file "
         "records (for the Keras 3 ports', the one its shapes give)."
     ) in " ".join(result.output.split())
+    assert "--config NAME|PATH The model of a --weights file that records none" in " ".join(
+        result.output.split()
+    )
 
 
 def test_a_plain_save_weights_file_goes_back_with_its_config(tmp_path):

@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -36,3 +37,19 @@ def small_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "small.weights.h5"
     model.save_weights(str(path))
     return path
+
+
+@pytest.fixture
+def published_presets(tmp_path, monkeypatch) -> Path:
+    """A hash table (`videoswin_tf.downloads.HASH_TABLE`) with a SHA-256 for every preset's
+    file, as `vswin-convert release --pin` writes it once a release is published: every
+    preset's weights can then be fetched (`downloads.can_fetch`). The table's path."""
+    from videoswin_tf import downloads
+    from videoswin_tf.presets import presets
+
+    table = tmp_path / "weights_hashes.json"
+    names = [downloads.preset_file_name(preset) for preset in presets().values()]
+    table.write_text(json.dumps({"sha256": dict.fromkeys(names, "0" * 64)}))
+    monkeypatch.setattr(downloads, "HASH_TABLE", table)
+    monkeypatch.delenv(downloads.MANIFEST_VARIABLE, raising=False)
+    return table

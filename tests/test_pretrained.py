@@ -7,6 +7,7 @@ classes differ); `test_every_preset_from_a_full_release` (slow) does all six.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import shutil
@@ -238,6 +239,18 @@ def test_unpublished_hashes_refuse_to_download(release, tmp_path, monkeypatch):
         tf_video_swin_tiny(weights="swin_t_k400")
 
 
+def test_only_presets_with_a_published_hash_can_be_fetched(published_presets, monkeypatch):
+    t_k400 = presets()["swin_t_k400"]
+    assert downloads.can_fetch(t_k400)
+    published_presets.write_text(json.dumps({"sha256": {f"{T_RELEASE}.h5": "0" * 64}}))
+    assert not downloads.can_fetch(t_k400)  # the .weights.h5 is what a preset fetches
+    shipped = importlib.resources.files("videoswin_tf") / downloads.HASHES_FILE
+    monkeypatch.setattr(downloads, "HASH_TABLE", shipped)
+    assert not downloads.can_fetch(t_k400)  # the shipped table: empty until a release
+    monkeypatch.setenv("VIDEOSWIN_WEIGHTS_MANIFEST", "https://example.org/manifest.json")
+    assert not downloads.can_fetch(t_k400)  # refused by fetch_preset_weights too
+
+
 def test_pinned_table_verifies_downloads(release, tmp_path, monkeypatch):
     table = tmp_path / "weights_hashes.json"
     pin_hashes(json.loads((release / "manifest.json").read_text()), table)
@@ -279,7 +292,7 @@ def test_arguments_that_contradict_the_weights(release):
         assert str(info.value).startswith(message)
 
 
-def test_ssv2_weights_into_a_default_window_name_the_window(release):
+def test_ssv2_weights_into_a_default_window_name_the_window(release, published_presets):
     path = release / f"{B_SSV2_RELEASE}.h5"
     with pytest.raises(WeightsMismatchError) as info:
         tf_video_swin_base(num_classes=174).load_weights(str(path))

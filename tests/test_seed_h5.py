@@ -229,11 +229,31 @@ def below_model(weight) -> str:
         ),
     ],
 )
-def test_a_seed_file_for_another_model_is_named(seed_files, build, file, expected):
+def test_a_seed_file_for_another_model_is_named(
+    seed_files, published_presets, build, file, expected
+):
+    """Named with its preset while that preset's weights can be fetched (a hash published)."""
     path = seed_files["folder"] / f"{file}.h5"
     with pytest.raises(WeightsMismatchError) as info:
         build().load_weights(str(path))
     assert str(info.value) == f"{path} does not fit this model: " + expected.format(path=path)
+
+
+def test_a_preset_whose_weights_cannot_be_fetched_is_not_suggested(seed_files):
+    """The shipped hash table is empty until a release is pinned: tf_video_swin_tiny(weights=
+    'swin_t_k400') would raise UnverifiedWeightsError, so the error does not suggest it."""
+    from videoswin_tf import downloads
+
+    assert json.loads(downloads.HASH_TABLE.read_text())["sha256"] == {}
+    path = seed_files["folder"] / f"{T_K400}.h5"
+    with pytest.raises(WeightsMismatchError) as info:
+        tf_video_swin_tiny(num_classes=10).load_weights(str(path))
+    assert str(info.value) == (
+        f"{path} does not fit this model: classes (num_classes): the file's head has 400, the "
+        "model's 10; build the model the file fits: tf_video_swin_tiny(num_classes=400); for a "
+        f"new head, load the backbone alone with tf_video_swin_tiny(weights='{path}', "
+        "include_top=False)"
+    )
 
 
 def write_earlier(model, path: Path) -> None:

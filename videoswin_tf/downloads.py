@@ -81,6 +81,17 @@ def published_hashes() -> dict[str, str]:
     return json.loads(HASH_TABLE.read_text(encoding="utf-8"))["sha256"]
 
 
+def can_fetch(preset: Preset) -> bool:
+    """Whether `fetch_preset_weights` can fetch ``preset``'s weights: a SHA-256 is published
+    for its file (`published_hashes`; the package's table is empty until a release is pinned,
+    and without one it raises `UnverifiedWeightsError`). A ``VIDEOSWIN_WEIGHTS_MANIFEST``
+    that cannot be read counts as no hash."""
+    try:
+        return preset_file_name(preset) in published_hashes()
+    except WeightsDownloadError:
+        return False
+
+
 def preset_file_name(preset: Preset) -> str:
     """The release file a preset downloads, e.g.
     ``"TFVideoSwinT_K400_IN1K_P244_W877_32x224.weights.h5"``."""

@@ -341,6 +341,8 @@ def check_fits(model, path: str | os.PathLike | Classified) -> None:
     """Raise `WeightsMismatchError` when ``path`` records a model config that differs from
     ``model``'s (the seed's files: the config their shapes give); other files are left to
     Keras. ``path`` may be `classify`'s answer for it, which is then not classified again.
+    The error names the builder call the file fits, and the file's preset only when its
+    weights can be fetched (`videoswin_tf.downloads.can_fetch`).
 
     Raises:
         ValueError: `refuse_unreadable`'s, for a file that cannot be read.
@@ -353,12 +355,15 @@ def check_fits(model, path: str | os.PathLike | Classified) -> None:
     found = mismatches(file_config, model)
     if not found:
         return
+    from videoswin_tf.downloads import can_fetch  # downloads imports this module
+
     hint = f"build the model the file fits: {builder_call(file_config)}"
     arch = find_arch(file_config["embed_dim"], file_config["depths"], file_config["num_heads"])
     if arch is not None:
         builder = ARCHITECTURES[arch].builder
-        if file_config["preset"]:
-            hint += f", or {builder}(weights={file_config['preset']!r})"
+        preset = presets().get(file_config["preset"])
+        if preset is not None and can_fetch(preset):
+            hint += f", or {builder}(weights={preset.name!r})"
         if file_config["include_top"]:
             hint += (
                 "; for a new head, load the backbone alone with "

@@ -107,8 +107,23 @@ def test_list_files(tmp_path):
         DatasetItem(str(tmp_path / "x.mp4"), "3"),
         DatasetItem(str(tmp_path / "y.mp4")),
     ]
-    with pytest.raises(ValueError, match=r"d.csv:2: no video column; each row needs a video"):
+    with pytest.raises(ValueError) as header:  # the header is at fault, not the row below it
         read_video_list(tmp_path / "d.csv")
+    assert str(header.value) == (
+        f"{tmp_path / 'd.csv'}:1: the header has no video column (columns: path, label); the "
+        "first line must be a header naming a video column, e.g. video,label"
+    )
+    (tmp_path / "e.csv").write_text("video,label\nx.mp4,running\n,walking\n")
+    with pytest.raises(ValueError, match=r"e.csv:3: no video column; each row needs a video"):
+        read_video_list(tmp_path / "e.csv")
+    (tmp_path / "f.jsonl").write_text('{"video": "x.mp4"}\n{"path": "y.mp4"}\n')
+    with pytest.raises(ValueError, match=r"f.jsonl:2: no video column; each row needs a video"):
+        read_video_list(tmp_path / "f.jsonl")
+    (tmp_path / "g.csv").write_bytes("\ufeffvideo,label\nx.mp4,running\n".encode())  # Excel's
+    assert read_video_list(tmp_path / "g.csv") == [DatasetItem(str(tmp_path / "x.mp4"), "running")]
+    for name, text in [("h.txt", "# none yet\n"), ("i.csv", "video,label\n"), ("j.jsonl", "")]:
+        (tmp_path / name).write_text(text)
+        assert read_video_list(tmp_path / name) == []
 
 
 def test_a_row_file_and_its_rename_reach_the_disk_before_the_next_step(tmp_path, monkeypatch):

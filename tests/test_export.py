@@ -291,6 +291,22 @@ def test_export_prints_no_tensorflow_log_lines(tmp_path, small):
     assert (len(lines), lines[-1]) == (7, f"wrote {out}")
 
 
+def test_export_of_a_file_that_is_no_weights_file_says_so(tmp_path):
+    """Not Keras' "File format not supported", nor advice to pass another --config."""
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    out = tmp_path / "x.onnx"
+    result = run_cli(
+        "export", "--weights", notes, "--config", "swin_t_k400", "--format", "onnx", "--out", out
+    )
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"error: {notes}: is not a weights file (it starts with b'not a vi'); pass a weights "
+        "file written by model.save_weights or vswin-convert"
+    )
+    assert sorted(tmp_path.iterdir()) == [notes]
+
+
 @pytest.mark.parametrize("route", ["onnx", "traced"])
 def test_openvino_ir_runs_in_openvino_with_parity(tmp_path, small, monkeypatch, route):
     """Read from the ONNX export, or (tf2onnx not installed) converted from the traced model."""

@@ -113,15 +113,54 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
         ),
         (["--config", "swin_t_k400", "--stage-map"], "--stage-map needs --features DIR"),
         (["--config", "swin_t_k400", "--engine", "onnx"], "'onnx' is not one of"),
+        (
+            ["--config", "swin_t_k400", "--workers", "3"],
+            "--workers only works with --out DIR (it would be ignored); add --out DIR or drop "
+            "--workers",
+        ),
+        (
+            ["--config", "swin_t_k400", "--quiet"],
+            "--quiet only works with --out DIR (it would be ignored); add --out DIR or drop "
+            "--quiet",
+        ),
+        (["--config", "swin_t_k400", "--shard-size", "4"], "--shard-size only works with --out"),
+        (
+            ["--config", "swin_t_k400", "--out", "OUT", "--replicas", "2"],
+            "--replicas only works with --ray (it would be ignored); add --ray or drop --replicas",
+        ),
+        (
+            ["--config", "swin_t_k400", "--features", "OUT", "--snippet-views", "3"],
+            "--snippet-views only works with --snippets CLIP:STRIDE (it would be ignored)",
+        ),
+        (
+            ["--config", "swin_t_k400", "--features-format", "npy"],
+            "--features-format only works with --features DIR (it would be ignored)",
+        ),
     ],
 )
 def test_bad_options_stop_before_any_work(tmp_path, tiny_weights, options, message):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")
-    options = [str(labels) if option == "LABELS" else option for option in options]
+    named = {"LABELS": str(labels), "OUT": str(tmp_path / "out")}
+    options = [named.get(option, option) for option in options]
     result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(tiny_weights), *options])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("config", [[], ["--config", "swin_t_k400"]])
+def test_weights_that_are_no_weights_file(tmp_path, config):
+    """A video or a text file given as --weights is named for what it is, with or without
+    --config (not "records no model config", nor Keras' "File format not supported")."""
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(notes), *config])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for --weights: {notes}: is not a weights file (it starts with "
+        "b'not a vi'); pass a weights file written by model.save_weights or vswin-convert"
+    )
 
 
 def test_weights_that_do_not_fit_the_config(tmp_path, tiny_weights):
@@ -148,6 +187,89 @@ def test_folders_and_globs_expand_to_videos(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert expand_videos((str(tmp_path),)) == [tmp_path / "a.webm", tmp_path / "b.mp4"]
     assert expand_videos((str(tmp_path / "*.mp4"), "x.avi")) == [tmp_path / "b.mp4", Path("x.avi")]
+
+
+def test_a_video_given_twice_runs_once(tmp_path, monkeypatch):
+    """A folder and an overlapping glob (or a list, or another spelling of the path) name each
+    video once, in the order first given; a list keeps its labels."""
+    from videoswin_tf.cli.predict import _dataset_items
+    from videoswin_tf.video import DatasetItem
+
+    for name in ["d.mp4", "c.mp4", "b.mp4", "a.mp4"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "list.csv").write_text("video,label\nc.mp4,running\nz.mp4,\n")
+    monkeypatch.chdir(tmp_path)
+    names = ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
+    assert expand_videos((".", "*.mp4")) == [Path(name) for name in names]
+    assert expand_videos(("./c.mp4", ".", str(tmp_path / "c.mp4"))) == [
+        Path("c.mp4"),
+        *(Path(name) for name in ["a.mp4", "b.mp4", "d.mp4"]),
+    ]
+    assert _dataset_items(("list.csv", "*.mp4", "z.mp4")) == [
+        DatasetItem("c.mp4", "running"),
+        DatasetItem("z.mp4"),
+        *(DatasetItem(name) for name in ["a.mp4", "b.mp4", "d.mp4"]),
+    ]
+
+
+@pytest.mark.parametrize("dataset_run", [False, True])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        (
+            "list.csv",
+            "bikes.mp4\n",
+            "{list}:1: the header has no video column (columns: bikes.mp4); the first line must "
+            "be a header naming a video column, e.g. video,label",
+        ),
+        (
+            "list3.csv",
+            "path,label\nbikes.mp4,cycling\n",
+            "{list}:1: the header has no video column (columns: path, label); the first line "
+            "must be a header naming a video column, e.g. video,label",
+        ),
+        ("empty.txt", "", "{list} lists no video; write one video path a line (.txt), or a "),
+        ("comments.txt", "# none yet\n\n", "{list} lists no video; write one video path a "),
+        ("header.csv", "video,label\n", "{list} lists no video; write one video path a line "),
+        ("blank.jsonl", "\n", "{list} lists no video; write one video path a line (.txt), or a "),
+        ("nolist.txt", None, "no such list file: {list} (a VIDEO ending in .txt, .csv, .jsonl "),
+        ("nolist.csv", None, "no such list file: {list} (a VIDEO ending in .txt, .csv, .jsonl "),
+        ("nolist.jsonl", None, "no such list file: {list} (a VIDEO ending in .txt, .csv, "),
+    ],
+)
+def test_a_list_that_gives_no_video_is_one_line(
+    tmp_path, tiny_weights, name, text, message, dataset_run
+):
+    """A list file that is missing, lists no video or has a header without a video column
+    stops the run with one line and exit status 2, before any work: nothing is created."""
+    listed = tmp_path / name
+    if text is not None:
+        listed.write_text(text)
+    out = tmp_path / "results"
+    result = CliRunner().invoke(
+        main,
+        [
+            *(str(listed), "--weights", str(tiny_weights), "--config", "swin_t_k400"),
+            *(["--out", str(out)] if dataset_run else []),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {message.format(list=listed)}")
+    assert result.output.count("\n") == 1
+    assert not out.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ([name] if text is not None else [])
+
+
+def test_an_empty_list_message_teaches_every_list_format(tmp_path, tiny_weights):
+    listed = tmp_path / "empty.txt"
+    listed.write_text("")
+    result = CliRunner().invoke(
+        main, [str(listed), "--weights", str(tiny_weights), "--config", "swin_t_k400"]
+    )
+    assert result.output == (
+        f"Error: {listed} lists no video; write one video path a line (.txt), or a header naming "
+        'a video column and a row per video (.csv), or a {"video": PATH} object a line (.jsonl)\n'
+    )
 
 
 def test_features_files(tmp_path):
@@ -330,6 +452,38 @@ def test_own_classes_without_a_config_use_the_model_the_file_records(ucf101, tmp
     ]  # no label map recorded: class numbers
 
 
+NO_NAMES = (
+    "note: no class names are recorded in the weights file or given, so classes are shown as "
+    "numbers; pass --labels FILE (one name a line), or convert with vswin-convert --config NAME "
+    "so that their names are recorded"
+)
+
+
+def test_classes_without_names_are_said_once(ucf101, tmp_path, monkeypatch):
+    """Two videos classified by a model that records no class names: classes print as numbers,
+    with one stderr line saying how to name them; with --labels it is not said. (The model is
+    stubbed: what is under test is what the command says around it.)"""
+    import videoswin_tf.cli.predict as cli
+    from videoswin_tf.video.predict import TopClass
+
+    def predict_first_class(model, path, config, labels, **kwargs):
+        return VideoOutput(path, 12, "1x1", top=[TopClass(labels[0], 0, 1.0)])
+
+    monkeypatch.setattr(cli, "_load_model", lambda setup, weights: None)
+    monkeypatch.setattr(cli, "predict_video", predict_first_class)
+    arguments = ["a.mp4", "b.mp4", "--weights", str(ucf101["weights"]), "--engine", "tensorflow"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [NO_NAMES, choose("tensorflow").describe()]
+    assert [line.split() for line in result.stdout.splitlines()[2::3]] == [
+        ["1", "1.0000", "0", "0"]
+    ] * 2
+    result = CliRunner().invoke(main, [*arguments, "--labels", str(ucf101["labels"])])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [choose("tensorflow").describe()]
+    assert result.stdout.splitlines()[2].split()[-1] == "action_000"
+
+
 def test_own_classes_with_their_label_file(ucf101, tmp_path):
     plain = predict_json(ucf101, tmp_path)[0]
     named = predict_json(ucf101, tmp_path, "--labels", str(ucf101["labels"]))[0]
@@ -418,6 +572,13 @@ def test_help_lists_every_weights_file_it_reads():
         "or the Keras 3 rewrite's or KerasCV's .weights.h5 or .keras file (read as data). The "
         "model they record (for the Keras 3 ports', the one their shapes give) is built."
     ) in help_text()
+
+
+def test_help_quotes_its_install_commands():
+    """Unquoted, ``videoswin-tf[ray]`` is a glob in zsh ("no matches found")."""
+    text = help_text()
+    assert "--ray With --out: run on Ray Data (pip install 'videoswin-tf[ray]')." in text
+    assert "pip install videoswin-tf[" not in text
 
 
 def test_help_explains_the_openvino_cache():

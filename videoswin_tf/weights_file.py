@@ -36,6 +36,7 @@ from videoswin_tf.presets import presets
 NATIVE_SUFFIX = ".weights.h5"
 LEGACY_SUFFIX = ".h5"
 KERAS_ARCHIVE_SUFFIX = ".keras"  # a whole-model archive (zip); the Keras 3 ports' are read
+KERAS_SHARDED_SUFFIX = ".weights.json"  # Keras' index of sharded weights (text), left to Keras
 REPORT_SUFFIX = ".parity.json"  # the converter's parity report, beside the weights file
 CONFIG_ATTRIBUTE = "videoswin_tf_config"
 # Keras 3 names a layer's group in a weights file after its class (`PatchEmbed3D`): a file of
@@ -82,8 +83,10 @@ def refuse_unreadable(path: str | os.PathLike | Classified) -> None:
     HDF5 or zip (``.keras``) file that cannot be opened, most often one cut short by an
     interrupted download or copy (h5py's and zipfile's own errors say neither what happened
     nor what to do); a PyTorch checkpoint (a zip holding ``data.pkl``, or a pickle stream),
-    with the ``vswin-convert`` command that converts it; a name ending in ``.h5`` on a file
-    that is neither HDF5, zip nor pickle. Nothing for any other path.
+    with the ``vswin-convert`` command that converts it; a file that is neither HDF5, zip nor
+    pickle (e.g. a video or a text file: saying what it starts with, and for a name ending in
+    ``.h5`` that it is no HDF5 file), except Keras' index of sharded weights
+    (``*.weights.json``). Nothing for any other path.
 
     Raises:
         ValueError: ``path`` is such a file.
@@ -93,11 +96,15 @@ def refuse_unreadable(path: str | os.PathLike | Classified) -> None:
         raise ValueError(cut_short(found.path, found.damage))
     if found.kind is Kind.TORCH:
         refuse_pytorch(found.path)
-    if found.kind is Kind.OTHER and found.path.name.endswith(LEGACY_SUFFIX):
-        raise ValueError(
-            f"{found.path}: is no HDF5 file ({found.found}) though its name ends in "
-            f"{LEGACY_SUFFIX}; pass a weights file written by model.save_weights or vswin-convert"
-        )
+    if found.kind is not Kind.OTHER or found.path.name.endswith(KERAS_SHARDED_SUFFIX):
+        return
+    if found.path.name.endswith(LEGACY_SUFFIX):
+        what = f"is no HDF5 file ({found.found}) though its name ends in {LEGACY_SUFFIX}"
+    else:
+        what = f"is not a weights file ({found.found})"
+    raise ValueError(
+        f"{found.path}: {what}; pass a weights file written by model.save_weights or vswin-convert"
+    )
 
 
 def cut_short(path: str | os.PathLike, damage: str) -> str:

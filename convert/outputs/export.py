@@ -21,6 +21,7 @@ from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.errors import ConversionError, ParityFailure
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.parity import DEFAULT_PARITY, Difference, ParitySettings, parity_clip
+from videoswin_tf.weights_file import refuse_unreadable
 
 FORMATS = ("saved_model", "onnx", "openvino")
 ONNX_OPSET = 17
@@ -164,6 +165,10 @@ def export(
 
 def load_model(spec: ModelSpec, weights: Path):
     """The Keras model of ``spec`` with ``weights`` loaded."""
+    try:
+        refuse_unreadable(weights)  # no weights file at all: another --config would not help
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
     model = build_keras_model(spec)
     try:
         model.load_weights(weights)

@@ -6,13 +6,16 @@ import glob
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 try:
     import click
+    from click.core import ParameterSource
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise SystemExit(
-        f"vswin-predict needs click ({error}); install it with: pip install videoswin-tf[video]"
+        f"vswin-predict needs click ({error}); install it with: pip install 'videoswin-tf[video]'"
     ) from error
 
 from videoswin_tf.inference import (
@@ -75,12 +78,39 @@ space; the next run converts again.
 """
 
 
-class SettingError(click.ClickException):
-    """A bad environment setting (``VSWIN_OPENVINO_CACHE``, ``VSWIN_OPENVINO_CACHE_ENTRIES``):
-    one ``Error:`` line on stderr, without the usage lines a bad option gets (the command line
-    is not at fault), and exit status 2 as for bad options."""
+class InputError(click.ClickException):
+    """Bad input the command line is not at fault for: one ``Error:`` line on stderr, without
+    the usage lines a bad option gets, and exit status 2 as for bad options."""
 
     exit_code = 2
+
+
+class SettingError(InputError):
+    """A bad environment setting (``VSWIN_OPENVINO_CACHE``, ``VSWIN_OPENVINO_CACHE_ENTRIES``)."""
+
+
+class ListFileError(InputError):
+    """A video list file (.txt, .csv, .jsonl) that is missing, lists no video or cannot be
+    read."""
+
+
+# Options that only act together with another, refused without it (they would be ignored):
+# option -> (its parameter name, what it needs).
+DEPENDENT_OPTIONS = {
+    "--workers": ("workers", "--out DIR"),
+    "--shard-size": ("shard_size", "--out DIR"),
+    "--quiet": ("quiet", "--out DIR"),
+    "--replicas": ("replicas", "--ray"),
+    "--snippet-views": ("snippet_views", "--snippets CLIP:STRIDE"),
+    "--features-format": ("features_format", "--features DIR"),
+}
+
+# Said once on stderr when the model's classes have no names (they are shown as numbers).
+NO_CLASS_NAMES = (
+    "note: no class names are recorded in the weights file or given, so classes are shown as "
+    "numbers; pass --labels FILE (one name a line), or convert with vswin-convert --config NAME "
+    "so that their names are recorded"
+)
 
 
 @click.command(
@@ -212,7 +242,7 @@ class SettingError(click.ClickException):
 )
 @click.option("--quiet", is_flag=True, help="With --out: no progress bar, only errors and totals.")
 @click.option(
-    "--ray", is_flag=True, help="With --out: run on Ray Data (pip install videoswin-tf[ray])."
+    "--ray", is_flag=True, help="With --out: run on Ray Data (pip install 'videoswin-tf[ray]')."
 )
 @click.option(
     "--replicas",
@@ -277,6 +307,30 @@ def main(
     status is 1 if any failed, 2 for bad options. With --out DIR the results go to Parquet
     shards instead (a failed video is a row with its error), and a rerun resumes.
     """
+    # The options alone first: a bad combination stops before any file is read.
+    if stage_map and features_dir is None:
+        raise click.UsageError("--stage-map needs --features DIR")
+    if out_dir is not None and (json_path or features_dir):
+        raise click.UsageError(
+            "--out writes every result to its Parquet shards: drop --json and --features"
+        )
+    if (ray or ray_address) and out_dir is None:
+        raise click.UsageError("--ray runs a dataset job: add --out DIR")
+    on_ray = ray or ray_address is not None
+    _refuse_lone_options(
+        {
+            "--out DIR": out_dir is not None,
+            "--ray": on_ray,
+            "--snippets CLIP:STRIDE": snippets is not None,
+            "--features DIR": features_dir is not None,
+        }
+    )
+    if on_ray and (engine is not None or precision != "fp32"):
+        raise click.UsageError(
+            "--engine and --precision apply to the local runner; --ray runs TensorFlow in fp32: "
+            "drop them or drop --ray"
+        )
+    snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
     try:
         setup = predict_setup(weights, config)
     except SetupError as error:  # the message names --config or the file itself
@@ -287,34 +341,20 @@ def main(
         clip_indices(setup.pipeline.clip_len, view_pipeline(setup.pipeline, views), sampling)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    if stage_map and features_dir is None:
-        raise click.UsageError("--stage-map needs --features DIR")
     try:
         choice = choose(engine, precision)
     except CacheFolderError as error:
         raise SettingError(str(error)) from None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--engine/--precision") from None
-    if out_dir is not None and (json_path or features_dir):
-        raise click.UsageError(
-            "--out writes every result to its Parquet shards: drop --json and --features"
-        )
-    if (ray or ray_address) and out_dir is None:
-        raise click.UsageError("--ray runs a dataset job: add --out DIR")
-    on_ray = ray or ray_address is not None
-    if on_ray and (engine is not None or precision != "fp32"):
-        raise click.UsageError(
-            "--engine and --precision apply to the local runner; --ray runs TensorFlow in fp32: "
-            "drop them or drop --ray"
-        )
-    snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
+    items = _dataset_items(videos)  # a bad list or folder stops the run before any work
     try:
         names = _class_names(setup, labels)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--labels") from None
     if out_dir is not None:
         _run_dataset(
-            videos,
+            items,
             setup,
             weights,
             out_dir,
@@ -336,7 +376,7 @@ def main(
             ray_address,
         )
         return
-    paths = expand_videos(videos)
+    paths = [Path(item.video) for item in items]
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
     model = _load_model(setup, weights)
@@ -386,8 +426,14 @@ def main(
 
 def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
     """Files as given; folders as their video files (sorted); globs as their matches; list
-    files (.txt, .csv, .jsonl) as the videos they list. A missing file stays in the list (it
-    is reported when its turn comes)."""
+    files (.txt, .csv, .jsonl) as the videos they list; each video once (the first of those
+    with the same resolved path). A missing video stays in the list (it is reported when its
+    turn comes).
+
+    Raises:
+        click.BadParameter: a folder without videos, a glob without matches.
+        ListFileError: a missing list file, one that lists no video or cannot be read.
+    """
     paths: list[Path] = []
     for argument in arguments:
         path = Path(argument)
@@ -405,9 +451,26 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
             if not matches:
                 raise click.BadParameter(f"no file matches {argument!r}")
             paths.extend(Path(match) for match in matches)
+        elif path.suffix in LIST_SUFFIXES and not path.exists():
+            raise ListFileError(
+                f"no such list file: {argument} (a VIDEO ending in {', '.join(LIST_SUFFIXES)} is "
+                "a list of videos); check its path"
+            )
         else:
             paths.append(path)
-    return paths
+    return first_of_each(paths, lambda path: path)
+
+
+Entry = TypeVar("Entry")
+
+
+def first_of_each(entries: list[Entry], video: Callable[[Entry], str | Path]) -> list[Entry]:
+    """``entries`` in their order without repeats: the first of those whose ``video`` has the
+    same resolved path (a folder and a glob that both match a file give it once)."""
+    kept: dict[Path, Entry] = {}
+    for entry in entries:
+        kept.setdefault(Path(video(entry)).resolve(), entry)
+    return list(kept.values())
 
 
 def video_error(path: Path, error: Exception) -> str:
@@ -460,27 +523,45 @@ def _snippet_spec(text: str | None, crops: str, folder: Path | None) -> SnippetS
         raise click.BadParameter(str(error), param_hint="--snippets") from None
 
 
+def _refuse_lone_options(given: dict[str, bool]) -> None:
+    """A usage error for the first option of `DEPENDENT_OPTIONS` given on the command line
+    without the option it needs (``given``: whether each needed option was given)."""
+    context = click.get_current_context()
+    for option, (name, needs) in DEPENDENT_OPTIONS.items():
+        if context.get_parameter_source(name) is ParameterSource.DEFAULT or given[needs]:
+            continue
+        raise click.UsageError(
+            f"{option} only works with {needs} (it would be ignored); add {needs} or drop {option}"
+        )
+
+
 def _video_list(path: Path) -> list[DatasetItem]:
     try:
-        return read_video_list(path)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+        items = read_video_list(path)
+    except (ValueError, OSError) as error:
+        raise ListFileError(str(error)) from None
+    if not items:
+        raise ListFileError(
+            f"{path} lists no video; write one video path a line (.txt), or a header naming a "
+            'video column and a row per video (.csv), or a {"video": PATH} object a line '
+            "(.jsonl)"
+        )
+    return items
 
 
 def _dataset_items(arguments: tuple[str, ...]) -> list[DatasetItem]:
-    """The videos of a dataset run, with the labels of list files."""
+    """The videos of a run, with the labels of list files; each video once (`first_of_each`)."""
     items: list[DatasetItem] = []
     for argument in arguments:
         if Path(argument).suffix in LIST_SUFFIXES and Path(argument).is_file():
             items.extend(_video_list(Path(argument)))
         else:
             items.extend(DatasetItem(str(path)) for path in expand_videos((argument,)))
-    return items
+    return first_of_each(items, lambda item: item.video)
 
 
-def _run_dataset(videos, setup, weights, out_dir, settings, quiet, runner, ray_address) -> None:
+def _run_dataset(items, setup, weights, out_dir, settings, quiet, runner, ray_address) -> None:
     """``--out``: the dataset runner writes the shards; failures are rows, counted here."""
-    items = _dataset_items(videos)
     model = None if runner == "ray" else _load_model(setup, weights)  # Ray: once per actor
     if model is not None:
         click.echo(settings.engine.describe(), err=True)
@@ -529,6 +610,7 @@ def _class_names(setup: PredictSetup, labels: Path | None) -> list[str] | None:
         return list(setup.class_names)
     source = labels if labels is not None else setup.labels
     if source is None:
+        click.echo(NO_CLASS_NAMES, err=True)
         return [str(index) for index in range(setup.num_classes)]
     return load_labels(source, setup.num_classes)
 

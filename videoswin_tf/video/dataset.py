@@ -222,16 +222,18 @@ class DatasetSummary:
 
 def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
     """The videos of a list file: ``.txt`` one path a line (blank lines and ``#`` comments
-    skipped); ``.csv`` (header row) or ``.jsonl`` (an object a line) with a ``video`` column
-    and an optional ``label``. Relative paths are taken from the list's folder.
+    skipped); ``.csv`` (its first line a header naming a ``video`` column) or ``.jsonl`` (an
+    object a line) with a ``video`` column and an optional ``label``. Relative paths are taken
+    from the list's folder. An empty list gives no items.
 
     Raises:
-        ValueError: an unknown ending, or a row without ``video`` (naming the line).
+        ValueError: an unknown ending, a ``.csv`` header without ``video`` (naming the columns
+            it has), or a row without ``video`` (naming the line).
     """
     path = Path(path)
     if path.suffix not in LIST_SUFFIXES:
         raise ValueError(f"{path}: a video list must end in {', '.join(LIST_SUFFIXES)}")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte order mark
     if path.suffix == ".txt":
         rows = [
             (number, {"video": line.strip()})
@@ -239,7 +241,14 @@ def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
             if line.strip() and not line.lstrip().startswith("#")
         ]
     elif path.suffix == ".csv":
-        rows = list(enumerate(csv.DictReader(text.splitlines()), 2))
+        reader = csv.DictReader(text.splitlines())
+        if reader.fieldnames is not None and "video" not in reader.fieldnames:
+            raise ValueError(
+                f"{path}:1: the header has no video column (columns: "
+                f"{', '.join(reader.fieldnames) or 'none'}); the first line must be a header "
+                "naming a video column, e.g. video,label"
+            )
+        rows = list(enumerate(reader, 2))
     else:
         rows = [
             (number, json.loads(line))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 from collections.abc import Iterator, Sequence
 
 import keras
 from keras import ops
 
+from videoswin_tf.layers.switch import TraceSwitch
 from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
 # Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
@@ -21,7 +21,7 @@ CHUNK_BYTES = 8 * 2**20
 FUSED_ATTENTION_BACKENDS = ("torch",)
 
 # Whether attention is traced in the pattern that OpenVINO fuses (`fusable_attention`).
-_FUSABLE = contextvars.ContextVar("videoswin_tf_fusable_attention", default=False)
+_FUSABLE = TraceSwitch()
 
 
 @contextlib.contextmanager
@@ -41,16 +41,13 @@ def fusable_attention() -> Iterator[None]:
     GiB against 2.05; grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB; the mask as
     query and key columns instead: IR 403 -> 199 MB, peak 1.82 -> 1.60 GiB, same speed.
     """
-    token = _FUSABLE.set(True)
-    try:
+    with _FUSABLE.turned_on():
         yield
-    finally:
-        _FUSABLE.reset(token)
 
 
 def attends_fusably() -> bool:
     """Whether attention is being traced for OpenVINO (inside `fusable_attention`)."""
-    return _FUSABLE.get()
+    return _FUSABLE.on
 
 
 def window_bias(bias, mask, batch_windows: int):
@@ -81,7 +78,7 @@ def windows_per_chunk(
     ``None`` (all at once) when ``batch_windows`` is unknown, a single chunk holds them all, or
     within `fusable_attention`.
     """
-    if batch_windows is None or _FUSABLE.get():
+    if batch_windows is None or _FUSABLE.on:
         return None
     per_window = heads * num_tokens * num_tokens * int(dtype[-2:]) // 8  # float16/32/64 bytes
     step = max(1, CHUNK_BYTES // per_window)
@@ -241,7 +238,11 @@ class WindowAttention3D(keras.layers.Layer):
                 bias = window_bias(bias, mask, query.shape[0])
             # (b, heads, N', head_dim) <-> the kernel's (b, N', heads, head_dim)
             query, key, value = (ops.transpose(t, (0, 2, 1, 3)) for t in (query, key, value))
-            x = ops.dot_product_attention(query, key, value, bias=bias, scale=1.0)
+            # flash_attention=False: what Keras decides on CPU for an additive bias, said
+            # here so that torch.compile need not trace that check (a graph break)
+            x = ops.dot_product_attention(
+                query, key, value, bias=bias, scale=1.0, flash_attention=False
+            )
             return ops.transpose(x, (0, 2, 1, 3))
 
         return self.attend_in_chunks(qkv, attention_mask, attend, mask_factors)
@@ -268,7 +269,7 @@ class WindowAttention3D(keras.layers.Layer):
             ``(B_, N', C)``.
         """
         batch_windows, num_tokens = qkv.shape[:2]
-        if _FUSABLE.get():  # three (B_, heads, N', head_dim), each from its own transpose
+        if _FUSABLE.on:  # three (B_, heads, N', head_dim), each from its own transpose
             query, key, value = (ops.transpose(qkv[:, :, i], (0, 2, 1, 3)) for i in range(3))
         else:
             qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)

@@ -18,9 +18,9 @@ from videoswin_tf.layers.windows import (
     effective_window,
     pad_to_multiple,
     shifted_window_groups,
+    shifted_window_labels,
     shifted_window_mask,
     shifted_window_mask_factors,
-    shifted_window_regions,
     take_tokens,
     window_partition,
     window_reverse,
@@ -127,7 +127,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         mask = None
         if shifted:
             x = ops.roll(x, shift=[-s for s in shift], axis=[1, 2, 3])
-            regions = shifted_window_regions(padded_size, window, shift)  # (nWindows, N')
+            regions = shifted_window_labels(padded_size, window, shift)  # (nWindows, N')
             mask = shifted_window_mask(regions, self.compute_dtype)  # (nWindows, N', N')
 
         windows = window_partition(x, window)  # (B * nWindows, N', C)

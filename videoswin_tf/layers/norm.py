@@ -9,17 +9,18 @@ layer of the model then builds its norms from that config.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
 from keras import ops
 
+from videoswin_tf.layers.switch import TraceSwitch
+
 NormLayer = dict | Callable[..., keras.layers.Layer] | None
 
 # Whether `LayerNormalization` is traced in the pattern that OpenVINO fuses (`fusable_norm`).
-_FUSABLE = contextvars.ContextVar("videoswin_tf_fusable_norm", default=False)
+_FUSABLE = TraceSwitch()
 
 
 @contextlib.contextmanager
@@ -32,11 +33,8 @@ def fusable_norm() -> Iterator[None]:
     `videoswin_tf.inference` traces for OpenVINO; TensorFlow, JAX and torch keep Keras' own
     formula. Same weights; results equal to float32 rounding.
     """
-    token = _FUSABLE.set(True)
-    try:
+    with _FUSABLE.turned_on():
         yield
-    finally:
-        _FUSABLE.reset(token)
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
@@ -54,7 +52,7 @@ class LayerNormalization(keras.layers.LayerNormalization):
 
     def call(self, inputs):
         over_last = self.axis in (-1, [-1], [len(inputs.shape) - 1])
-        if not (_FUSABLE.get() and over_last and self.center and self.scale) or self.rms_scaling:
+        if not (_FUSABLE.on and over_last and self.center and self.scale) or self.rms_scaling:
             return super().call(inputs)
         shape = ops.shape(inputs)
         rows = ops.reshape(inputs, (-1, shape[-1]))  # (tokens, C)

@@ -105,7 +105,9 @@ class SwinTransformerBlock3D(keras.layers.Layer):
 
     def build(self, input_shape):
         channels_last = (None, None, None, None, self.dim)
-        for layer in (self.norm1, self.attn, self.norm2, self.mlp):
+        # drop_path too: built at its first call instead, it would be built inside the graph
+        # torch.compile traces, and break it (Keras' torch layers track variables on build)
+        for layer in (self.norm1, self.attn, self.norm2, self.mlp, self.drop_path):
             layer.build(channels_last)
 
     def attention_branch(self, x, training=None):

@@ -129,3 +129,68 @@ def test_the_model_runs_on_the_openvino_backend(tmp_path):
     difference = np.abs(np.load(paths[1]) - expected).max()
     assert difference <= (5e-2 if has_native_bf16() else 1e-4), difference
     assert np.abs(expected).max() > 0.1
+
+
+# Run under KERAS_BACKEND=torch with inductor's freezing: the backbone (both stages, a shifted
+# block in each, patch merging) must trace as one graph, then compile and match TensorFlow.
+TORCH_COMPILE_SCRIPT = """
+import sys
+import numpy as np
+import torch
+from videoswin_tf import TFSwinTransformer3D
+model = TFSwinTransformer3D(embed_dim=32, depths=(2, 2), num_heads=(1, 2), window_size=(2, 7, 7),
+                            num_classes=None, include_top=False)
+model.load_weights(sys.argv[1])
+clip = np.load(sys.argv[3])
+with torch.no_grad():
+    explained = torch._dynamo.explain(model.predict_step)(torch.from_numpy(clip))
+print(explained.graph_count, explained.graph_break_count)
+torch._dynamo.reset()
+model.compile(jit_compile=True)
+with torch.no_grad():
+    np.save(sys.argv[2], np.asarray(model.predict_on_batch(clip)))
+"""
+
+
+@pytest.mark.slow
+def test_the_model_compiles_as_one_graph_on_the_torch_backend(tmp_path):
+    """Keras' ``jit_compile=True`` on torch (``torch.compile``, README "Keras backends"): one
+    graph, no breaks, and TensorFlow's logits (about 3 minutes, most of it inductor's C++)."""
+    pytest.importorskip("torch")
+    import keras
+    import numpy as np
+
+    from videoswin_tf import TFSwinTransformer3D
+
+    keras.utils.set_random_seed(0)
+    model = TFSwinTransformer3D(
+        embed_dim=32,
+        depths=(2, 2),
+        num_heads=(1, 2),
+        window_size=(2, 7, 7),
+        num_classes=None,
+        include_top=False,
+    )
+    clip = np.random.default_rng(0).standard_normal((1, 4, 56, 56, 3)).astype(np.float32)
+    expected = np.asarray(model.predict_on_batch(clip))
+    paths = [tmp_path / name for name in ("w.weights.h5", "out.npy", "clip.npy")]
+    model.save_weights(paths[0])
+    np.save(paths[2], clip)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "torch",
+        "TORCHINDUCTOR_FREEZING": "1",
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "OMP_NUM_THREADS": "1",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", TORCH_COMPILE_SCRIPT, *map(str, paths)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[-2:] == ["1", "0"]  # graphs, graph breaks
+    difference = np.abs(np.load(paths[1]) - expected).max()
+    assert difference <= 1e-5, difference
+    assert np.abs(expected).max() > 0.1

@@ -5,10 +5,12 @@ import pytest
 from keras import ops
 
 from videoswin_tf.layers.windows import (
+    bias_gather_index,
     bias_table_size,
     effective_window,
     relative_position_index,
     shifted_window_gather,
+    shifted_window_labels,
     shifted_window_mask,
     shifted_window_mask_factors,
     shifted_window_regions,
@@ -46,6 +48,34 @@ def test_relative_position_index_by_hand():
     assert index[5, 2] == 20
     full = relative_position_index((8, 7, 7))
     assert full.shape == (392, 392) and full.min() == 0 and full.max() == 2534
+
+
+@pytest.mark.parametrize(
+    "window, num_tokens",
+    [((2, 2, 2), 8), ((2, 2, 2), 5), ((8, 7, 7), 392), ((8, 7, 7), 196), ((4, 3, 5), 1)],
+)
+def test_bias_gather_index_is_the_sliced_relative_position_index(window, num_tokens):
+    """Computed in keras.ops (for graphs torch.compile traces whole) yet equal to the NumPy
+    index the reference slices, in int32."""
+    index = ops.convert_to_numpy(bias_gather_index(window, num_tokens))
+    assert index.dtype == np.int32
+    expected = relative_position_index(window)[:num_tokens, :num_tokens].reshape(-1)
+    np.testing.assert_array_equal(index, expected)
+
+
+@pytest.mark.parametrize(
+    "padded, window, shift",
+    [
+        ((1, 4, 4), (1, 2, 2), (0, 1, 1)),
+        ((4, 6, 6), (2, 3, 3), (1, 1, 1)),
+        ((2, 6, 3), (2, 3, 3), (1, 1, 0)),
+        ((16, 56, 56), (8, 7, 7), (4, 3, 3)),
+    ],
+)
+def test_shifted_window_labels_equal_the_numpy_regions(padded, window, shift):
+    labels = ops.convert_to_numpy(shifted_window_labels(padded, window, shift))
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, shifted_window_regions(padded, window, shift))
 
 
 def test_partition_and_reverse_order_and_round_trip():

@@ -66,6 +66,14 @@ class PredictEngine:
         finally:
             self.jit_compile = kept
 
+    def predict_on_batch(self, x):
+        """Keras' ``predict_on_batch``; on torch, NumPy inputs are made tensors first, outside
+        the function that ``jit_compile=True`` compiles (converting them inside breaks the
+        graph ``torch.compile`` traces)."""
+        if keras.backend.backend() == "torch":
+            x = keras.tree.map_structure(keras.ops.convert_to_tensor, x)
+        return super().predict_on_batch(x)
+
     @property
     def predict_engine(self) -> str:
         """What `predict` runs on: ``"eager"``, ``"graph"`` or ``"xla"`` (TensorFlow), or the

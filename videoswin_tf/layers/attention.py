@@ -275,7 +275,11 @@ class WindowAttention3D(keras.layers.Layer):
                 bias = window_bias(bias, mask, query.shape[0])
             # (b, heads, N', head_dim) <-> the kernel's (b, N', heads, head_dim)
             query, key, value = (ops.transpose(t, (0, 2, 1, 3)) for t in (query, key, value))
-            x = ops.dot_product_attention(query, key, value, bias=bias, scale=1.0)
+            # flash_attention=False: what Keras decides on CPU for an additive bias, said
+            # here so that torch.compile need not trace that check (a graph break)
+            x = ops.dot_product_attention(
+                query, key, value, bias=bias, scale=1.0, flash_attention=False
+            )
             return ops.transpose(x, (0, 2, 1, 3))
 
         return self.attend_in_chunks(qkv, attention_mask, attend)

@@ -18,6 +18,7 @@ from videoswin_tf.layers.windows import (
     effective_window,
     pad_to_multiple,
     shifted_window_gather,
+    shifted_window_labels,
     shifted_window_mask,
     shifted_window_mask_factors,
     shifted_window_regions,
@@ -105,7 +106,9 @@ class SwinTransformerBlock3D(keras.layers.Layer):
 
     def build(self, input_shape):
         channels_last = (None, None, None, None, self.dim)
-        for layer in (self.norm1, self.attn, self.norm2, self.mlp):
+        # drop_path too: built at its first call instead, it would be built inside the graph
+        # torch.compile traces, and break it (Keras' torch layers track variables on build)
+        for layer in (self.norm1, self.attn, self.norm2, self.mlp, self.drop_path):
             layer.build(channels_last)
 
     def attention_branch(self, x, training=None):
@@ -128,7 +131,7 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         mask = None
         if shifted:
             x = ops.roll(x, shift=[-s for s in shift], axis=[1, 2, 3])
-            regions = shifted_window_regions(padded_size, window, shift)  # (nWindows, N')
+            regions = shifted_window_labels(padded_size, window, shift)  # (nWindows, N')
             mask = shifted_window_mask(regions, self.compute_dtype)  # (nWindows, N', N')
 
         windows = window_partition(x, window)  # (B * nWindows, N', C)

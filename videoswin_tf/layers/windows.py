@@ -107,23 +107,31 @@ def relative_position_index(window_size: Size3) -> np.ndarray:
     return (relative * strides).sum(axis=0).astype(np.int64)
 
 
-@functools.cache
-def bias_gather_index(window_size: Size3, num_tokens: int) -> np.ndarray:
-    """Flat int32 index into the bias table for windows of ``num_tokens`` tokens.
+def bias_gather_index(window_size: Size3, num_tokens: int):
+    """Flat int32 index into the bias table for windows of ``num_tokens`` tokens, computed with
+    ``keras.ops`` from a range rather than converted from NumPy at every call (which breaks the
+    graph ``torch.compile`` traces). Graph compilers (TensorFlow's, XLA, OpenVINO) fold it
+    into a constant.
 
     This is ``relative_position_index(window_size)[:N', :N']``: when the window shrinks, the
-    reference slices the full window's index rather than computing the smaller window's. int32
-    halves the constant that each traced graph embeds.
+    reference slices the full window's index rather than computing the smaller window's. The
+    index of tokens ``i, j`` is ``r_i - r_j + c``, with token ``i`` (depth-major) at ``(d, h,
+    w)``, ``r_i = d (2Wh-1)(2Ww-1) + h (2Ww-1) + w`` and ``c = r`` of ``(Wd-1, Wh-1, Ww-1)``.
 
     Args:
         window_size: configured ``(Wd, Wh, Ww)``.
         num_tokens: tokens ``N'`` of the windows actually used.
 
     Returns:
-        int32 array ``(N' * N',)``.
+        int32 tensor ``(N' * N',)``.
     """
-    index = relative_position_index(window_size)[:num_tokens, :num_tokens]
-    return index.reshape(-1).astype(np.int32)
+    _, wh, ww = window_size
+    strides = ((2 * wh - 1) * (2 * ww - 1), 2 * ww - 1, 1)
+    token = ops.arange(num_tokens, dtype="int32")
+    coords = (token // (wh * ww), token // ww % wh, token % ww)  # (d, h, w), each (N',)
+    flat = sum(c * s for c, s in zip(coords, strides, strict=True))  # r_i
+    centre = sum((w - 1) * s for w, s in zip(window_size, strides, strict=True))
+    return ops.reshape(flat[:, None] - flat[None, :] + centre, (-1,))
 
 
 def bias_table_size(window_size: Sequence[int]) -> int:
@@ -163,6 +171,29 @@ def shifted_window_regions(padded_size: Size3, window: Size3, shift: Size3) -> n
     nd, nh, nw = (size // win for size, win in zip(padded_size, window, strict=False))
     region = region.reshape(nd, window[0], nh, window[1], nw, window[2])
     return region.transpose(0, 2, 4, 1, 3, 5).reshape(nd * nh * nw, -1)  # (nWindows, N)
+
+
+def shifted_window_labels(padded_size: Size3, window: Size3, shift: Size3):
+    """`shifted_window_regions` computed with ``keras.ops`` from ranges, for the graph of a
+    call: converting the NumPy labels at every call breaks the graph ``torch.compile`` traces.
+    Graph compilers fold it into a constant.
+
+    Args:
+        padded_size: ``(D, H, W)`` after padding to multiples of ``window``.
+        window: effective ``(Wd, Wh, Ww)``.
+        shift: effective ``(Sd, Sh, Sw)``.
+
+    Returns:
+        int32 tensor ``(nD * nH * nW, N)``, equal to `shifted_window_regions`.
+    """
+    axis_labels = []
+    for length, win, sh in zip(padded_size, window, shift, strict=True):
+        position = ops.arange(length, dtype="int32")
+        starts = (length - win, length - sh) if sh > 0 else ()  # where regions 1 and 2 start
+        axis_labels.append(sum((ops.cast(position >= s, "int32") for s in starts), position * 0))
+    d, h, w = axis_labels
+    region = d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]  # (D, H, W)
+    return window_partition(region[None, ..., None], window)[..., 0]
 
 
 def shifted_window_mask(regions, dtype: str = "float32"):

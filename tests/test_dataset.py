@@ -1,6 +1,7 @@
-"""Dataset runs: Parquet rows equal to the one-video API, list files, error rows, and a run
-killed with SIGKILL then rerun."""
+"""Dataset runs: Parquet rows equal to the one-video API, list files, error rows, a run
+killed with SIGKILL then rerun, and the decoding workers' Ctrl-C and end."""
 
+import contextlib
 import json
 import os
 import re
@@ -516,3 +517,109 @@ def test_progress_bar_counts_videos_and_failures(model, tmp_path, capsys):
     predict_dataset(lambda: model, missing, tmp_path / "out", settings, progress=True)
     bar = capsys.readouterr().err.split("\r")[-1]
     assert bar.startswith("100%") and "2/2" in bar and "video/s" in bar and "failed=2" in bar
+
+
+# Decoding workers without a model: `_DecodeAhead` with 2 workers over the listed videos,
+# printing each decoded video. argv[1] "starting": the first worker to start sends Ctrl-C
+# (SIGINT) to the process group while it imports this file, before the pool's initializer
+# runs; "idle": after the first video, waits for the others then prints "idle" and sleeps, the
+# workers waiting on their queue.
+DECODING = """
+import concurrent.futures, os, signal, sys, time
+sys.path.insert(0, {tests!r})
+from dataset_model import PIPELINE
+from videoswin_tf.video.dataset import DatasetItem, DatasetSettings, _DecodeAhead
+
+if __name__ == "__mp_main__" and sys.argv[1] == "starting":  # a worker starting up
+    try:
+        os.close(os.open({token!r}, os.O_CREAT | os.O_EXCL))  # the first worker only
+        os.killpg(0, signal.SIGINT)
+    except FileExistsError:
+        pass
+
+if __name__ == "__main__":  # the decoding workers are spawned: they import this file
+    items = [DatasetItem(video) for video in {videos!r}]
+    try:
+        with _DecodeAhead(items, DatasetSettings(config=PIPELINE, workers=2)) as decoded:
+            for video in decoded:
+                print(video.item.video, flush=True)
+                if sys.argv[1] == "idle":
+                    concurrent.futures.wait(decoded.queue)
+                    print("idle", flush=True)
+                    time.sleep(600)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def decoding(videos, tmp_path: Path, mode: str) -> subprocess.Popen:
+    """The `DECODING` script in its own process group (a Ctrl-C there reaches only it)."""
+    script = tmp_path / "decoding.py"
+    here, token = str(Path(__file__).parent), str(tmp_path / "token")
+    script.write_text(DECODING.format(tests=here, videos=list(map(str, videos)), token=token))
+    return subprocess.Popen(
+        [sys.executable, str(script), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):  # it ended meanwhile
+            continue
+    return found
+
+
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an orphan's zombie waits for PID 1 to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("mode", ["starting", "idle"])
+def test_ctrl_c_is_the_main_process_s_alone(videos, tmp_path, mode):
+    """Ctrl-C (SIGINT to the process group) while a decoding worker starts, or (sent from
+    here) while the workers wait on their queue: the main process stops them; they print
+    nothing (no KeyboardInterrupt traceback each) and end."""
+    run = decoding(videos, tmp_path, mode)
+    try:
+        if mode == "idle":
+            assert [run.stdout.readline() for _ in range(2)] == [f"{videos[0]}\n", "idle\n"]
+            os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert (run.returncode, stderr) == (0, "")
+    assert stdout.splitlines()[-1] == "interrupted"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_decoding_workers_end_when_the_main_process_is_killed(videos, tmp_path):
+    """SIGKILL of the main process (nothing of it runs): its 2 decoding workers, waiting on
+    their queue, notice and end within seconds; then so does multiprocessing's resource
+    tracker (its last holders gone)."""
+    run = decoding(videos, tmp_path, "idle")
+    try:
+        assert [run.stdout.readline() for _ in range(2)] == [f"{videos[0]}\n", "idle\n"]
+        started = children(run.pid)
+        assert len(started) == 3  # 2 workers and the resource tracker
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 5
+        while any(map(running, started)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in started if running(pid)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # none left: the test passed
+            os.killpg(run.pid, signal.SIGKILL)

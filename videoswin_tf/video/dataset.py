@@ -11,8 +11,9 @@ its latest error).
 
 The local runner decodes in worker processes (``workers``) at most ``workers * ahead`` videos
 ahead of the model, so the model does not wait on FFmpeg; the model runs in the calling
-process. A video that fails (missing, truncated, no video stream...) is a row with its error,
-never a stopped run. ``runner="ray"`` runs the same job on Ray Data
+process. The workers leave SIGINT (Ctrl-C) to the calling process, and end by themselves when
+it dies, even killed with SIGKILL. A video that fails (missing, truncated, no video stream...)
+is a row with its error, never a stopped run. ``runner="ray"`` runs the same job on Ray Data
 (`videoswin_tf.video.ray_runner`).
 
 Needs the ``video`` extra and pyarrow (``pip install videoswin-tf[dataset]``).
@@ -21,6 +22,7 @@ Needs the ``video`` extra and pyarrow (``pip install videoswin-tf[dataset]``).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import itertools
@@ -28,7 +30,9 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -62,6 +66,9 @@ RUNNERS = ("local", "ray")
 ROWS = ".rows"
 
 LOG = logging.getLogger(__name__)
+
+# Seconds between a decoding worker's checks that the process it decodes for is alive.
+PARENT_CHECK_SECONDS = 0.25
 
 # The Parquet columns, in order: name -> (pyarrow type name, meaning). `schema()` builds it.
 COLUMNS = {
@@ -552,9 +559,19 @@ class _DecodeAhead:
         self.items = iter(self.todo)
         if workers:
             context = multiprocessing.get_context("spawn")  # no fork of a TensorFlow process
-            self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
-            for item in itertools.islice(self.items, workers * self.settings.ahead):
-                self.queue.append(self.pool.submit(decode_item, item, self.settings))
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                workers,
+                mp_context=context,
+                initializer=_start_decode_worker,
+                initargs=(os.getpid(),),
+            )
+            try:
+                with _sigint_held():  # the first submits start the workers
+                    for item in itertools.islice(self.items, workers * self.settings.ahead):
+                        self.queue.append(self.pool.submit(decode_item, item, self.settings))
+            except BaseException:  # a Ctrl-C held while they started
+                self.__exit__()
+                raise
         return self
 
     def __iter__(self) -> Iterator[Decoded]:
@@ -571,6 +588,41 @@ class _DecodeAhead:
     def __exit__(self, *exc_info) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
+
+
+def _start_decode_worker(parent: int) -> None:
+    """A decoding worker's start (the pool's initializer). Ctrl-C is the main process's
+    ``parent`` to handle (it stops the pool), so the worker ignores SIGINT: one held since the
+    worker started (`_sigint_held`) is dropped. And the worker ends by itself once ``parent``
+    is gone, even killed with SIGKILL, instead of waiting on its queue forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process once ``parent`` is no longer its parent (it died and the orphan was
+    adopted); checked every `PARENT_CHECK_SECONDS`."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT held (blocked) in this thread inside the block, and so in the processes it
+    starts (they inherit the mask) until they ignore it: a Ctrl-C while a worker starts up is
+    neither a traceback there nor lost here (it arrives on leaving the block). Where there are
+    no signal masks (Windows), nothing."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class _Progress:

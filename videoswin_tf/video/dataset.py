@@ -11,10 +11,10 @@ its latest error).
 
 The local runner decodes in worker processes (``workers``) at most ``workers * ahead`` videos
 ahead of the model, so the model does not wait on FFmpeg; the model runs in the calling
-process. The workers leave SIGINT (Ctrl-C) to the calling process, and end by themselves when
-it dies, even killed with SIGKILL. A video that fails (missing, truncated, no video stream...)
-is a row with its error, never a stopped run. ``runner="ray"`` runs the same job on Ray Data
-(`videoswin_tf.video.ray_runner`).
+process. Ctrl-C stops a run (`DatasetInterrupted`, keeping its rows); the workers leave SIGINT
+to the calling process, and end by themselves when it dies, even killed with SIGKILL. A video
+that fails (missing, truncated, no video stream...) is a row with its error, never a stopped
+run. ``runner="ray"`` runs the same job on Ray Data (`videoswin_tf.video.ray_runner`).
 
 Needs the ``video`` extra and pyarrow (``pip install videoswin-tf[dataset]``).
 """
@@ -215,16 +215,36 @@ class DatasetSummary:
         skipped: videos with a complete row before the run.
         failed: rows written with an error.
         seconds: wall time of the run.
-        model_seconds: time in the model and the head (summed over Ray replicas).
-        load_seconds: time loading the model (summed over Ray replicas).
+        model_seconds: time in the model and the head (summed over Ray replicas); ``None`` for
+            an interrupted run (`DatasetInterrupted`).
+        load_seconds: time loading the model (summed over Ray replicas); ``None`` likewise.
     """
 
     written: int
     skipped: int
     failed: int
     seconds: float
-    model_seconds: float
-    load_seconds: float = 0.0
+    model_seconds: float | None
+    load_seconds: float | None = 0.0
+
+    @property
+    def complete(self) -> int:
+        """Rows written without an error."""
+        return self.written - self.failed
+
+
+class DatasetInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a dataset run. The rows written before it are kept in their
+    shards, so rerunning the same run resumes. A `KeyboardInterrupt`: a script that does not
+    catch it stops as before.
+
+    Attributes:
+        summary: the run until then (`DatasetSummary`, without the model's timings).
+    """
+
+    def __init__(self, summary: DatasetSummary):
+        super().__init__(f"interrupted after {summary.written} rows")
+        self.summary = summary
 
 
 def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
@@ -292,6 +312,9 @@ def predict_dataset(
 
     Returns:
         a `DatasetSummary`; ``failed`` counts the videos written with an error.
+
+    Raises:
+        DatasetInterrupted: Ctrl-C (SIGINT) during the run; the rows written are kept.
     """
     listed = [v if isinstance(v, DatasetItem) else DatasetItem(str(v)) for v in videos]
     items = list({item.video: item for item in reversed(listed)}.values())[::-1]  # first of each
@@ -309,24 +332,23 @@ def predict_dataset(
         raise ValueError(f"unknown runner {runner!r}; expected one of {RUNNERS}")
     try:  # rows done before Ctrl-C or an error are kept
         if runner == "local":
-            model_seconds, load_seconds = _run_local(load_model, todo, settings, writer, bar)
+            timings = _run_local(load_model, todo, settings, writer, bar)
         else:
             from videoswin_tf.video.ray_runner import run_ray
 
-            model_seconds, load_seconds = run_ray(
-                load_model, todo, settings, writer, bar, ray_address
-            )
+            timings = run_ray(load_model, todo, settings, writer, bar, ray_address)
+    except KeyboardInterrupt:
+        timings = None
     finally:
         writer.flush()
         bar.close()
-    return DatasetSummary(
-        writer.rows,
-        len(items) - len(todo),
-        bar.failed,
-        time.perf_counter() - started,
-        model_seconds,
-        load_seconds,
+    seconds = time.perf_counter() - started
+    summary = DatasetSummary(
+        writer.rows, len(items) - len(todo), bar.failed, seconds, *(timings or (None, None))
     )
+    if timings is None:
+        raise DatasetInterrupted(summary)
+    return summary
 
 
 def completed_videos(out: str | os.PathLike) -> set[str]:
@@ -380,9 +402,9 @@ class ShardWriter:
         path = self.out / ROWS / f"{self.run}-{self.shards:05d}-{len(self.pending):05d}.parquet"
         path.parent.mkdir(exist_ok=True)
         write_atomically(import_extra("pyarrow").Table.from_pylist([row], schema=schema()), path)
-        LOG.info("%s: row written", row["video"])
         self.pending.append(path)
         self.rows += 1
+        LOG.info("%s: row written", row["video"])
         if len(self.pending) >= self.shard_size:
             self.flush()
 

@@ -1,10 +1,14 @@
 """The small test model as a picklable loader, for dataset runs in other processes (a killed
-run's subprocess, Ray actors): built from `conftest.SMALL_SPEC`, weights from a file."""
+run's subprocess, Ray actors): built from `conftest.SMALL_SPEC`, weights from a file; and
+`AfterRows`, to act at a known row of a run in any process."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from videoswin_tf.presets import TestPipeline
@@ -61,3 +65,29 @@ class SmallWeights:
         model = build_keras_model(SMALL_SPEC)
         model.load_weights(self.weights)
         return model
+
+
+class AfterRows(logging.Handler):
+    """Calls ``then()`` once, when a dataset run logs its ``rows``-th row written (on the
+    ``videoswin_tf.video.dataset`` logger at INFO): a kill or a Ctrl-C lands at a known point
+    however loaded the machine is (a fast run could otherwise finish first)."""
+
+    def __init__(self, rows: int, then: Callable[[], None]):
+        super().__init__()
+        self.left, self.then = rows, then
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "row written" in record.getMessage():
+            self.left -= 1
+            if self.left == 0:
+                self.then()
+
+
+def hold() -> None:
+    """Stop the run here, for a signal to land."""
+    time.sleep(600)
+
+
+def ctrl_c() -> None:
+    """What Ctrl-C raises where it lands."""
+    raise KeyboardInterrupt

@@ -1,7 +1,9 @@
-"""Dataset runs: Parquet rows equal to the one-video API, list files, error rows, and a run
-killed with SIGKILL then rerun."""
+"""Dataset runs: Parquet rows equal to the one-video API, list files, error rows, a run
+killed with SIGKILL then rerun, Ctrl-C, and the decoding workers' end."""
 
+import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -17,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from dataset_model import LABELS, PIPELINE, SMALL_CONFIG, SmallWeights
+from dataset_model import LABELS, PIPELINE, SMALL_CONFIG, AfterRows, SmallWeights, ctrl_c
 from video_files import encode, encode_audio
 
 from videoswin_tf.video import predict_video, snippet_features
 from videoswin_tf.video.dataset import (
     COLUMNS,
+    DatasetInterrupted,
     DatasetItem,
     DatasetSettings,
     ShardWriter,
@@ -191,30 +194,15 @@ def test_missing_truncated_and_audio_only_files_are_error_rows(model, videos, tm
 
 
 KILLED_RUN = """
-import json, logging, os, sys, time
+import json, logging, os, sys
 sys.path.insert(0, {tests!r})
-from dataset_model import LABELS, PIPELINE, SmallWeights
+from dataset_model import LABELS, PIPELINE, AfterRows, SmallWeights, hold
 from videoswin_tf.video.dataset import DatasetSettings, predict_dataset
-
-
-class HoldAfterRows(logging.Handler):
-    # With HOLD_AFTER=N the run stops after logging its N-th row, so the kill lands mid-run
-    # however loaded the machine is (a fast run could otherwise finish before the kill).
-    def __init__(self, rows):
-        super().__init__()
-        self.left = rows
-
-    def emit(self, record):
-        if "row written" in record.getMessage():
-            self.left -= 1
-            if self.left == 0:
-                time.sleep(600)
-
 
 if __name__ == "__main__":  # the decoding workers are spawned: they import this file
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
-    if os.environ.get("HOLD_AFTER"):
-        logging.getLogger().addHandler(HoldAfterRows(int(os.environ["HOLD_AFTER"])))
+    if os.environ.get("HOLD_AFTER"):  # the run stops after its N-th row, for the kill to land
+        logging.getLogger().addHandler(AfterRows(int(os.environ["HOLD_AFTER"]), hold))
     settings = DatasetSettings(config=PIPELINE, labels=LABELS, workers=1, shard_size=100)
     videos = {videos!r}
     summary = predict_dataset(SmallWeights({weights!r}), videos, {out!r}, settings, progress=False)
@@ -295,11 +283,11 @@ def test_cli_dataset_run_with_a_broken_list_exits_1(videos, tmp_path):
         text=True,
     )
     assert done.returncode == 1, done.stderr
-    totals = done.stderr.splitlines()[-2:]
     assert re.fullmatch(
-        rf"4 videos written to {re.escape(str(out))} \(0 already complete\) in [0-9.]+ s", totals[0]
+        rf"1 video written to {re.escape(str(out))}, 3 failed \(their rows hold the errors\), "
+        r"0 already complete, in [0-9.]+ s",
+        done.stderr.splitlines()[-1],
     )
-    assert totals[1] == "3 of 4 videos failed (their rows hold the error)"
     rows = read_results(out).to_pylist()
     assert sorted(row["error"] is None for row in rows) == [False, False, False, True]
     assert [len(row["probabilities"] or []) for row in rows if row["error"] is None] == [400]
@@ -484,7 +472,11 @@ def test_ray_runner_joins_a_running_cluster(model, recorded, videos, tmp_path):
             head.wait()
         shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 1, done.stderr  # the missing video
-    assert done.stderr.splitlines()[-1] == "1 of 3 videos failed (their rows hold the error)"
+    assert re.fullmatch(
+        rf"2 videos written to {re.escape(str(tmp_path / 'ray'))}, 1 failed \(its row holds the "
+        r"error\), 0 already complete, in [0-9.]+ s",
+        done.stderr.splitlines()[-1],
+    )
     options = ["--config", str(config), "--engine", "tensorflow"]
     _, local_rows = cli_dataset_run(weights, videos[:2], tmp_path / "local", *options)
     ray_rows = {row["video"]: row for row in read_results(tmp_path / "ray").to_pylist()}
@@ -531,3 +523,226 @@ def test_progress_bar_counts_videos_and_failures(model, tmp_path, capsys):
     predict_dataset(lambda: model, missing, tmp_path / "out", settings, progress=True)
     bar = capsys.readouterr().err.split("\r")[-1]
     assert bar.startswith("100%") and "2/2" in bar and "video/s" in bar and "failed=2" in bar
+
+
+@pytest.fixture
+def ctrl_c_after():
+    """``ctrl_c_after(n)``: Ctrl-C after the n-th row of the next dataset run."""
+    logger = logging.getLogger("videoswin_tf.video.dataset")
+    level, handlers = logger.level, []
+
+    def arm(rows: int) -> None:
+        handlers.append(AfterRows(rows, ctrl_c))
+        logger.addHandler(handlers[-1])
+        logger.setLevel(logging.INFO)
+
+    yield arm
+    logger.setLevel(level)
+    for handler in handlers:
+        logger.removeHandler(handler)
+
+
+def test_ctrl_c_keeps_the_rows_written_and_a_rerun_resumes(model, videos, tmp_path, ctrl_c_after):
+    """Ctrl-C after 2 rows (a missing video's error and a complete one) of 4, a video in the
+    decoding worker: `DatasetInterrupted` (a KeyboardInterrupt) with the counts, the 2 rows
+    gathered into a shard; the rerun redoes only the missing video and the 2 not reached."""
+    out = tmp_path / "out"
+    items = [tmp_path / "missing.mp4", *videos[:3]]
+    ctrl_c_after(2)
+    with pytest.raises(DatasetInterrupted) as stop:
+        predict_dataset(lambda: model, items, out, SETTINGS, progress=False)
+    summary = stop.value.summary
+    assert isinstance(stop.value, KeyboardInterrupt)
+    assert (summary.written, summary.complete, summary.failed, summary.skipped) == (2, 1, 1, 0)
+    assert (summary.model_seconds, summary.load_seconds) == (None, None)
+    assert len(list(out.glob("part-*.parquet"))) == 1 and not list((out / ".rows").iterdir())
+    kept = {row["video"]: row["error"] for row in read_results(out).to_pylist()}
+    assert kept == {str(items[0]): f"{items[0]}: no such file", str(items[1]): None}
+    in_process = DatasetSettings(**{**SETTINGS.__dict__, "workers": 0})
+    again = predict_dataset(lambda: model, items, out, in_process, progress=False)
+    assert (again.written, again.complete, again.failed, again.skipped) == (3, 2, 1, 1)
+
+
+def test_cli_ctrl_c_says_what_was_kept_and_exits_130(recorded, videos, tmp_path, ctrl_c_after):
+    """vswin-predict --out stopped by Ctrl-C: one line saying what is kept and how to resume,
+    exit status 130 (not 1, "some videos failed"); the rerun's totals count the failed video
+    apart from the written ones."""
+    from click.testing import CliRunner
+
+    from videoswin_tf.cli.predict import main
+
+    weights, config = recorded
+    out = tmp_path / "out"
+    items = [tmp_path / "missing.mp4", *videos[:3]]
+    arguments = [*map(str, items), "--weights", str(weights), "--config", str(config)]
+    arguments += ["--out", str(out), "--quiet", "--workers", "0", "--engine", "tensorflow"]
+    ctrl_c_after(2)
+    stopped = CliRunner().invoke(main, arguments)
+    assert stopped.exit_code == 130, stopped.output
+    assert stopped.stderr.splitlines()[-1] == (
+        f"interrupted: 1 video written to {out}, 1 failed (its row holds the error), 0 already "
+        "complete; rerun the same command to resume"
+    )
+    assert "Aborted!" not in stopped.output
+    rerun = CliRunner().invoke(main, arguments)
+    assert rerun.exit_code == 1, rerun.output
+    assert re.fullmatch(
+        rf"2 videos written to {re.escape(str(out))}, 1 failed \(its row holds the error\), "
+        r"1 already complete, in [0-9.]+ s",
+        rerun.stderr.splitlines()[-1],
+    )
+
+
+# Decoding workers without a model: `_DecodeAhead` with 2 workers over the listed videos,
+# printing each decoded video. argv[1] "starting": the first worker to start sends Ctrl-C
+# (SIGINT) to the process group while it imports this file, before the pool's initializer
+# runs; "idle": after the first video, waits for the others then prints "idle" and sleeps, the
+# workers waiting on their queue.
+DECODING = """
+import concurrent.futures, os, signal, sys, time
+sys.path.insert(0, {tests!r})
+from dataset_model import PIPELINE
+from videoswin_tf.video.dataset import DatasetItem, DatasetSettings, _DecodeAhead
+
+if __name__ == "__mp_main__" and sys.argv[1] == "starting":  # a worker starting up
+    try:
+        os.close(os.open({token!r}, os.O_CREAT | os.O_EXCL))  # the first worker only
+        os.killpg(0, signal.SIGINT)
+    except FileExistsError:
+        pass
+
+if __name__ == "__main__":  # the decoding workers are spawned: they import this file
+    items = [DatasetItem(video) for video in {videos!r}]
+    try:
+        with _DecodeAhead(items, DatasetSettings(config=PIPELINE, workers=2)) as decoded:
+            for video in decoded:
+                print(video.item.video, flush=True)
+                if sys.argv[1] == "idle":
+                    concurrent.futures.wait(decoded.queue)
+                    print("idle", flush=True)
+                    time.sleep(600)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def decoding(videos, tmp_path: Path, mode: str) -> subprocess.Popen:
+    """The `DECODING` script in its own process group (a Ctrl-C there reaches only it)."""
+    script = tmp_path / "decoding.py"
+    here, token = str(Path(__file__).parent), str(tmp_path / "token")
+    script.write_text(DECODING.format(tests=here, videos=list(map(str, videos)), token=token))
+    return subprocess.Popen(
+        [sys.executable, str(script), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):  # it ended meanwhile
+            continue
+    return found
+
+
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an orphan's zombie waits for PID 1 to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("mode", ["starting", "idle"])
+def test_ctrl_c_is_the_main_process_s_alone(videos, tmp_path, mode):
+    """Ctrl-C (SIGINT to the process group) while a decoding worker starts, or (sent from
+    here) while the workers wait on their queue: the main process stops them; they print
+    nothing (no KeyboardInterrupt traceback each) and end."""
+    run = decoding(videos, tmp_path, mode)
+    try:
+        if mode == "idle":
+            assert [run.stdout.readline() for _ in range(2)] == [f"{videos[0]}\n", "idle\n"]
+            os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert (run.returncode, stderr) == (0, "")
+    assert stdout.splitlines()[-1] == "interrupted"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_decoding_workers_end_when_the_main_process_is_killed(videos, tmp_path):
+    """SIGKILL of the main process (nothing of it runs): its 2 decoding workers, waiting on
+    their queue, notice and end within seconds; then so does multiprocessing's resource
+    tracker (its last holders gone)."""
+    run = decoding(videos, tmp_path, "idle")
+    try:
+        assert [run.stdout.readline() for _ in range(2)] == [f"{videos[0]}\n", "idle\n"]
+        started = children(run.pid)
+        assert len(started) == 3  # 2 workers and the resource tracker
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 5
+        while any(map(running, started)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in started if running(pid)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # none left: the test passed
+            os.killpg(run.pid, signal.SIGKILL)
+
+
+# vswin-predict as installed, stopped after its third row (for a Ctrl-C to land mid-run).
+HELD_CLI = """
+import logging, sys
+sys.path.insert(0, {tests!r})
+from dataset_model import AfterRows, hold
+from videoswin_tf.cli.predict import main
+
+logging.getLogger("videoswin_tf.video.dataset").setLevel(logging.INFO)
+logging.getLogger("videoswin_tf.video.dataset").addHandler(AfterRows(3, hold))
+main()
+"""
+
+
+@pytest.mark.slow  # about 15 s: TensorFlow's import and the model in another process
+def test_cli_ctrl_c_with_decoding_workers(recorded, videos, tmp_path):
+    """The trial's run: vswin-predict --out --workers 2, Ctrl-C (SIGINT to its process group)
+    after 3 rows: one line, no worker tracebacks, exit status 130, the 3 rows kept."""
+    weights, config = recorded
+    out = tmp_path / "out"
+    arguments = [*map(str, videos), "--weights", str(weights), "--config", str(config)]
+    arguments += ["--out", str(out), "--quiet", "--workers", "2", "--shard-size", "100"]
+    script = HELD_CLI.format(tests=str(Path(__file__).parent))
+    run = subprocess.Popen(
+        [sys.executable, "-c", script, *arguments, "--engine", "tensorflow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob(".rows/*.parquet"))) < 3:
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (
+        f"interrupted: 3 videos written to {out}, 0 failed, 0 already complete; rerun the same "
+        "command to resume"
+    )
+    assert [row["error"] for row in read_results(out).to_pylist()] == [None] * 3

@@ -31,8 +31,10 @@ from videoswin_tf.presets import presets
 from videoswin_tf.startup import start_tensorflow_quietly
 from videoswin_tf.video.dataset import (
     LIST_SUFFIXES,
+    DatasetInterrupted,
     DatasetItem,
     DatasetSettings,
+    DatasetSummary,
     ModelWeights,
     predict_dataset,
     read_video_list,
@@ -305,7 +307,8 @@ def main(
     paths; .csv or .jsonl with a video column and an optional label). A video that cannot be
     read or fails in any other way is reported on one line and the others still run; the exit
     status is 1 if any failed, 2 for bad options. With --out DIR the results go to Parquet
-    shards instead (a failed video is a row with its error), and a rerun resumes.
+    shards instead (a failed video is a row with its error), and a rerun resumes, after Ctrl-C
+    too (exit status 130).
     """
     # The options alone first: a bad combination stops before any file is read.
     if stage_map and features_dir is None:
@@ -561,29 +564,41 @@ def _dataset_items(arguments: tuple[str, ...]) -> list[DatasetItem]:
 
 
 def _run_dataset(items, setup, weights, out_dir, settings, quiet, runner, ray_address) -> None:
-    """``--out``: the dataset runner writes the shards; failures are rows, counted here."""
-    model = None if runner == "ray" else _load_model(setup, weights)  # Ray: once per actor
-    if model is not None:
-        click.echo(settings.engine.describe(), err=True)
-    load_model = ModelWeights(setup.model, weights) if model is None else (lambda: model)
+    """``--out``: the dataset runner writes the shards; failures are rows, counted here. Exit
+    status 1 if any video failed; 130 on Ctrl-C, saying what was kept."""
     try:
+        model = None if runner == "ray" else _load_model(setup, weights)  # Ray: once per actor
+        if model is not None:
+            click.echo(settings.engine.describe(), err=True)
+        load_model = ModelWeights(setup.model, weights) if model is None else (lambda: model)
         summary = predict_dataset(
             load_model, items, out_dir, settings, runner, None if not quiet else False, ray_address
         )
     except ConnectionError as error:  # no cluster at --ray-address
         raise click.ClickException(str(error)) from None
-    click.echo(
-        f"{summary.written} videos written to {out_dir} ({summary.skipped} already complete) "
-        f"in {summary.seconds:.1f} s",
-        err=True,
-    )
+    except DatasetInterrupted as stop:
+        totals = dataset_totals(stop.summary, out_dir)
+        click.echo(f"interrupted: {totals}; rerun the same command to resume", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted while loading the model: nothing written", err=True)
+        sys.exit(130)
+    totals = f"{dataset_totals(summary, out_dir)}, in {summary.seconds:.1f} s"
+    click.secho(totals, fg="red" if summary.failed else None, err=True)
     if summary.failed:
-        click.secho(
-            f"{summary.failed} of {summary.written} videos failed (their rows hold the error)",
-            fg="red",
-            err=True,
-        )
         sys.exit(1)
+
+
+def dataset_totals(summary: DatasetSummary, out_dir: Path) -> str:
+    """A dataset run's counts, as printed: ``3 videos written to results, 1 failed (its row
+    holds the error), 2 already complete``."""
+    written = f"{summary.complete} video{'' if summary.complete == 1 else 's'} written"
+    failed = f"{summary.failed} failed"
+    if summary.failed == 1:
+        failed += " (its row holds the error)"
+    elif summary.failed:
+        failed += " (their rows hold the errors)"
+    return f"{written} to {out_dir}, {failed}, {summary.skipped} already complete"
 
 
 def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Path, Path]:

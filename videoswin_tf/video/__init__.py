@@ -15,6 +15,7 @@ from videoswin_tf.lazy import exports
 if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps it, _LAZY
     # and __all__ naming the same names
     from videoswin_tf.video.dataset import (
+        DatasetInterrupted,
         DatasetItem,
         DatasetSettings,
         ModelWeights,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; tests/test_import_time.py keeps
 # Module -> the public names it defines, imported on first use.
 _LAZY = {
     "videoswin_tf.video.dataset": (
+        "DatasetInterrupted",
         "DatasetItem",
         "DatasetSettings",
         "ModelWeights",
@@ -78,6 +80,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "DatasetInterrupted",
     "DatasetItem",
     "DatasetSettings",
     "DecodedVideo",

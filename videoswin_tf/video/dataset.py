@@ -11,9 +11,10 @@ its latest error).
 
 The local runner decodes in worker processes (``workers``) at most ``workers * ahead`` videos
 ahead of the model, so the model does not wait on FFmpeg; the model runs in the calling
-process. A video that fails (missing, truncated, no video stream...) is a row with its error,
-never a stopped run. ``runner="ray"`` runs the same job on Ray Data
-(`videoswin_tf.video.ray_runner`).
+process. Ctrl-C stops a run (`DatasetInterrupted`, keeping its rows); the workers leave SIGINT
+to the calling process, and end by themselves when it dies, even killed with SIGKILL. A video
+that fails (missing, truncated, no video stream...) is a row with its error, never a stopped
+run. ``runner="ray"`` runs the same job on Ray Data (`videoswin_tf.video.ray_runner`).
 
 Needs the ``video`` extra and pyarrow (``pip install videoswin-tf[dataset]``).
 """
@@ -21,6 +22,7 @@ Needs the ``video`` extra and pyarrow (``pip install videoswin-tf[dataset]``).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import itertools
@@ -28,7 +30,9 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -62,6 +66,9 @@ RUNNERS = ("local", "ray")
 ROWS = ".rows"
 
 LOG = logging.getLogger(__name__)
+
+# Seconds between a decoding worker's checks that the process it decodes for is alive.
+PARENT_CHECK_SECONDS = 0.25
 
 # The Parquet columns, in order: name -> (pyarrow type name, meaning). `schema()` builds it.
 COLUMNS = {
@@ -208,16 +215,36 @@ class DatasetSummary:
         skipped: videos with a complete row before the run.
         failed: rows written with an error.
         seconds: wall time of the run.
-        model_seconds: time in the model and the head (summed over Ray replicas).
-        load_seconds: time loading the model (summed over Ray replicas).
+        model_seconds: time in the model and the head (summed over Ray replicas); ``None`` for
+            an interrupted run (`DatasetInterrupted`).
+        load_seconds: time loading the model (summed over Ray replicas); ``None`` likewise.
     """
 
     written: int
     skipped: int
     failed: int
     seconds: float
-    model_seconds: float
-    load_seconds: float = 0.0
+    model_seconds: float | None
+    load_seconds: float | None = 0.0
+
+    @property
+    def complete(self) -> int:
+        """Rows written without an error."""
+        return self.written - self.failed
+
+
+class DatasetInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a dataset run. The rows written before it are kept in their
+    shards, so rerunning the same run resumes. A `KeyboardInterrupt`: a script that does not
+    catch it stops as before.
+
+    Attributes:
+        summary: the run until then (`DatasetSummary`, without the model's timings).
+    """
+
+    def __init__(self, summary: DatasetSummary):
+        super().__init__(f"interrupted after {summary.written} rows")
+        self.summary = summary
 
 
 def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
@@ -294,6 +321,9 @@ def predict_dataset(
 
     Returns:
         a `DatasetSummary`; ``failed`` counts the videos written with an error.
+
+    Raises:
+        DatasetInterrupted: Ctrl-C (SIGINT) during the run; the rows written are kept.
     """
     listed = [v if isinstance(v, DatasetItem) else DatasetItem(str(v)) for v in videos]
     items = list({item.video: item for item in reversed(listed)}.values())[::-1]  # first of each
@@ -311,24 +341,23 @@ def predict_dataset(
         raise ValueError(f"unknown runner {runner!r}; expected one of {RUNNERS}")
     try:  # rows done before Ctrl-C or an error are kept
         if runner == "local":
-            model_seconds, load_seconds = _run_local(load_model, todo, settings, writer, bar)
+            timings = _run_local(load_model, todo, settings, writer, bar)
         else:
             from videoswin_tf.video.ray_runner import run_ray
 
-            model_seconds, load_seconds = run_ray(
-                load_model, todo, settings, writer, bar, ray_address
-            )
+            timings = run_ray(load_model, todo, settings, writer, bar, ray_address)
+    except KeyboardInterrupt:
+        timings = None
     finally:
         writer.flush()
         bar.close()
-    return DatasetSummary(
-        writer.rows,
-        len(items) - len(todo),
-        bar.failed,
-        time.perf_counter() - started,
-        model_seconds,
-        load_seconds,
+    seconds = time.perf_counter() - started
+    summary = DatasetSummary(
+        writer.rows, len(items) - len(todo), bar.failed, seconds, *(timings or (None, None))
     )
+    if timings is None:
+        raise DatasetInterrupted(summary)
+    return summary
 
 
 def completed_videos(out: str | os.PathLike) -> set[str]:
@@ -382,9 +411,9 @@ class ShardWriter:
         path = self.out / ROWS / f"{self.run}-{self.shards:05d}-{len(self.pending):05d}.parquet"
         path.parent.mkdir(exist_ok=True)
         write_atomically(import_extra("pyarrow").Table.from_pylist([row], schema=schema()), path)
-        LOG.info("%s: row written", row["video"])
         self.pending.append(path)
         self.rows += 1
+        LOG.info("%s: row written", row["video"])
         if len(self.pending) >= self.shard_size:
             self.flush()
 
@@ -561,9 +590,19 @@ class _DecodeAhead:
         self.items = iter(self.todo)
         if workers:
             context = multiprocessing.get_context("spawn")  # no fork of a TensorFlow process
-            self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
-            for item in itertools.islice(self.items, workers * self.settings.ahead):
-                self.queue.append(self.pool.submit(decode_item, item, self.settings))
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                workers,
+                mp_context=context,
+                initializer=_start_decode_worker,
+                initargs=(os.getpid(),),
+            )
+            try:
+                with _sigint_held():  # the first submits start the workers
+                    for item in itertools.islice(self.items, workers * self.settings.ahead):
+                        self.queue.append(self.pool.submit(decode_item, item, self.settings))
+            except BaseException:  # a Ctrl-C held while they started
+                self.__exit__()
+                raise
         return self
 
     def __iter__(self) -> Iterator[Decoded]:
@@ -580,6 +619,41 @@ class _DecodeAhead:
     def __exit__(self, *exc_info) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
+
+
+def _start_decode_worker(parent: int) -> None:
+    """A decoding worker's start (the pool's initializer). Ctrl-C is the main process's
+    ``parent`` to handle (it stops the pool), so the worker ignores SIGINT: one held since the
+    worker started (`_sigint_held`) is dropped. And the worker ends by itself once ``parent``
+    is gone, even killed with SIGKILL, instead of waiting on its queue forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process once ``parent`` is no longer its parent (it died and the orphan was
+    adopted); checked every `PARENT_CHECK_SECONDS`."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT held (blocked) in this thread inside the block, and so in the processes it
+    starts (they inherit the mask) until they ignore it: a Ctrl-C while a worker starts up is
+    neither a traceback there nor lost here (it arrives on leaving the block). Where there are
+    no signal masks (Windows), nothing."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class _Progress:

@@ -81,6 +81,38 @@ def test_model_tests_pass_on_the_jax_backend():
     run_model_tests("jax")
 
 
+def run_on_backend(tmp_path, script: str, env: dict, depths, num_heads, clip_shape):
+    """Build a small seeded backbone on TensorFlow, save its weights and a clip, run ``script``
+    (argv: weights, output .npy, clip .npy) in a process with ``env``; returns the process,
+    TensorFlow's output and the backend's (``None`` if the process failed)."""
+    import keras
+    import numpy as np
+
+    from videoswin_tf import TFSwinTransformer3D
+
+    keras.utils.set_random_seed(0)
+    model = TFSwinTransformer3D(
+        embed_dim=32,
+        depths=depths,
+        num_heads=num_heads,
+        window_size=(2, 7, 7),
+        num_classes=None,
+        include_top=False,
+    )
+    clip = np.random.default_rng(0).standard_normal(clip_shape).astype(np.float32)
+    expected = np.asarray(model.predict_on_batch(clip))
+    weights, out, clip_file = (tmp_path / name for name in ("w.weights.h5", "out.npy", "clip.npy"))
+    model.save_weights(weights)
+    np.save(clip_file, clip)
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(weights), str(out), str(clip_file)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    return run, expected, np.load(out) if run.returncode == 0 else None
+
+
 # Run under KERAS_BACKEND=openvino: a backbone with shifted windows (a 2x16x16 stage-0 map in
 # 7x7 windows) on a clip whose batch Keras' OpenVINO backend leaves unknown while tracing.
 OPENVINO_SCRIPT = """
@@ -98,35 +130,16 @@ def test_the_model_runs_on_the_openvino_backend(tmp_path):
     """Keras' OpenVINO backend compiles at OpenVINO's default precision: bf16 on CPUs with
     native bf16 (this package cannot ask it for f32), so the bound is bf16's there."""
     pytest.importorskip("openvino", reason="install the openvino extra")
-    import keras
     import numpy as np
 
-    from videoswin_tf import TFSwinTransformer3D
     from videoswin_tf.inference import has_native_bf16
 
-    keras.utils.set_random_seed(0)
-    model = TFSwinTransformer3D(
-        embed_dim=32,
-        depths=(2, 2, 2, 2),
-        num_heads=(1, 2, 4, 8),
-        window_size=(2, 7, 7),
-        num_classes=None,
-        include_top=False,
-    )
-    clip = np.random.default_rng(0).standard_normal((2, 4, 64, 64, 3)).astype(np.float32)
-    expected = np.asarray(model.predict_on_batch(clip))
-    paths = [tmp_path / name for name in ("w.weights.h5", "out.npy", "clip.npy")]
-    model.save_weights(paths[0])
-    np.save(paths[2], clip)
-    env = {**os.environ, "KERAS_BACKEND": "openvino", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run = subprocess.run(
-        [sys.executable, "-c", OPENVINO_SCRIPT, *map(str, paths)],
-        env=env,
-        capture_output=True,
-        text=True,
+    env = {"KERAS_BACKEND": "openvino", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run, expected, got = run_on_backend(
+        tmp_path, OPENVINO_SCRIPT, env, (2, 2, 2, 2), (1, 2, 4, 8), (2, 4, 64, 64, 3)
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    difference = np.abs(np.load(paths[1]) - expected).max()
+    difference = np.abs(got - expected).max()
     assert difference <= (5e-2 if has_native_bf16() else 1e-4), difference
     assert np.abs(expected).max() > 0.1
 
@@ -157,40 +170,19 @@ def test_the_model_compiles_as_one_graph_on_the_torch_backend(tmp_path):
     """Keras' ``jit_compile=True`` on torch (``torch.compile``, README "Keras backends"): one
     graph, no breaks, and TensorFlow's logits (about 3 minutes, most of it inductor's C++)."""
     pytest.importorskip("torch")
-    import keras
     import numpy as np
 
-    from videoswin_tf import TFSwinTransformer3D
-
-    keras.utils.set_random_seed(0)
-    model = TFSwinTransformer3D(
-        embed_dim=32,
-        depths=(2, 2),
-        num_heads=(1, 2),
-        window_size=(2, 7, 7),
-        num_classes=None,
-        include_top=False,
-    )
-    clip = np.random.default_rng(0).standard_normal((1, 4, 56, 56, 3)).astype(np.float32)
-    expected = np.asarray(model.predict_on_batch(clip))
-    paths = [tmp_path / name for name in ("w.weights.h5", "out.npy", "clip.npy")]
-    model.save_weights(paths[0])
-    np.save(paths[2], clip)
     env = {
-        **os.environ,
         "KERAS_BACKEND": "torch",
         "TORCHINDUCTOR_FREEZING": "1",
         "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
         "OMP_NUM_THREADS": "1",
     }
-    run = subprocess.run(
-        [sys.executable, "-c", TORCH_COMPILE_SCRIPT, *map(str, paths)],
-        env=env,
-        capture_output=True,
-        text=True,
+    run, expected, got = run_on_backend(
+        tmp_path, TORCH_COMPILE_SCRIPT, env, (2, 2), (1, 2), (1, 4, 56, 56, 3)
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split()[-2:] == ["1", "0"]  # graphs, graph breaks
-    difference = np.abs(np.load(paths[1]) - expected).max()
+    difference = np.abs(got - expected).max()
     assert difference <= 1e-5, difference
     assert np.abs(expected).max() > 0.1

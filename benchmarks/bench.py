@@ -21,6 +21,7 @@ then one table per run, every figure measured in this run, each row in a fresh p
     .venv/bin/python benchmarks/bench.py --quick            # Swin-T on 1x8x224x224, no conversion
     .venv/bin/python benchmarks/bench.py --backends         # TF, torch, JAX interleaved, medians
                                                             # (Dense GFLOP per CPU second; no peak)
+    .venv/bin/python benchmarks/bench.py --backends --torch-compiled   # and torch AOTInductor
 
 Targets (issues 11 and 17, a verdict line each): the fp32 default engine at 75% of the matmul
 peak or more and 1.3x KerasCV's best path, bf16 at 2.4x KerasCV's best fp32 path, never slower
@@ -469,14 +470,18 @@ def product_seconds(products, product, repeats: int, work: float) -> list[float]
 # A backend worker's commands for Dense timings, and the column torch's oneDNN linear gets.
 DENSE_KERNELS = {"dense": dense_seconds, "dense-onednn": onednn_seconds}
 ONEDNN = "torch+oneDNN"
+# The row of torch's pass compiled ahead of time (`torch_aoti`), with --torch-compiled.
+COMPILED = "torch-aoti"
 
 
-def backend_worker(config: str, shape) -> None:
+def backend_worker(config: str, shape, compiled: bool = False) -> None:
     """Serve this process's Keras backend: "ready" once the model is built and warmed up
     (compiled, on JAX), then for each line read from stdin, "run": the wall and CPU seconds of
     one forward pass of this package's default path (``predict_on_batch``); "dense": a JSON list
     of the CPU seconds of each Dense product of `dense_products` (`dense_seconds`);
-    "dense-onednn", on torch: the same for torch's oneDNN linear (`onednn_seconds`)."""
+    "dense-onednn", on torch: the same for torch's oneDNN linear (`onednn_seconds`).
+    ``compiled`` (torch): the pass is the model compiled ahead of time (`torch_aoti`), and the
+    ready line goes on with how long exporting and compiling took."""
     import numpy as np
 
     from videoswin_tf.convert.configs.resolve import resolve_config
@@ -484,16 +489,34 @@ def backend_worker(config: str, shape) -> None:
 
     model = build_keras_model(resolve_config(config).replace(num_classes=None))
     clip = np.random.default_rng(0).standard_normal(shape).astype("float32")
-    model.predict_on_batch(clip)
-    print("ready", flush=True)
+    run, ready = functools.partial(model.predict_on_batch, clip), "ready"
+    if compiled:
+        run, ready = compiled_runner(model, clip)
+    run()
+    print(ready, flush=True)
     for line in sys.stdin:
         if line.strip() in DENSE_KERNELS:
             seconds = DENSE_KERNELS[line.strip()](dense_products(config, shape))
             print(json.dumps(seconds), flush=True)
             continue
         start, cpu = time.perf_counter(), time.process_time()
-        model.predict_on_batch(clip)
+        run()
         print(json.dumps([time.perf_counter() - start, time.process_time() - cpu]), flush=True)
+
+
+def compiled_runner(model, clip) -> tuple:
+    """A forward pass of ``model`` (torch backend) compiled ahead of time for ``clip``
+    (`torch_aoti`), NumPy in and out as ``predict_on_batch``, and the worker's ready line
+    with the export and compile seconds."""
+    import numpy as np
+    import torch
+    from torch_aoti import compile_ahead_of_time
+
+    tensor = torch.from_numpy(clip)
+    with tempfile.TemporaryDirectory() as folder:
+        compiled = compile_ahead_of_time(model, tensor, Path(folder) / "model.pt2")
+    seconds = f"{compiled.export_seconds:.0f} s export, {compiled.compile_seconds:.0f} s compile"
+    return lambda: np.asarray(compiled.run(torch.from_numpy(clip))[0]), f"ready {seconds}"
 
 
 def thread_settings(threads: int) -> dict[str, str]:
@@ -509,10 +532,11 @@ def thread_settings(threads: int) -> dict[str, str]:
     return settings
 
 
-def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
+def backend_rounds(config: str, shape, rounds: int, threads: int, compiled: bool = False) -> None:
     """Time each installed backend's forward pass in its own process, interleaved (one pass
     per backend per round, the order rotating), and print medians and best against
-    TensorFlow's, with the verdict on issue 17's target (within 1.5x)."""
+    TensorFlow's, with the verdict on issue 17's target (within 1.5x). ``compiled``: one more
+    row, `COMPILED`: torch's pass compiled ahead of time (`torch_aoti`, minutes)."""
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -520,14 +544,18 @@ def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
         **thread_settings(threads),
     }
     command = [sys.executable, __file__, "--backend-worker", "--configs", config]
-    workers = {}
-    for backend in BACKENDS:
+    rows = [(backend, backend, []) for backend in BACKENDS]
+    if compiled:
+        rows.append((COMPILED, "torch", ["--compiled"]))
+    workers, launched, notes = {}, {}, {}
+    for name, backend, extra in rows:
         if importlib.util.find_spec(backend) is None:
             how = INSTALL.get(backend, f"pip install -c constraints.txt {backend}")
-            print(f"  {backend}: not installed ({how})")
+            print(f"  {name}: not installed ({how})")
             continue
-        workers[backend] = subprocess.Popen(
-            [*command, *shape_args(shape)],
+        launched[name] = backend, extra
+        workers[name] = subprocess.Popen(
+            [*command, *shape_args(shape), *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -535,16 +563,21 @@ def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
             env={**env, "KERAS_BACKEND": backend},
             cwd=ROOT,
         )
-    for backend, worker in workers.items():
-        if worker.stdout.readline().strip() != "ready":
-            rerun = " ".join([f"KERAS_BACKEND={backend} python", *command[1:], *shape_args(shape)])
-            raise RuntimeError(f"the {backend} worker failed; to see why, run: {rerun}")
+    for name, worker in workers.items():
+        backend, extra = launched[name]
+        ready, _, note = worker.stdout.readline().strip().partition(" ")
+        if ready != "ready":
+            rerun = " ".join(
+                [f"KERAS_BACKEND={backend} python", *command[1:], *shape_args(shape), *extra]
+            )
+            raise RuntimeError(f"the {name} worker failed; to see why, run: {rerun}")
+        notes[name] = note
     times = {backend: [] for backend in workers}
     order = list(workers)
     for round_ in range(rounds):
         for backend in order[round_ % len(order) :] + order[: round_ % len(order)]:
             times[backend].append(ask(workers[backend], "run"))
-    dense = {backend: ask(worker, "dense") for backend, worker in workers.items()}
+    dense = {name: ask(worker, "dense") for name, worker in workers.items() if name in BACKENDS}
     if "torch" in workers:
         dense[ONEDNN] = ask(workers["torch"], "dense-onednn")
     for worker in workers.values():
@@ -555,6 +588,8 @@ def backend_rounds(config: str, shape, rounds: int, threads: int) -> None:
         f"{threads} thread{'s' * (threads > 1)} each"
     )
     print("\n".join(backend_table(times)))
+    if COMPILED in notes:
+        print(f"  {COMPILED}: torch.export, then AOTInductor with freezing ({notes[COMPILED]})")
     dense_table(dense_products(config, shape), dense, times)
 
 
@@ -695,6 +730,13 @@ def arguments() -> argparse.ArgumentParser:
         "(the columns: README.md, section 'Keras backends')",
     )
     parser.add_argument(
+        "--torch-compiled",
+        action="store_true",
+        help="with --backends, one more row: torch-aoti, the torch backend's model exported by "
+        "torch.export and compiled ahead of time by AOTInductor with freezing, whose Dense "
+        "layers run oneDNN's linear (Swin-T: minutes to compile; the compile time is printed)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -722,6 +764,7 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--forward-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--export-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--exports", type=Path, help=argparse.SUPPRESS)
     return parser
@@ -741,7 +784,7 @@ def main() -> None:
         print(json.dumps(export_worker(args.configs[0], tuple(args.shape), args.exports)))
         return
     if args.backend_worker:
-        backend_worker(args.configs[0], tuple(args.shape))
+        backend_worker(args.configs[0], tuple(args.shape), args.compiled)
         return
 
     from videoswin_tf.startup import start_tensorflow_quietly
@@ -754,7 +797,7 @@ def main() -> None:
     frames = args.frames or (8 if args.backends else 32)
     shape = (1, frames, args.size, args.size, 3)
     if args.backends:  # its Dense table gives each backend's own GFLOP/s: no peak needed
-        backend_rounds(args.configs[0], shape, args.repeats, args.threads)
+        backend_rounds(args.configs[0], shape, args.repeats, args.threads, args.torch_compiled)
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
         return
     rates = matmul_peak()

@@ -186,3 +186,56 @@ def test_the_model_compiles_as_one_graph_on_the_torch_backend(tmp_path):
     difference = np.abs(got - expected).max()
     assert difference <= 1e-5, difference
     assert np.abs(expected).max() > 0.1
+
+
+# Run under KERAS_BACKEND=torch: the backbone (both stages, a shifted block in each, patch
+# merging) exported and compiled ahead of time (benchmarks/torch_aoti.py); prints how many
+# linears inductor's freezing packed, then each linear kernel of the compiled graph and its count.
+TORCH_AOTI_SCRIPT = """
+import sys, json
+from pathlib import Path
+import numpy as np
+import torch
+from torch._dynamo.utils import counters
+from torch_aoti import compile_ahead_of_time
+from videoswin_tf import TFSwinTransformer3D
+model = TFSwinTransformer3D(embed_dim=32, depths=(2, 2), num_heads=(1, 2), window_size=(2, 7, 7),
+                            num_classes=None, include_top=False)
+model.load_weights(sys.argv[1])
+kernels = {}
+def count(graph):
+    for node in graph.nodes:
+        if node.op == "call_function" and "linear" in str(node.target):
+            kernels[str(node.target)] = kernels.get(str(node.target), 0) + 1
+clip = torch.from_numpy(np.load(sys.argv[3]))
+compiled = compile_ahead_of_time(model, clip, Path(sys.argv[2]).with_suffix(".pt2"),
+                                 post_grad_custom_post_pass=count)
+print(counters["inductor"]["mkldnn_linear_weight_pack_matcher_count"], json.dumps(kernels))
+np.save(sys.argv[2], np.asarray(compiled.run(clip)))
+"""
+
+
+@pytest.mark.slow
+def test_the_model_compiled_ahead_of_time_on_torch_runs_onednn_linears(tmp_path):
+    """The torch route of README "Keras backends" (``torch.export``, AOTInductor with freezing):
+    every Dense layer (4 in each of the 4 blocks, patch merging's reduction) is oneDNN's fp32
+    linear, not MKL's, and the logits are TensorFlow's (about 2 minutes, most of it C++)."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    env = {
+        "KERAS_BACKEND": "torch",
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "benchmarks"),  # torch_aoti
+    }
+    run, expected, got = run_on_backend(
+        tmp_path, TORCH_AOTI_SCRIPT, env, (2, 2), (1, 2), (1, 4, 56, 56, 3)
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    packed, kernels = run.stdout.splitlines()[-1].split(" ", 1)
+    assert (packed, kernels) == ("17", '{"mkldnn._linear_pointwise.default": 17}')
+    assert got.shape == expected.shape == (1, 64)  # pooled features
+    difference = np.abs(got - expected).max()
+    assert difference <= 1e-5, difference
+    assert np.abs(expected).max() > 0.1

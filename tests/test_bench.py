@@ -25,6 +25,7 @@ def test_help_explains_every_option():
     assert "a row shows the best (default 3). With --backends: the interleaved rounds" in text
     assert "(the Dense products' table is always the best of 5 per product)" in text
     assert "medians against TensorFlow's (the columns: README.md, section 'Keras backends')" in text
+    assert "compiled ahead of time by AOTInductor with freezing, whose Dense layers run" in text
     assert "a missing one is first written there by vswin-convert synthesize" in text
     assert "Targets (issues 11 and 17, a verdict line each)" in text  # what the tables show
     assert "--forward-worker" not in text  # the workers' own options stay hidden
@@ -63,7 +64,7 @@ def test_backends_measure_no_matmul_peak(monkeypatch, capsys):
     monkeypatch.setattr(bench, "cpu_description", lambda: "a CPU")
     monkeypatch.setattr(sys, "argv", ["bench.py", "--backends", "--repeats", "5"])
     bench.main()
-    assert rounds == [("swin_t_k400", (1, 8, 224, 224, 3), 5, 1)]
+    assert rounds == [("swin_t_k400", (1, 8, 224, 224, 3), 5, 1, False)]  # not --torch-compiled
     assert "peak" not in capsys.readouterr().out
 
 

@@ -516,7 +516,7 @@ def compiled_runner(model, clip) -> tuple:
     with tempfile.TemporaryDirectory() as folder:
         compiled = compile_ahead_of_time(model, tensor, Path(folder) / "model.pt2")
     seconds = f"{compiled.export_seconds:.0f} s export, {compiled.compile_seconds:.0f} s compile"
-    return lambda: np.asarray(compiled.run(torch.from_numpy(clip))[0]), f"ready {seconds}"
+    return lambda: np.asarray(compiled.run(tensor)), f"ready {seconds}"
 
 
 def thread_settings(threads: int) -> dict[str, str]:
@@ -771,7 +771,10 @@ def arguments() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = arguments().parse_args()
+    parser = arguments()
+    args = parser.parse_args()
+    if args.torch_compiled and not args.backends:
+        parser.error("--torch-compiled adds a row to --backends' table: pass --backends too")
 
     if args.forward_worker:
         implementation, engine = args.forward_worker

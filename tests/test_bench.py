@@ -84,3 +84,16 @@ def test_dense_table_estimates_torch_with_its_onednn_linear(capsys):
     assert lines[4] == "  pass CPU s (median)           0.010        0.020        0.019"
     assert lines[5] == "  pass vs TF's                  1.00x        2.00x        1.90x"
     assert lines[6] == "  Dense CPU s                   0.001        0.002        0.001"
+
+
+def test_torch_compiled_needs_backends():
+    """--torch-compiled adds a row to --backends' table; alone it is a usage error, not ignored."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench.py"), "--torch-compiled"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "bench.py: error: --torch-compiled adds a row to --backends' table: pass --backends too"
+    )

@@ -122,6 +122,20 @@ def test_list_files(tmp_path):
     (tmp_path / "f.jsonl").write_text('{"video": "x.mp4"}\n{"path": "y.mp4"}\n')
     with pytest.raises(ValueError, match=r"f.jsonl:2: no video column; each row needs a video"):
         read_video_list(tmp_path / "f.jsonl")
+    (tmp_path / "k.jsonl").write_text('{"video": "x.mp4"}\n[\n')  # a JSON array, not a list
+    with pytest.raises(ValueError) as broken:
+        read_video_list(tmp_path / "k.jsonl")
+    assert str(broken.value) == (
+        f"{tmp_path / 'k.jsonl'}:2: not valid JSON (Expecting value at column 2); a .jsonl list "
+        'holds one JSON object a line, e.g. {"video": "clips/a.mp4", "label": "running"}'
+    )
+    (tmp_path / "l.jsonl").write_text('{"video": "x.mp4"}\n\n["y.mp4"]\n')
+    with pytest.raises(ValueError) as array:
+        read_video_list(tmp_path / "l.jsonl")
+    assert str(array.value) == (
+        f"{tmp_path / 'l.jsonl'}:3: JSON an array where an object is expected; a .jsonl list "
+        'holds one JSON object a line, e.g. {"video": "clips/a.mp4", "label": "running"}'
+    )
     (tmp_path / "g.csv").write_bytes("\ufeffvideo,label\nx.mp4,running\n".encode())  # Excel's
     assert read_video_list(tmp_path / "g.csv") == [DatasetItem(str(tmp_path / "x.mp4"), "running")]
     for name, text in [("h.txt", "# none yet\n"), ("i.csv", "video,label\n"), ("j.jsonl", "")]:

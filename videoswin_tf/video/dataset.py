@@ -255,7 +255,8 @@ def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
 
     Raises:
         ValueError: an unknown ending, a ``.csv`` header without ``video`` (naming the columns
-            it has), or a row without ``video`` (naming the line).
+            it has), a ``.jsonl`` line that is not a JSON object, or a row without ``video``
+            (naming the file and the line).
     """
     path = Path(path)
     if path.suffix not in LIST_SUFFIXES:
@@ -278,13 +279,13 @@ def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
         rows = list(enumerate(reader, 2))
     else:
         rows = [
-            (number, json.loads(line))
+            (number, _json_row(path, number, line))
             for number, line in enumerate(text.splitlines(), 1)
             if line.strip()
         ]
     items = []
     for number, row in rows:
-        if not isinstance(row, dict) or not row.get("video"):
+        if not row.get("video"):
             raise ValueError(f"{path}:{number}: no video column; each row needs a video path")
         label = row.get("label")
         video = Path(str(row["video"]))
@@ -295,6 +296,40 @@ def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
             )
         )
     return items
+
+
+# What a .jsonl list's line must be, as its errors say.
+JSONL_ROW = 'one JSON object a line, e.g. {"video": "clips/a.mp4", "label": "running"}'
+# The JSON name of what `json.loads` gave, for a line that is not an object.
+JSON_KINDS = {
+    str: "a string",
+    list: "an array",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _json_row(path: Path, number: int, line: str) -> dict:
+    """Line ``number`` of the ``.jsonl`` list ``path`` as a JSON object.
+
+    Raises:
+        ValueError: the line is not JSON, or JSON but not an object (naming file and line).
+    """
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno}); a .jsonl "
+            f"list holds {JSONL_ROW}"
+        ) from None
+    if not isinstance(row, dict):
+        raise ValueError(
+            f"{path}:{number}: JSON {JSON_KINDS[type(row)]} where an object is expected; a "
+            f".jsonl list holds {JSONL_ROW}"
+        )
+    return row
 
 
 def predict_dataset(

@@ -93,6 +93,40 @@ def test_a_rerun_skips_complete_videos_and_redoes_failed_ones(model, videos, tmp
     assert all(row["error"] is None for row in results)
 
 
+def test_two_spellings_of_one_video_give_one_row(model, videos, tmp_path, monkeypatch):
+    """A video listed as its path, another spelling of it and a symbolic link to it runs once:
+    one row, under the first spelling with its label; the CLI de-duplicates by the same rule."""
+    from videoswin_tf.cli.predict import _dataset_items
+
+    (tmp_path / "link.mp4").symlink_to(videos[0])
+    monkeypatch.chdir(videos[0].parent)
+    spellings = [
+        DatasetItem(videos[0].name, "first"),
+        DatasetItem(f"../{videos[0].parent.name}/./{videos[0].name}", "second"),
+        DatasetItem(str(tmp_path / "link.mp4")),
+        DatasetItem(str(videos[1])),
+    ]
+    in_process = DatasetSettings(**{**SETTINGS.__dict__, "workers": 0})
+    summary = predict_dataset(
+        lambda: model, spellings, tmp_path / "out", in_process, progress=False
+    )
+    assert (summary.written, summary.skipped, summary.failed) == (2, 0, 0)
+    rows = read_results(tmp_path / "out").to_pylist()
+    assert sorted((row["video"], row["label"]) for row in rows) == [
+        (str(videos[1]), None),
+        (videos[0].name, "first"),
+    ]
+    listed = tmp_path / "list.jsonl"  # absolute paths: a list's relative ones are from its folder
+    dotted = f"{videos[0].parent}/../{videos[0].parent.name}/./{videos[0].name}"
+    rows = [{"video": str(videos[0]), "label": "first"}, {"video": dotted, "label": "second"}]
+    listed.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    arguments = (str(listed), str(tmp_path / "link.mp4"), videos[1].name, videos[0].name)
+    assert _dataset_items(arguments) == [
+        DatasetItem(str(videos[0]), "first"),
+        DatasetItem(videos[1].name),
+    ]
+
+
 def test_list_files(tmp_path):
     (tmp_path / "a.txt").write_text("# clips\nx.mp4\n\n/data/y.mp4\n")
     (tmp_path / "b.csv").write_text("video,label\nx.mp4,running\ny.mp4,\n")

@@ -6,9 +6,7 @@ import glob
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 try:
     import click
@@ -36,6 +34,7 @@ from videoswin_tf.video.dataset import (
     DatasetSettings,
     DatasetSummary,
     ModelWeights,
+    first_of_each,
     predict_dataset,
     read_video_list,
 )
@@ -462,18 +461,6 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
         else:
             paths.append(path)
     return first_of_each(paths, lambda path: path)
-
-
-Entry = TypeVar("Entry")
-
-
-def first_of_each(entries: list[Entry], video: Callable[[Entry], str | Path]) -> list[Entry]:
-    """``entries`` in their order without repeats: the first of those whose ``video`` has the
-    same resolved path (a folder and a glob that both match a file give it once)."""
-    kept: dict[Path, Entry] = {}
-    for entry in entries:
-        kept.setdefault(Path(video(entry)).resolve(), entry)
-    return list(kept.values())
 
 
 def video_error(path: Path, error: Exception) -> str:

@@ -38,7 +38,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -332,6 +332,23 @@ def _json_row(path: Path, number: int, line: str) -> dict:
     return row
 
 
+Entry = TypeVar("Entry")
+
+
+def first_of_each(
+    entries: Iterable[Entry], video: Callable[[Entry], str | os.PathLike]
+) -> list[Entry]:
+    """``entries`` in their order, each video once: the first of the entries whose ``video``
+    has the same resolved path (absolute, ``.``/``..`` and symbolic links resolved; a missing
+    file's path made absolute and normalised): run from ``/data``, ``clips/a.mp4``,
+    ``./clips/a.mp4`` and ``/data/clips/a.mp4`` are one video. The rule of `predict_dataset`
+    and of ``vswin-predict`` (a folder and a glob that both match a file give it once)."""
+    kept: dict[Path, Entry] = {}
+    for entry in entries:
+        kept.setdefault(Path(video(entry)).resolve(), entry)
+    return list(kept.values())
+
+
 def predict_dataset(
     load_model: Callable[[], Any],
     videos: Iterable[DatasetItem | str | os.PathLike],
@@ -347,7 +364,10 @@ def predict_dataset(
     Args:
         load_model: builds the model with its weights (called once; once per Ray actor);
             picklable for ``runner="ray"``.
-        videos: the videos (`DatasetItem`, or paths); a video listed twice runs once.
+        videos: the videos (`DatasetItem`, or paths). A video listed twice, under any
+            spelling of its path, runs once (`first_of_each`: the same resolved path): its row
+            has the first spelling and label. A rerun skips the videos whose spelling as
+            listed has a complete row.
         out: the shards' folder (created).
         settings: what to compute (`DatasetSettings`).
         runner: ``"local"`` or ``"ray"``.
@@ -361,7 +381,7 @@ def predict_dataset(
         DatasetInterrupted: Ctrl-C (SIGINT) during the run; the rows written are kept.
     """
     listed = [v if isinstance(v, DatasetItem) else DatasetItem(str(v)) for v in videos]
-    items = list({item.video: item for item in reversed(listed)}.values())[::-1]  # first of each
+    items = first_of_each(listed, lambda item: item.video)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for partial in [*out.glob(".*.partial"), *(out / ROWS).glob(".*.partial")]:

@@ -11,8 +11,10 @@ its latest error).
 
 The local runner decodes in worker processes (``workers``) at most ``workers * ahead`` videos
 ahead of the model, so the model does not wait on FFmpeg; the model runs in the calling
-process. Ctrl-C stops a run (`DatasetInterrupted`, keeping its rows); the workers leave SIGINT
-to the calling process, and end by themselves when it dies, even killed with SIGKILL. A video
+process. Ctrl-C stops a run (`DatasetInterrupted`, keeping its rows; a second Ctrl-C while
+they are kept is ignored); the workers leave SIGINT to the calling process, which stops them
+without waiting for the videos they are decoding, and they end by themselves when it dies,
+even killed with SIGKILL. A video
 that fails (missing, truncated, no video stream...) is a row with its error, never a stopped
 run. ``runner="ray"`` runs the same job on Ray Data (`videoswin_tf.video.ray_runner`).
 
@@ -404,8 +406,9 @@ def predict_dataset(
     except KeyboardInterrupt:
         timings = None
     finally:
-        writer.flush()
-        bar.close()
+        with _sigint_ignored():  # a second Ctrl-C must not stop the rows being kept
+            writer.flush()
+            bar.close()
     seconds = time.perf_counter() - started
     summary = DatasetSummary(
         writer.rows, len(items) - len(todo), bar.failed, seconds, *(timings or (None, None))
@@ -655,8 +658,8 @@ class _DecodeAhead:
                 with _sigint_held():  # the first submits start the workers
                     for item in itertools.islice(self.items, workers * self.settings.ahead):
                         self.queue.append(self.pool.submit(decode_item, item, self.settings))
-            except BaseException:  # a Ctrl-C held while they started
-                self.__exit__()
+            except BaseException as error:  # a Ctrl-C held while they started
+                self.__exit__(type(error))
                 raise
         return self
 
@@ -671,9 +674,24 @@ class _DecodeAhead:
                 self.queue.append(self.pool.submit(decode_item, next_item, self.settings))
             yield decoded
 
-    def __exit__(self, *exc_info) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+    def __exit__(self, error_type=None, *exc_info) -> None:
+        if self.pool is None:
+            return
+        if error_type is None:  # every video decoded and consumed
+            self.pool.shutdown()
+            return
+        # Stopped (Ctrl-C, or the model failed to load): the videos in flight are never used,
+        # so the workers end now instead of finishing them (a long video, or a file that
+        # blocks on open, would hold the exit, and a second Ctrl-C would land anywhere).
+        # ProcessPoolExecutor has no public way to end a running call before Python 3.14's
+        # terminate_workers, hence its process table.
+        with _sigint_ignored():
+            workers = list((self.pool._processes or {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.join()
 
 
 def _start_decode_worker(parent: int) -> None:
@@ -709,6 +727,21 @@ def _sigint_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C (SIGINT) ignored inside the block: the steps that keep an interrupted run's
+    rows and stop its workers run to their end. Only in the main thread, the one Python
+    delivers signals to (elsewhere nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if before is None else before)
 
 
 class _Progress:

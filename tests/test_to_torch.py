@@ -27,9 +27,10 @@ from upstream_checkpoints import save_torchvision, torchvision_swin3d
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.configs.mmaction2_reader import read_config
 from videoswin_tf.convert.configs.resolve import resolve_config
-from videoswin_tf.convert.converter import convert
+from videoswin_tf.convert.converter import Progress, convert
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.outputs.torch_checkpoint import _class_names as recorded_class_names
 from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
 from videoswin_tf.convert.parity import ParitySettings
 from videoswin_tf.convert.references.mmaction2_recognizer import (
@@ -39,7 +40,7 @@ from videoswin_tf.convert.references.mmaction2_recognizer import (
     recognizer_config,
 )
 from videoswin_tf.convert.references.torchvision import build_torchvision
-from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR, load_checkpoint, numpy_globals
+from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR, numpy_globals
 from videoswin_tf.convert.sources.training_objects import training_object_globals
 from videoswin_tf.labels import load_labels
 from videoswin_tf.video.predict import average_probabilities
@@ -295,9 +296,9 @@ def test_the_names_of_a_recorded_label_map_go_back_and_convert_again(tmp_path):
     goes back with the map's names under meta.dataset_meta.classes, where mmengine's Runner
     keeps the dataset's and mmaction2's visualizer reads them; converting that .pth again
     records the same names. A label map that cannot be read is a note, not a failure."""
-    spec = dataclasses.replace(MINI, num_classes=400)
+    model = build_keras_model(dataclasses.replace(MINI, num_classes=400))
     weights = tmp_path / "k400.weights.h5"
-    save_weights(build_keras_model(spec), weights, labels="k400")
+    save_weights(model, weights, labels="k400")
     lines = []
     to_torch(weights, "mmaction2", tmp_path / "k400.pth", parity=None, log=lines.append)
     assert "        class names: 400 under meta.dataset_meta.classes" in lines
@@ -307,12 +308,10 @@ def test_the_names_of_a_recorded_label_map_go_back_and_convert_again(tmp_path):
     again = convert(tmp_path / "k400.pth", out=tmp_path / "again.weights.h5", parity=None, **QUIET)
     assert read_file_config(again.weights_path)["class_names"] == load_labels("k400")
 
-    gone = tmp_path / "gone.weights.h5"
-    save_weights(build_keras_model(spec), gone, labels=str(tmp_path / "moved.txt"))
     lines = []
-    to_torch(gone, "mmaction2", tmp_path / "gone.pth", parity=None, log=lines.append)
-    assert (
+    moved = {"include_top": True, "num_classes": 400, "labels": str(tmp_path / "moved.txt")}
+    assert recorded_class_names(moved, Progress(lines.append)) is None
+    assert lines == [
         f"        note: label map {str(tmp_path / 'moved.txt')!r} is neither a shipped one (k400, "
         "k600, sthv2) nor a file; class names not written"
-    ) in lines
-    assert load_checkpoint(tmp_path / "gone.pth").class_names is None
+    ]

@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,16 @@ def small_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "small.weights.h5"
     model.save_weights(str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def sigint_handler_kept():
+    """Every test leaves Ctrl-C's handler as it found it: ``vswin-predict`` ignores SIGINT once
+    Ctrl-C stops it (its process is ending), which in this process would also make the
+    processes later tests start ignore it (they inherit SIG_IGN)."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

@@ -93,6 +93,40 @@ def test_a_rerun_skips_complete_videos_and_redoes_failed_ones(model, videos, tmp
     assert all(row["error"] is None for row in results)
 
 
+def test_two_spellings_of_one_video_give_one_row(model, videos, tmp_path, monkeypatch):
+    """A video listed as its path, another spelling of it and a symbolic link to it runs once:
+    one row, under the first spelling with its label; the CLI de-duplicates by the same rule."""
+    from videoswin_tf.cli.predict import _dataset_items
+
+    (tmp_path / "link.mp4").symlink_to(videos[0])
+    monkeypatch.chdir(videos[0].parent)
+    spellings = [
+        DatasetItem(videos[0].name, "first"),
+        DatasetItem(f"../{videos[0].parent.name}/./{videos[0].name}", "second"),
+        DatasetItem(str(tmp_path / "link.mp4")),
+        DatasetItem(str(videos[1])),
+    ]
+    in_process = DatasetSettings(**{**SETTINGS.__dict__, "workers": 0})
+    summary = predict_dataset(
+        lambda: model, spellings, tmp_path / "out", in_process, progress=False
+    )
+    assert (summary.written, summary.skipped, summary.failed) == (2, 0, 0)
+    rows = read_results(tmp_path / "out").to_pylist()
+    assert sorted((row["video"], row["label"]) for row in rows) == [
+        (str(videos[1]), None),
+        (videos[0].name, "first"),
+    ]
+    listed = tmp_path / "list.jsonl"  # absolute paths: a list's relative ones are from its folder
+    dotted = f"{videos[0].parent}/../{videos[0].parent.name}/./{videos[0].name}"
+    rows = [{"video": str(videos[0]), "label": "first"}, {"video": dotted, "label": "second"}]
+    listed.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    arguments = (str(listed), str(tmp_path / "link.mp4"), videos[1].name, videos[0].name)
+    assert _dataset_items(arguments) == [
+        DatasetItem(str(videos[0]), "first"),
+        DatasetItem(videos[1].name),
+    ]
+
+
 def test_list_files(tmp_path):
     (tmp_path / "a.txt").write_text("# clips\nx.mp4\n\n/data/y.mp4\n")
     (tmp_path / "b.csv").write_text("video,label\nx.mp4,running\ny.mp4,\n")
@@ -122,6 +156,20 @@ def test_list_files(tmp_path):
     (tmp_path / "f.jsonl").write_text('{"video": "x.mp4"}\n{"path": "y.mp4"}\n')
     with pytest.raises(ValueError, match=r"f.jsonl:2: no video column; each row needs a video"):
         read_video_list(tmp_path / "f.jsonl")
+    (tmp_path / "k.jsonl").write_text('{"video": "x.mp4"}\n[\n')  # a JSON array, not a list
+    with pytest.raises(ValueError) as broken:
+        read_video_list(tmp_path / "k.jsonl")
+    assert str(broken.value) == (
+        f"{tmp_path / 'k.jsonl'}:2: not valid JSON (Expecting value at column 2); a .jsonl list "
+        'holds one JSON object a line, e.g. {"video": "clips/a.mp4", "label": "running"}'
+    )
+    (tmp_path / "l.jsonl").write_text('{"video": "x.mp4"}\n\n["y.mp4"]\n')
+    with pytest.raises(ValueError) as array:
+        read_video_list(tmp_path / "l.jsonl")
+    assert str(array.value) == (
+        f"{tmp_path / 'l.jsonl'}:3: JSON an array where an object is expected; a .jsonl list "
+        'holds one JSON object a line, e.g. {"video": "clips/a.mp4", "label": "running"}'
+    )
     (tmp_path / "g.csv").write_bytes("\ufeffvideo,label\nx.mp4,running\n".encode())  # Excel's
     assert read_video_list(tmp_path / "g.csv") == [DatasetItem(str(tmp_path / "x.mp4"), "running")]
     for name, text in [("h.txt", "# none yet\n"), ("i.csv", "video,label\n"), ("j.jsonl", "")]:
@@ -593,6 +641,115 @@ def test_cli_ctrl_c_says_what_was_kept_and_exits_130(recorded, videos, tmp_path,
     )
 
 
+def test_cli_ctrl_c_without_out_is_one_line_and_exit_130(recorded, videos, tmp_path, monkeypatch):
+    """vswin-predict without --out stopped by Ctrl-C in its second video: the first video's
+    table stays printed, one line says what was done (--json is written whole or not at all),
+    exit status 130 instead of click's "Aborted!" and 1, and a second Ctrl-C while the process
+    ends is ignored. Ctrl-C while the model loads, or before, likewise."""
+    from click.testing import CliRunner
+
+    import videoswin_tf.cli.predict as cli
+
+    weights, config = recorded
+    results = tmp_path / "results.json"
+    arguments = [*map(str, videos[:3]), "--weights", str(weights), "--config", str(config)]
+    arguments += ["--engine", "tensorflow", "--json", str(results)]
+    classified = []
+
+    def stopped_in_the_second(model, path, *args, **kwargs):
+        classified.append(path)
+        if len(classified) == 2:
+            raise KeyboardInterrupt
+        return predict_video(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "predict_video", stopped_in_the_second)
+    stopped = CliRunner().invoke(cli.main, arguments)
+    assert stopped.exit_code == 130, stopped.output
+    assert stopped.stderr.splitlines()[-1] == (
+        f"interrupted: 1 of 3 videos classified, 0 failed; {results} not written"
+    )
+    assert stopped.stdout.startswith(f"{videos[0]}  (") and str(videos[1]) not in stopped.stdout
+    assert "Aborted!" not in stopped.output and not results.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    for where, line in [
+        ("_load_model", "interrupted while loading the model: nothing written"),
+        ("predict_setup", "interrupted"),
+    ]:
+        monkeypatch.setattr(cli, where, ctrl_c)
+        stopped = CliRunner().invoke(cli.main, arguments)
+        assert (stopped.exit_code, stopped.stdout, stopped.stderr.splitlines()[-1]) == (
+            130,
+            "",
+            line,
+        ), where
+        assert "Aborted!" not in stopped.output
+
+
+def waiting_on_a_pipe(pid: int) -> list[int]:
+    """The child processes of ``pid`` blocked opening a named pipe no one writes to."""
+    return [
+        child
+        for child in children(pid)
+        if Path(f"/proc/{child}/wchan").read_text(errors="replace") == "wait_for_partner"
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="reads /proc")
+def test_cli_ctrl_c_stops_a_worker_inside_its_video_and_ignores_a_second(
+    recorded, videos, tmp_path, monkeypatch
+):
+    """Ctrl-C while a decoding worker is inside a video it would never finish (a named pipe:
+    opening it waits for a writer) stops that worker instead of waiting for it (the run hung
+    there); a second Ctrl-C (a real SIGINT) while the rows are gathered into their shard is
+    ignored: one line, exit status 130, the finished video's row kept."""
+    from click.testing import CliRunner
+
+    from videoswin_tf.cli.predict import main
+
+    weights, config = recorded
+    out, pipe = tmp_path / "out", tmp_path / "pipe.mp4"
+    os.mkfifo(pipe)
+    arguments = [str(videos[0]), str(pipe), str(videos[1]), "--weights", str(weights)]
+    arguments += ["--config", str(config), "--out", str(out), "--quiet", "--workers", "1"]
+    arguments += ["--engine", "tensorflow"]
+
+    def once_the_worker_waits_on_the_pipe():
+        deadline = time.monotonic() + 60
+        while not waiting_on_a_pipe(os.getpid()):
+            assert time.monotonic() < deadline, "no worker opened the pipe"
+            time.sleep(0.02)
+        raise KeyboardInterrupt
+
+    gather = ShardWriter.flush
+
+    def gather_after_a_second_ctrl_c(writer):
+        os.kill(os.getpid(), signal.SIGINT)
+        gather(writer)
+
+    monkeypatch.setattr(ShardWriter, "flush", gather_after_a_second_ctrl_c)
+    logger = logging.getLogger("videoswin_tf.video.dataset")
+    handler = AfterRows(1, once_the_worker_waits_on_the_pipe)
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        stopped = CliRunner().invoke(main, arguments)
+    finally:
+        logger.removeHandler(handler)
+    assert stopped.exit_code == 130, stopped.output
+    assert stopped.stderr.splitlines()[-1] == (
+        f"interrupted: 1 video written to {out}, 0 failed, 0 already complete; rerun the same "
+        "command to resume"
+    )
+    assert "Aborted!" not in stopped.output
+    assert not waiting_on_a_pipe(os.getpid())
+    assert [row["video"] for row in read_results(out).to_pylist()] == [str(videos[0])]
+
+
 # Decoding workers without a model: `_DecodeAhead` with 2 workers over the listed videos,
 # printing each decoded video. argv[1] "starting": the first worker to start sends Ctrl-C
 # (SIGINT) to the process group while it imports this file, before the pool's initializer
@@ -710,6 +867,81 @@ logging.getLogger("videoswin_tf.video.dataset").setLevel(logging.INFO)
 logging.getLogger("videoswin_tf.video.dataset").addHandler(AfterRows(3, hold))
 main()
 """
+
+
+# vswin-predict as installed, held (a marker file says so) in its second video without --out,
+# or after its first row with --out.
+HELD_TWICE = """
+import logging, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from dataset_model import AfterRows
+import videoswin_tf.cli.predict as cli
+
+def hold():
+    Path({marker!r}).touch()
+    time.sleep(600)
+
+def held(model, path, *args, **kwargs):
+    if path.name == {second!r}:
+        hold()
+    return predict_video(model, path, *args, **kwargs)
+
+predict_video, cli.predict_video = cli.predict_video, held
+logging.getLogger("videoswin_tf.video.dataset").setLevel(logging.INFO)
+logging.getLogger("videoswin_tf.video.dataset").addHandler(AfterRows(1, hold))
+cli.main()
+"""
+
+
+@pytest.mark.slow  # about 15 s each: TensorFlow's import and the model in another process
+@pytest.mark.parametrize("dataset_run", [False, True])
+def test_cli_ctrl_c_twice(recorded, videos, tmp_path, dataset_run):
+    """Ctrl-C twice, 0.2 s apart (SIGINT to vswin-predict's process group), without --out in
+    its second video, or with --out after its first row while its decoding worker waits on a
+    named pipe (a video it would never finish): one line, no traceback, no "Aborted!", exit
+    status 130, and the process ends without waiting for the worker."""
+    weights, config = recorded
+    out, marker, pipe = tmp_path / "out", tmp_path / "holding", tmp_path / "pipe.mp4"
+    listed = [videos[0], videos[1], videos[2]]
+    arguments = ["--weights", str(weights), "--config", str(config), "--engine", "tensorflow"]
+    if dataset_run:
+        os.mkfifo(pipe)
+        listed[1] = pipe
+        arguments += ["--out", str(out), "--quiet", "--workers", "1"]
+    script = HELD_TWICE.format(
+        tests=str(Path(__file__).parent), marker=str(marker), second=videos[1].name
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, listed), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(run.pid, signal.SIGINT)
+        time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):  # it may have ended already
+            os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Aborted!" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (
+        f"interrupted: 1 video written to {out}, 0 failed, 0 already complete; rerun the same "
+        "command to resume"
+        if dataset_run
+        else "interrupted: 1 of 3 videos classified, 0 failed"
+    )
+    assert stdout.startswith("" if dataset_run else f"{videos[0]}  (")
 
 
 @pytest.mark.slow  # about 15 s: TensorFlow's import and the model in another process

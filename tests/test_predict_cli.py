@@ -228,6 +228,25 @@ def test_a_video_given_twice_runs_once(tmp_path, monkeypatch):
             "{list}:1: the header has no video column (columns: path, label); the first line "
             "must be a header naming a video column, e.g. video,label",
         ),
+        (
+            "rows.jsonl",
+            "video,label\nbikes.mp4,cycling\n",
+            "{list}:1: not valid JSON (Expecting value at column 1); a .jsonl list holds one JSON "
+            'object a line, e.g. {{"video": "clips/a.mp4", "label": "running"}}',
+        ),
+        (
+            "comma.jsonl",
+            '{"video": "a.mp4"}\n\n{"video": "b.mp4",}\n',
+            "{list}:3: not valid JSON (Expecting property name enclosed in double quotes at "
+            'column 19); a .jsonl list holds one JSON object a line, e.g. {{"video": '
+            '"clips/a.mp4", "label": "running"}}',
+        ),
+        (
+            "paths.jsonl",
+            '"a.mp4"\n',
+            "{list}:1: JSON a string where an object is expected; a .jsonl list holds one JSON "
+            'object a line, e.g. {{"video": "clips/a.mp4", "label": "running"}}',
+        ),
         ("empty.txt", "", "{list} lists no video; write one video path a line (.txt), or a "),
         ("comments.txt", "# none yet\n\n", "{list} lists no video; write one video path a "),
         ("header.csv", "video,label\n", "{list} lists no video; write one video path a line "),
@@ -240,8 +259,9 @@ def test_a_video_given_twice_runs_once(tmp_path, monkeypatch):
 def test_a_list_that_gives_no_video_is_one_line(
     tmp_path, tiny_weights, name, text, message, dataset_run
 ):
-    """A list file that is missing, lists no video or has a header without a video column
-    stops the run with one line and exit status 2, before any work: nothing is created."""
+    """A list file that is missing, lists no video, has a header without a video column or a
+    .jsonl line that is not a JSON object stops the run with one line naming the file and the
+    line, and exit status 2, before any work: nothing is created."""
     listed = tmp_path / name
     if text is not None:
         listed.write_text(text)

@@ -11,6 +11,7 @@ clip as the Keras model does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from upstream_checkpoints import save_torchvision, torchvision_swin3d
 from videoswin_tf.convert.cli import main
 from videoswin_tf.convert.configs.mmaction2_reader import read_config
 from videoswin_tf.convert.configs.resolve import resolve_config
-from videoswin_tf.convert.converter import convert
+from videoswin_tf.convert.converter import Progress, convert
 from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.spec import build_keras_model
+from videoswin_tf.convert.outputs.torch_checkpoint import _class_names as recorded_class_names
 from videoswin_tf.convert.outputs.torch_checkpoint import to_torch
 from videoswin_tf.convert.parity import ParitySettings
 from videoswin_tf.convert.references.mmaction2_recognizer import (
@@ -40,8 +42,9 @@ from videoswin_tf.convert.references.mmaction2_recognizer import (
 from videoswin_tf.convert.references.torchvision import build_torchvision
 from videoswin_tf.convert.sources.checkpoint import PREPROCESSOR, numpy_globals
 from videoswin_tf.convert.sources.training_objects import training_object_globals
+from videoswin_tf.labels import load_labels
 from videoswin_tf.video.predict import average_probabilities
-from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, save_weights
+from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, read_file_config, save_weights
 
 CLIP = ParitySettings(frames=8, size=48)
 QUIET = {"log": lambda _: None}
@@ -286,3 +289,29 @@ def test_a_plain_save_weights_file_goes_back_with_its_config(tmp_path):
     assert report["passed"] and report["logits"]["relative"] < 1e-5
     state = torch.load(tmp_path / "finetuned.pth", weights_only=True)["state_dict"]
     assert state["cls_head.fc_cls.weight"].shape == (11, 128)
+
+
+def test_the_names_of_a_recorded_label_map_go_back_and_convert_again(tmp_path):
+    """A weights file that names its label map (as `make convert`'s record "labels": "k400")
+    goes back with the map's names under meta.dataset_meta.classes, where mmengine's Runner
+    keeps the dataset's and mmaction2's visualizer reads them; converting that .pth again
+    records the same names. A label map that cannot be read is a note, not a failure."""
+    model = build_keras_model(dataclasses.replace(MINI, num_classes=400))
+    weights = tmp_path / "k400.weights.h5"
+    save_weights(model, weights, labels="k400")
+    lines = []
+    to_torch(weights, "mmaction2", tmp_path / "k400.pth", parity=None, log=lines.append)
+    assert "        class names: 400 under meta.dataset_meta.classes" in lines
+    meta = torch.load(tmp_path / "k400.pth", weights_only=True)["meta"]
+    assert meta == {"dataset_meta": {"classes": load_labels("k400")}}
+    assert meta["dataset_meta"]["classes"][:2] == ["abseiling", "air drumming"]
+    again = convert(tmp_path / "k400.pth", out=tmp_path / "again.weights.h5", parity=None, **QUIET)
+    assert read_file_config(again.weights_path)["class_names"] == load_labels("k400")
+
+    lines = []
+    moved = {"include_top": True, "num_classes": 400, "labels": str(tmp_path / "moved.txt")}
+    assert recorded_class_names(moved, Progress(lines.append)) is None
+    assert lines == [
+        f"        note: label map {str(tmp_path / 'moved.txt')!r} is neither a shipped one (k400, "
+        "k600, sthv2) nor a file; class names not written"
+    ]

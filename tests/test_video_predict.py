@@ -5,6 +5,7 @@ I3DHead, softmax per view, mean over views."""
 import dataclasses
 import gc
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from videoswin_tf.convert.references.mmaction2 import (
     reference_forward,
 )
 from videoswin_tf.convert.references.synthetic import distinctive_state
+from videoswin_tf.inference import EngineChoice
 from videoswin_tf.labels import load_labels
 from videoswin_tf.presets import TestPipeline as Pipeline  # not a pytest class
 from videoswin_tf.video import (
@@ -30,7 +32,7 @@ from videoswin_tf.video import (
     video_views,
     view_pipeline,
 )
-from videoswin_tf.video.predict import _FEATURE_EXTRACTORS, run_views
+from videoswin_tf.video.predict import _FEATURE_EXTRACTORS, TopClass, VideoOutput, run_views
 
 # The small test model's clips: 4 frames at 32x32, 2 clips x 3 crops.
 SMALL_PIPELINE = Pipeline(
@@ -120,6 +122,36 @@ def test_python_api_in_a_few_lines(models):
     assert len(top) == 2 and top[0].probability >= top[1].probability
     embedded = video_features(model, path, SMALL_PIPELINE, views="1x3", labels=LABELS)
     assert embedded.features.shape == (256,) and embedded.view_features.shape == (3, 256)
+
+
+def test_a_video_output_prints_its_top_classes_and_array_shapes_not_every_value():
+    """Printed in a notebook, a result shows the video, its top classes and the engine, and
+    for each array only its dtype and shape (a K400 output held 400 probabilities, all shown)."""
+    output = VideoOutput(
+        Path("clips/a.mp4"),
+        120,
+        "4x3",
+        probabilities=np.full(400, 1 / 400, np.float32),
+        top=[TopClass("abseiling", 0, 0.912345), TopClass("archery", 5, 0.02106)],
+        view_features=np.zeros((12, 768), np.float32),
+        features=np.zeros(768, np.float32),
+        engine=EngineChoice("openvino", "bf16", chosen=True),
+    )
+    assert repr(output) == (
+        "VideoOutput(path='clips/a.mp4', num_frames=120, views='4x3', engine='openvino bf16',\n"
+        "    top=[('abseiling', 0.9123), ('archery', 0.0211)],\n"
+        "    probabilities=float32(400,), view_features=float32(12, 768), features=float32(768,))"
+    )
+    headless = VideoOutput(Path("b.mp4"), 9, "1x1", stage_map=np.zeros((1, 2, 1, 1, 8)))
+    assert repr(headless) == (
+        "VideoOutput(path='b.mp4', num_frames=9, views='1x1', engine='tensorflow fp32',\n"
+        "    top=[],\n"
+        "    stage_map=float64(1, 2, 1, 1, 8))"
+    )
+    assert repr(VideoOutput(Path("c.mp4"), 3, "1x1")) == (
+        "VideoOutput(path='c.mp4', num_frames=3, views='1x1', engine='tensorflow fp32',\n"
+        "    top=[])"
+    )
 
 
 def test_a_model_is_not_kept_alive_by_its_cached_feature_extractor():

@@ -5,8 +5,10 @@ into the canonical mmaction2 1.x state dict (derived ``relative_position_index``
 regenerated); torchvision's names are those of its own model's state dict, renamed onto
 canonical keys by the reader's table (`sources.torchvision.TORCHVISION`). The file holds plain
 tensors only (``torch.save``; it loads with ``weights_only=True``), and for mmaction2 the class
-names the weights file records, as ``meta['dataset_meta']['classes']`` (a list of strings,
-where mmengine's Runner keeps the dataset's). Before it is moved into place
+names the weights file records (or those of the label map it names), as
+``meta['dataset_meta']['classes']`` (a list of strings: mmengine's Runner saves the training
+dataset's ``metainfo`` as ``meta['dataset_meta']``, mmaction2's ``ActionVisualizer`` reads
+``dataset_meta['classes']``, and the converter reads them back there). Before it is moved into place
 it is read back by the converter's own reader, which must give every tensor bit for bit, and the
 upstream model loads it with ``strict=True`` and runs against the Keras model on the parity
 clip (`converter.gate`): for mmaction2, the ``Recognizer3D`` its registry builds from its own
@@ -34,6 +36,7 @@ from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 from videoswin_tf.convert.sources.dataset_meta import CLASSES, DATASET_META, META, WHERE
 from videoswin_tf.convert.sources.layout import SourceError, rename
 from videoswin_tf.convert.sources.torchvision import TORCHVISION
+from videoswin_tf.labels import load_labels
 
 TORCH_SUFFIX = ".pth"
 
@@ -220,7 +223,22 @@ def _read_weights(
             model.load_weights(str(path))
         except WeightsMismatchError as error:
             raise ConversionError(str(error)) from None
-    return spec, model, recorded.get("class_names")
+    return spec, model, _class_names(recorded, progress)
+
+
+def _class_names(recorded: dict, progress: Progress) -> list[str] | None:
+    """The class names a weights file records: its ``class_names``, else the names of the
+    label map it names (``"labels"``: a shipped map such as ``"k400"``, or a label file) when
+    they fit its head; a map that cannot be read is a note and no names."""
+    if recorded.get("class_names") is not None or recorded.get("labels") is None:
+        return recorded.get("class_names")
+    if not recorded.get("include_top"):
+        return None
+    try:
+        return load_labels(recorded["labels"], recorded["num_classes"])
+    except ValueError as error:  # its cause, without load_labels' advice (to-torch has no --labels)
+        progress.log(f"        note: {str(error).split('; ')[0]}; class names not written")
+        return None
 
 
 def _save(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
 from pathlib import Path
-from typing import TypeVar
 
 try:
     import click
@@ -36,6 +36,7 @@ from videoswin_tf.video.dataset import (
     DatasetSettings,
     DatasetSummary,
     ModelWeights,
+    first_of_each,
     predict_dataset,
     read_video_list,
 )
@@ -96,6 +97,26 @@ class ListFileError(InputError):
     read."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the one line that says what the run kept (its only argument)."""
+
+
+class StopsOnCtrlC(click.Command):
+    """A command that Ctrl-C (SIGINT) stops with one line on stderr and exit status 130 (128 +
+    SIGINT, as shells report a job stopped by Ctrl-C), where click prints ``Aborted!`` and
+    exits 1: the line of the `Interrupted` raised, else ``interrupted``. A second Ctrl-C while
+    it stops is ignored."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            click.echo(stop.args[0] if isinstance(stop, Interrupted) else "interrupted", err=True)
+            ctx.exit(130)
+
+
 # Options that only act together with another, refused without it (they would be ignored):
 # option -> (its parameter name, what it needs).
 DEPENDENT_OPTIONS = {
@@ -116,6 +137,7 @@ NO_CLASS_NAMES = (
 
 
 @click.command(
+    cls=StopsOnCtrlC,
     epilog=EXAMPLES,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -382,7 +404,10 @@ def main(
     paths = [Path(item.video) for item in items]
     feature_paths = _feature_paths(paths, features_dir, features_format)
 
-    model = _load_model(setup, weights)
+    try:
+        model = _load_model(setup, weights)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted while loading the model: nothing written") from None
     click.echo(choice.describe(), err=True)
 
     records, failed = [], 0
@@ -410,6 +435,9 @@ def main(
                 features_dir.mkdir(parents=True, exist_ok=True)
                 metadata = {"config": config or setup.source, "sampling": sampling}
                 save_features(output, feature_paths[path], metadata, along_time)
+        except KeyboardInterrupt:  # what was printed stays; --json is written whole or not
+            status.done()
+            raise Interrupted(_stopped_line(records, len(paths), failed, json_path)) from None
         except Exception as error:  # one video's failure never stops the rest
             status.done()
             message = video_error(path, error)
@@ -462,18 +490,6 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
         else:
             paths.append(path)
     return first_of_each(paths, lambda path: path)
-
-
-Entry = TypeVar("Entry")
-
-
-def first_of_each(entries: list[Entry], video: Callable[[Entry], str | Path]) -> list[Entry]:
-    """``entries`` in their order without repeats: the first of those whose ``video`` has the
-    same resolved path (a folder and a glob that both match a file give it once)."""
-    kept: dict[Path, Entry] = {}
-    for entry in entries:
-        kept.setdefault(Path(video(entry)).resolve(), entry)
-    return list(kept.values())
 
 
 def video_error(path: Path, error: Exception) -> str:
@@ -565,7 +581,7 @@ def _dataset_items(arguments: tuple[str, ...]) -> list[DatasetItem]:
 
 def _run_dataset(items, setup, weights, out_dir, settings, quiet, runner, ray_address) -> None:
     """``--out``: the dataset runner writes the shards; failures are rows, counted here. Exit
-    status 1 if any video failed; 130 on Ctrl-C, saying what was kept."""
+    status 1 if any video failed; on Ctrl-C, `Interrupted` saying what was kept."""
     try:
         model = None if runner == "ray" else _load_model(setup, weights)  # Ray: once per actor
         if model is not None:
@@ -578,15 +594,20 @@ def _run_dataset(items, setup, weights, out_dir, settings, quiet, runner, ray_ad
         raise click.ClickException(str(error)) from None
     except DatasetInterrupted as stop:
         totals = dataset_totals(stop.summary, out_dir)
-        click.echo(f"interrupted: {totals}; rerun the same command to resume", err=True)
-        sys.exit(130)
+        raise Interrupted(f"interrupted: {totals}; rerun the same command to resume") from None
     except KeyboardInterrupt:
-        click.echo("interrupted while loading the model: nothing written", err=True)
-        sys.exit(130)
+        raise Interrupted("interrupted while loading the model: nothing written") from None
     totals = f"{dataset_totals(summary, out_dir)}, in {summary.seconds:.1f} s"
     click.secho(totals, fg="red" if summary.failed else None, err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _stopped_line(records: list[dict], total: int, failed: int, json_path: Path | None) -> str:
+    """What Ctrl-C kept of a run without ``--out``: ``interrupted: 2 of 5 videos classified, 1
+    failed; results.json not written`` (``--json`` is written whole at the end, or not)."""
+    line = f"interrupted: {len(records) - failed} of {total} videos classified, {failed} failed"
+    return line if json_path is None else f"{line}; {json_path} not written"
 
 
 def dataset_totals(summary: DatasetSummary, out_dir: Path) -> str:

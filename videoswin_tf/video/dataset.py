@@ -11,8 +11,10 @@ its latest error).
 
 The local runner decodes in worker processes (``workers``) at most ``workers * ahead`` videos
 ahead of the model, so the model does not wait on FFmpeg; the model runs in the calling
-process. Ctrl-C stops a run (`DatasetInterrupted`, keeping its rows); the workers leave SIGINT
-to the calling process, and end by themselves when it dies, even killed with SIGKILL. A video
+process. Ctrl-C stops a run (`DatasetInterrupted`, keeping its rows; a second Ctrl-C while
+they are kept is ignored); the workers leave SIGINT to the calling process, which stops them
+without waiting for the videos they are decoding, and they end by themselves when it dies,
+even killed with SIGKILL. A video
 that fails (missing, truncated, no video stream...) is a row with its error, never a stopped
 run. ``runner="ray"`` runs the same job on Ray Data (`videoswin_tf.video.ray_runner`).
 
@@ -38,7 +40,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -255,7 +257,8 @@ def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
 
     Raises:
         ValueError: an unknown ending, a ``.csv`` header without ``video`` (naming the columns
-            it has), or a row without ``video`` (naming the line).
+            it has), a ``.jsonl`` line that is not a JSON object, or a row without ``video``
+            (naming the file and the line).
     """
     path = Path(path)
     if path.suffix not in LIST_SUFFIXES:
@@ -278,13 +281,13 @@ def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
         rows = list(enumerate(reader, 2))
     else:
         rows = [
-            (number, json.loads(line))
+            (number, _json_row(path, number, line))
             for number, line in enumerate(text.splitlines(), 1)
             if line.strip()
         ]
     items = []
     for number, row in rows:
-        if not isinstance(row, dict) or not row.get("video"):
+        if not row.get("video"):
             raise ValueError(f"{path}:{number}: no video column; each row needs a video path")
         label = row.get("label")
         video = Path(str(row["video"]))
@@ -295,6 +298,57 @@ def read_video_list(path: str | os.PathLike) -> list[DatasetItem]:
             )
         )
     return items
+
+
+# What a .jsonl list's line must be, as its errors say.
+JSONL_ROW = 'one JSON object a line, e.g. {"video": "clips/a.mp4", "label": "running"}'
+# The JSON name of what `json.loads` gave, for a line that is not an object.
+JSON_KINDS = {
+    str: "a string",
+    list: "an array",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _json_row(path: Path, number: int, line: str) -> dict:
+    """Line ``number`` of the ``.jsonl`` list ``path`` as a JSON object.
+
+    Raises:
+        ValueError: the line is not JSON, or JSON but not an object (naming file and line).
+    """
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno}); a .jsonl "
+            f"list holds {JSONL_ROW}"
+        ) from None
+    if not isinstance(row, dict):
+        raise ValueError(
+            f"{path}:{number}: JSON {JSON_KINDS[type(row)]} where an object is expected; a "
+            f".jsonl list holds {JSONL_ROW}"
+        )
+    return row
+
+
+Entry = TypeVar("Entry")
+
+
+def first_of_each(
+    entries: Iterable[Entry], video: Callable[[Entry], str | os.PathLike]
+) -> list[Entry]:
+    """``entries`` in their order, each video once: the first of the entries whose ``video``
+    has the same resolved path (absolute, ``.``/``..`` and symbolic links resolved; a missing
+    file's path made absolute and normalised): run from ``/data``, ``clips/a.mp4``,
+    ``./clips/a.mp4`` and ``/data/clips/a.mp4`` are one video. The rule of `predict_dataset`
+    and of ``vswin-predict`` (a folder and a glob that both match a file give it once)."""
+    kept: dict[Path, Entry] = {}
+    for entry in entries:
+        kept.setdefault(Path(video(entry)).resolve(), entry)
+    return list(kept.values())
 
 
 def predict_dataset(
@@ -312,7 +366,10 @@ def predict_dataset(
     Args:
         load_model: builds the model with its weights (called once; once per Ray actor);
             picklable for ``runner="ray"``.
-        videos: the videos (`DatasetItem`, or paths); a video listed twice runs once.
+        videos: the videos (`DatasetItem`, or paths). A video listed twice, under any
+            spelling of its path, runs once (`first_of_each`: the same resolved path): its row
+            has the first spelling and label. A rerun skips the videos whose spelling as
+            listed has a complete row.
         out: the shards' folder (created).
         settings: what to compute (`DatasetSettings`).
         runner: ``"local"`` or ``"ray"``.
@@ -326,7 +383,7 @@ def predict_dataset(
         DatasetInterrupted: Ctrl-C (SIGINT) during the run; the rows written are kept.
     """
     listed = [v if isinstance(v, DatasetItem) else DatasetItem(str(v)) for v in videos]
-    items = list({item.video: item for item in reversed(listed)}.values())[::-1]  # first of each
+    items = first_of_each(listed, lambda item: item.video)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for partial in [*out.glob(".*.partial"), *(out / ROWS).glob(".*.partial")]:
@@ -349,8 +406,9 @@ def predict_dataset(
     except KeyboardInterrupt:
         timings = None
     finally:
-        writer.flush()
-        bar.close()
+        with _sigint_ignored():  # a second Ctrl-C must not stop the rows being kept
+            writer.flush()
+            bar.close()
     seconds = time.perf_counter() - started
     summary = DatasetSummary(
         writer.rows, len(items) - len(todo), bar.failed, seconds, *(timings or (None, None))
@@ -600,8 +658,8 @@ class _DecodeAhead:
                 with _sigint_held():  # the first submits start the workers
                     for item in itertools.islice(self.items, workers * self.settings.ahead):
                         self.queue.append(self.pool.submit(decode_item, item, self.settings))
-            except BaseException:  # a Ctrl-C held while they started
-                self.__exit__()
+            except BaseException as error:  # a Ctrl-C held while they started
+                self.__exit__(type(error))
                 raise
         return self
 
@@ -616,9 +674,24 @@ class _DecodeAhead:
                 self.queue.append(self.pool.submit(decode_item, next_item, self.settings))
             yield decoded
 
-    def __exit__(self, *exc_info) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+    def __exit__(self, error_type=None, *exc_info) -> None:
+        if self.pool is None:
+            return
+        if error_type is None:  # every video decoded and consumed
+            self.pool.shutdown()
+            return
+        # Stopped (Ctrl-C, or the model failed to load): the videos in flight are never used,
+        # so the workers end now instead of finishing them (a long video, or a file that
+        # blocks on open, would hold the exit, and a second Ctrl-C would land anywhere).
+        # ProcessPoolExecutor has no public way to end a running call before Python 3.14's
+        # terminate_workers, hence its process table.
+        with _sigint_ignored():
+            workers = list((self.pool._processes or {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.join()
 
 
 def _start_decode_worker(parent: int) -> None:
@@ -654,6 +727,21 @@ def _sigint_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C (SIGINT) ignored inside the block: the steps that keep an interrupted run's
+    rows and stop its workers run to their end. Only in the main thread, the one Python
+    delivers signals to (elsewhere nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if before is None else before)
 
 
 class _Progress:

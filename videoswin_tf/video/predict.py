@@ -68,9 +68,17 @@ class VideoViews:
     fps: float | None = None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class VideoOutput:
     """What the model made of one video's views.
+
+    Its ``repr`` is short enough to read in a notebook: the video, the top classes with their
+    probabilities, the engine, and the shape and dtype of each array it holds (not their
+    values)::
+
+        VideoOutput(path='clip.mp4', num_frames=300, views='4x3', engine='openvino fp32',
+            top=[('abseiling', 0.9123), ('archery', 0.0211)],
+            probabilities=float32(400,), view_features=float32(12, 768), features=float32(768,))
 
     Attributes:
         path: the video file.
@@ -95,6 +103,20 @@ class VideoOutput:
     stage_map: np.ndarray | None = None
     engine: EngineChoice = TENSORFLOW_FP32
 
+    def __repr__(self) -> str:
+        top = ", ".join(f"({entry.label!r}, {entry.probability:.4f})" for entry in self.top)
+        arrays = {
+            name: getattr(self, name)
+            for name in ("probabilities", "view_features", "features", "stage_map")
+            if getattr(self, name) is not None
+        }
+        held = ", ".join(f"{name}={_shape(array)}" for name, array in arrays.items())
+        return (
+            f"VideoOutput(path={str(self.path)!r}, num_frames={self.num_frames}, "
+            f"views={self.views!r}, engine='{self.engine.engine} {self.engine.precision}',\n"
+            f"    top=[{top}]" + (f",\n    {held})" if held else ")")
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The JSON record of `vswin-predict --json`: video, frames, views, the engine and
         precision that ran them, top, probabilities."""
@@ -107,6 +129,11 @@ class VideoOutput:
             "top": [dataclasses.asdict(entry) for entry in self.top],
             "probabilities": None if self.probabilities is None else self.probabilities.tolist(),
         }
+
+
+def _shape(array: np.ndarray) -> str:
+    """An array as its dtype and shape, e.g. ``float32(12, 768)``."""
+    return f"{np.asarray(array).dtype}{tuple(np.shape(array))}"
 
 
 def view_pipeline(config: str | TestPipeline, views: str | None = None) -> TestPipeline:

@@ -504,6 +504,34 @@ def test_classes_without_names_are_said_once(ucf101, tmp_path, monkeypatch):
     assert result.stdout.splitlines()[2].split()[-1] == "action_000"
 
 
+def test_snippets_run_on_the_engine_the_videos_run_on(ucf101, tmp_path, monkeypatch):
+    """--features --snippets without --out: the snippets' pass gets the engine the command chose
+    (it ran on TensorFlow fp32 whatever --engine said). Model and passes are stubbed: what is
+    under test is which engine the command hands on."""
+    import videoswin_tf.cli.predict as cli
+    import videoswin_tf.inference as inference
+
+    engines = {}
+
+    def predict_video_on(model, path, config, engine, **kwargs):
+        engines["video"] = engine
+        return VideoOutput(path, 12, "1x1", features=np.zeros(768, "float32"))
+
+    def snippets_on(model, path, snippets, config, batch_size, engine=None):
+        engines["snippets"] = engine
+
+    monkeypatch.setattr(inference, "openvino_installed", lambda: True)
+    monkeypatch.setattr(cli, "_load_model", lambda setup, weights: None)
+    monkeypatch.setattr(cli, "predict_video", predict_video_on)
+    monkeypatch.setattr(cli, "snippet_features", snippets_on)
+    monkeypatch.setattr(cli, "save_features", lambda *args: None)
+    arguments = ["a.mp4", "--weights", str(ucf101["weights"]), "--engine", "openvino"]
+    features = ["--features", str(tmp_path / "features"), "--snippets", "32:16"]
+    result = CliRunner().invoke(main, [*arguments, *features])
+    assert result.exit_code == 0, result.output
+    assert engines == {"video": choose("openvino"), "snippets": choose("openvino")}
+
+
 def test_own_classes_with_their_label_file(ucf101, tmp_path):
     plain = predict_json(ucf101, tmp_path)[0]
     named = predict_json(ucf101, tmp_path, "--labels", str(ucf101["labels"]))[0]

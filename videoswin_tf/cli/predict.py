@@ -431,7 +431,9 @@ def main(
             if features_dir is not None:
                 along_time = None
                 if snippet_spec is not None:
-                    along_time = snippet_features(model, path, snippet_spec, setup.pipeline, batch)
+                    along_time = snippet_features(
+                        model, path, snippet_spec, setup.pipeline, batch, engine=choice
+                    )
                 features_dir.mkdir(parents=True, exist_ok=True)
                 metadata = {"config": config or setup.source, "sampling": sampling}
                 save_features(output, feature_paths[path], metadata, along_time)

@@ -77,8 +77,9 @@ def test_attention_dropout_is_active_in_training_only():
 
 def test_openvino_trace_attends_in_one_pass_with_the_same_result(monkeypatch):
     """Inside `openvino_trace` (the OpenVINO trace) the windows are not chunked (no chunk size
-    is asked for) and q, k, v come from three products with the kernel's thirds, the query's
-    scaled; the result equals the chunked one, and the block resets."""
+    is asked for) and q, k, v come from three heads-major products with the kernel's thirds,
+    the query's scaled; the result equals the chunked one (with a mask too), and the block
+    resets."""
     from videoswin_tf.layers import attention
     from videoswin_tf.layers.tracing import openvino_trace
 
@@ -158,5 +159,6 @@ def test_traced_shifted_block_puts_the_mask_in_query_and_key_with_the_same_resul
     monkeypatch.setattr(attention, "with_mask_columns", spy)
     with openvino_trace():
         factored = keras.ops.convert_to_numpy(block(x))
-    assert shapes == [((18, 1, 18, 8), (36, 2, 18, 8 + 8))] * 2  # query, key: head_dim 8 + 8
+    # query, key heads-major (heads, B * nWindows, N', head_dim 8 + 8 columns)
+    assert shapes == [((18, 1, 18, 8), (2, 36, 18, 8 + 8))] * 2
     np.testing.assert_allclose(factored, windowed, atol=1e-5, rtol=0)

@@ -58,8 +58,8 @@ OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 CACHE_ENV = "VSWIN_OPENVINO_CACHE"
 # Bump IR_FORMAT when what is written into a cached IR folder changes.
 # 2: mask groups; 3: LayerNorm as MVN; 4: mask in q.k; 5: windows in window_partition's order,
-# q, k, v as three products, the residual stream as rows
-IR_FORMAT = "videoswin-tf openvino ir 5"
+# q, k, v as three products, the residual stream as rows; 6: q, k, v heads-major
+IR_FORMAT = "videoswin-tf openvino ir 6"
 
 # A runner: float clips (B, T, H, W, 3) -> the model's output (an array or a dict of arrays).
 Runner = Callable[[np.ndarray], Any]

@@ -162,3 +162,27 @@ def test_traced_shifted_block_puts_the_mask_in_query_and_key_with_the_same_resul
     # query, key heads-major (heads, B * nWindows, N', head_dim 8 + 8 columns)
     assert shapes == [((18, 1, 18, 8), (2, 36, 18, 8 + 8))] * 2
     np.testing.assert_allclose(factored, windowed, atol=1e-5, rtol=0)
+
+
+def test_openvino_trace_of_any_number_of_windows_runs_in_openvino():
+    """Traced for OpenVINO with the number of windows unknown (clips of any batch), where its
+    heads-major products fail at run time (OpenVINO 2026.4), the converted layer runs and
+    gives the layer's result for 8 and 24 windows, masked."""
+    import openvino
+
+    from videoswin_tf import inference
+
+    keras.utils.set_random_seed(0)
+    layer = WindowAttention3D(16, (2, 3, 3), 2)
+    layer.build((None, 18, 16))
+    mask = shifted_window_mask(shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1)))
+
+    def attend(windows, training=False):
+        return layer(windows, attention_mask=mask, training=training)
+
+    converted = inference.openvino_model(attend, (None, 18, 16))
+    compiled = openvino.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    for count in (8, 24):
+        windows = np.random.default_rng(count).standard_normal((count, 18, 16)).astype("float32")
+        expected = keras.ops.convert_to_numpy(attend(windows))
+        np.testing.assert_allclose(compiled(windows)[0], expected, atol=1e-5, rtol=0)

@@ -234,24 +234,38 @@ class WindowAttention3D(keras.layers.Layer):
         3.3% less CPU time than tokens-major ``(B * nWindows, heads, N', head_dim)`` (median
         of 9, load 4.8-5.3), 4.7% on one thread (11, load 4.5-5.5); in a stage's attention
         layer alone (one thread, median of 11) stages 2-4 (6-24 heads) took 3-10% less, stage
-        1 (3 heads) 3% more, yet heads-major in every block beat it from stage 2 on only (3.3%
-        against 2.4% less). Tokens-major in turn had 2.9% less CPU time than slicing one
-        projection and scaling the query.
+        1 (3 heads) 3% more, yet in the whole model keeping stage 1 tokens-major gained
+        nothing (2.4% and 2.6% less against 3.3% and 2.4%). Tokens-major in turn had 2.9% less
+        CPU time than slicing one projection and scaling the query. Where the number of
+        windows is unknown while tracing (clips of any batch), each product is tokens-major
+        and then transposed: OpenVINO 2026.4 converts the heads-major product there, but its
+        ``FullyConnected`` then fails at run time.
         """
         num_tokens = windows.shape[1]
-        rows = ops.reshape(windows, (1, -1, self.dim))  # (1, B_ * N', C)
+        heads_shape = (self.num_heads, -1, num_tokens, self.head_dim)
         kernel = ops.cast(self.qkv.kernel, windows.dtype)
         bias = None if self.qkv.bias is None else ops.cast(self.qkv.bias, windows.dtype)
         projections = []
         for index, scale in enumerate((self.scale, None, None)):
             third = slice(index * self.dim, (index + 1) * self.dim)
             weights = kernel[:, third] if scale is None else kernel[:, third] * scale
-            weights = ops.reshape(weights, (self.dim, self.num_heads, self.head_dim))
-            x = ops.matmul(rows, ops.transpose(weights, (1, 0, 2)))  # (heads, B_ * N', hd)
+            third_bias = None
             if bias is not None:
                 third_bias = bias[third] if scale is None else bias[third] * scale
+            if windows.shape[0] is None:
+                # OpenVINO (2026.4) fails at run time on a (heads, C, head_dim) product of
+                # rows whose number is unknown when converting: tokens-major, then transposed
+                x = ops.matmul(windows, weights)  # (B_, N', C)
+                x = x if third_bias is None else x + third_bias
+                x = ops.reshape(x, (-1, num_tokens, self.num_heads, self.head_dim))
+                projections.append(ops.transpose(x, (2, 0, 1, 3)))
+                continue
+            rows = ops.reshape(windows, (1, -1, self.dim))  # (1, B_ * N', C)
+            weights = ops.reshape(weights, (self.dim, self.num_heads, self.head_dim))
+            x = ops.matmul(rows, ops.transpose(weights, (1, 0, 2)))  # (heads, B_ * N', hd)
+            if third_bias is not None:
                 x = x + ops.reshape(third_bias, (self.num_heads, 1, self.head_dim))
-            projections.append(ops.reshape(x, (self.num_heads, -1, num_tokens, self.head_dim)))
+            projections.append(ops.reshape(x, heads_shape))
         return projections
 
     def explicit_attention(self, qkv, attention_mask, training):

@@ -304,3 +304,14 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     clip = np.random.default_rng(0).standard_normal((2, 4, 32, 112, 3)).astype("float32")
     compiled = inference.compile_openvino(converted)
     np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)
+
+
+def test_openvino_threads_are_not_pinned_to_cores():
+    """`compile_openvino` turns OpenVINO's core pinning off (a pinned thread waits while another
+    process runs on its core) and compiles in the precision asked for."""
+    openvino = pytest.importorskip("openvino")
+    clip = openvino.opset13.parameter([1, 4], np.float32)
+    model = openvino.Model([openvino.opset13.relu(clip)], [clip])
+    compiled = inference.compile_openvino(model, "fp32")
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32

@@ -77,8 +77,9 @@ def test_attention_dropout_is_active_in_training_only():
 
 def test_openvino_trace_attends_in_one_pass_with_the_same_result(monkeypatch):
     """Inside `openvino_trace` (the OpenVINO trace) the windows are not chunked (no chunk size
-    is asked for) and q, k, v come from three products with the kernel's thirds, the query's
-    scaled; the result equals the chunked one, and the block resets."""
+    is asked for) and q, k, v come from three heads-major products with the kernel's thirds,
+    the query's scaled; the result equals the chunked one (with a mask too), and the block
+    resets."""
     from videoswin_tf.layers import attention
     from videoswin_tf.layers.tracing import openvino_trace
 
@@ -158,5 +159,30 @@ def test_traced_shifted_block_puts_the_mask_in_query_and_key_with_the_same_resul
     monkeypatch.setattr(attention, "with_mask_columns", spy)
     with openvino_trace():
         factored = keras.ops.convert_to_numpy(block(x))
-    assert shapes == [((18, 1, 18, 8), (36, 2, 18, 8 + 8))] * 2  # query, key: head_dim 8 + 8
+    # query, key heads-major (heads, B * nWindows, N', head_dim 8 + 8 columns)
+    assert shapes == [((18, 1, 18, 8), (2, 36, 18, 8 + 8))] * 2
     np.testing.assert_allclose(factored, windowed, atol=1e-5, rtol=0)
+
+
+def test_openvino_trace_of_any_number_of_windows_runs_in_openvino():
+    """Traced for OpenVINO with the number of windows unknown (clips of any batch), where its
+    heads-major products fail at run time (OpenVINO 2026.4), the converted layer runs and
+    gives the layer's result for 8 and 24 windows, masked."""
+    import openvino
+
+    from videoswin_tf import inference
+
+    keras.utils.set_random_seed(0)
+    layer = WindowAttention3D(16, (2, 3, 3), 2)
+    layer.build((None, 18, 16))
+    mask = shifted_window_mask(shifted_window_regions((4, 6, 6), (2, 3, 3), (1, 1, 1)))
+
+    def attend(windows, training=False):
+        return layer(windows, attention_mask=mask, training=training)
+
+    converted = inference.openvino_model(attend, (None, 18, 16))
+    compiled = openvino.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    for count in (8, 24):
+        windows = np.random.default_rng(count).standard_normal((count, 18, 16)).astype("float32")
+        expected = keras.ops.convert_to_numpy(attend(windows))
+        np.testing.assert_allclose(compiled(windows)[0], expected, atol=1e-5, rtol=0)

@@ -278,8 +278,8 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     (15: the patch embedding's, two per block, the three mergings' and the last), and gives
     TensorFlow's logits. At 32x112 the small model's last stage-3 block (2x2x7) is shifted on
     W only (3 windows of 2x2x3 tokens, 2 regions in the last): its mask is 2 constant query
-    and key columns a window (one concat each), so every block folds one (heads, N', N') bias
-    and no mask."""
+    and key columns a window (one concat each), so every block folds one (heads, 1, N', N')
+    bias and no mask."""
     import collections
 
     from videoswin_tf.layers import attention
@@ -296,10 +296,22 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     assert ops["MVN"] == 15 and ops["ReduceMean"] == 1, ops  # 1: the head's pooling
     constants = [op for op in converted.get_ordered_ops() if op.get_type_name() == "Constant"]
     shapes = [tuple(op.get_output_shape(0)) for op in constants]
-    biases = sorted(s for s in shapes if len(s) in (3, 4) and s[-1] == s[-2] > 1)  # (heads, N, N)
-    assert biases == [(2, 18, 18), *[(4, 12, 12)] * 2, (8, 6, 6)], biases  # stages 2, 3, 4
-    columns = [s for s in shapes if len(s) == 5 and s[-2:] == (12, 2)]  # (1, nW, 1, N', R)
-    assert columns == [(1, 3, 1, 12, 2)] * 2, columns
+    # (heads, 1, N', N'): broadcast over the windows of heads-major query and key
+    biases = sorted(s for s in shapes if len(s) == 4 and s[1] == 1 and s[-1] == s[-2] > 1)
+    assert biases == [(2, 1, 18, 18), *[(4, 1, 12, 12)] * 2, (8, 1, 6, 6)], biases  # stages 2-4
+    columns = [s for s in shapes if len(s) == 5 and s[-2:] == (12, 2)]  # (1, 1, nW, N', R)
+    assert columns == [(1, 1, 3, 12, 2)] * 2, columns
     clip = np.random.default_rng(0).standard_normal((2, 4, 32, 112, 3)).astype("float32")
     compiled = inference.compile_openvino(converted)
     np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)
+
+
+def test_openvino_threads_are_not_pinned_to_cores():
+    """`compile_openvino` turns OpenVINO's core pinning off (a pinned thread waits while another
+    process runs on its core) and compiles in the precision asked for."""
+    openvino = pytest.importorskip("openvino")
+    clip = openvino.opset13.parameter([1, 4], np.float32)
+    model = openvino.Model([openvino.opset13.relu(clip)], [clip])
+    compiled = inference.compile_openvino(model, "fp32")
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32

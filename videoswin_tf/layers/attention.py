@@ -61,18 +61,19 @@ def with_mask_columns(x, columns):
     """``x`` with a window's mask columns appended to every head (`shifted_window_mask_factors`).
 
     Args:
-        x: query or key ``(B * nWindows, heads, N', head_dim)``, ``B`` possibly unknown.
+        x: query or key, heads-major ``(heads, B * nWindows, N', head_dim)``, ``B`` possibly
+            unknown.
         columns: ``(nWindows, 1, N', R)``.
 
     Returns:
-        ``(B * nWindows, heads, N', head_dim + R)``.
+        ``(heads, B * nWindows, N', head_dim + R)``.
     """
-    num_windows = columns.shape[0]
-    per_clip = ops.reshape(x, (-1, num_windows, *x.shape[1:]))  # (B, nWindows, heads, N', hd)
-    # broadcast over the clips and heads; x * 0 gives the batch, unknown while tracing
-    columns = per_clip[..., :1] * 0 + ops.cast(columns, x.dtype)
+    heads, num_windows = x.shape[0], columns.shape[0]
+    per_clip = ops.reshape(x, (heads, -1, num_windows, *x.shape[2:]))  # (heads, B, nW, N', hd)
+    # broadcast over the heads and clips; x * 0 gives the batch, unknown while tracing
+    columns = per_clip[..., :1] * 0 + ops.cast(columns[:, 0], x.dtype)
     extended = ops.concatenate([per_clip, columns], axis=-1)
-    return ops.reshape(extended, (-1, *extended.shape[2:]))
+    return ops.reshape(extended, (heads, -1, *extended.shape[3:]))
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
@@ -187,9 +188,10 @@ class WindowAttention3D(keras.layers.Layer):
         """Attention as traced for OpenVINO (`openvino_trace`), for inference, in the pattern
         that OpenVINO's CPU plugin fuses into one attention kernel, which never holds all
         logits in memory: all windows in one ``MatMul-Add-Softmax-MatMul`` (no chunks, so no
-        per-chunk slices or concat), query, key and value from `traced_projections`, and a
-        shifted block's mask as extra query and key columns (`with_mask_columns`), so that
-        OpenVINO folds one bias constant per block, not one bias and mask per window.
+        per-chunk slices or concat), heads-major query, key and value from
+        `traced_projections`, and a shifted block's mask as extra query and key columns
+        (`with_mask_columns`), so that OpenVINO folds one bias constant per block, not one
+        bias and mask per window.
 
         Swin-T 1x32x224x224 on 2 shared Zen cores, A/B interleaved: one fused pass 9.5% less
         time than the chunks (median of 7, load 12), peak memory 1.94 GiB against 2.05;
@@ -205,37 +207,65 @@ class WindowAttention3D(keras.layers.Layer):
             ``(B * nWindows, N', C)``, before the output projection.
         """
         num_tokens = windows.shape[1]
-        query, key, value = self.traced_projections(windows)
+        query, key, value = self.traced_projections(windows)  # (heads, B_, N', hd) each
         if mask_factors is not None:
             query_columns, key_columns = mask_factors
             query = with_mask_columns(query, query_columns)
             key = with_mask_columns(key, key_columns)
-        bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
-        x = self.attend(query, key, value, bias, attention_mask, training=False)
-        return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.dim))
+        bias = self.relative_position_bias(num_tokens)[:, None]  # (heads, 1, N', N')
+        attn = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2))) + bias  # (heads, B_, N', N')
+        if attention_mask is not None:  # (nWindows, N', N') over (heads, B, nWindows, N', N')
+            shape = (self.num_heads, -1, *attention_mask.shape)
+            attn = ops.reshape(ops.reshape(attn, shape) + attention_mask, (*shape[:2], *shape[3:]))
+        # one-token windows: see `attend`
+        attn = ops.softmax(attn, axis=-1) if num_tokens > 1 else ops.ones_like(attn)
+        x = ops.matmul(attn, value)  # (heads, B_, N', head_dim)
+        return ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (-1, num_tokens, self.dim))
 
     def traced_projections(self, windows):
-        """Query (scaled), key and value ``(B * nWindows, heads, N', head_dim)`` for
-        `traced_attention`, each its own product with its third of the ``qkv`` kernel and
-        bias, the query's third multiplied by the scale: OpenVINO folds those constants, so
-        that no slice of the projection and no multiply of the query runs, and the fused
-        kernel absorbs the query's and value's ``(0, 2, 1, 3)`` transposes. Swin-T
-        1x32x224x224, one process alternating the IRs, 2 shared Zen cores under load (3.0):
-        2.9% less CPU time than slicing one projection and scaling the query (1.8% on one
-        thread).
+        """Query (scaled), key and value, heads-major ``(heads, B * nWindows, N', head_dim)``,
+        for `traced_attention`: each its own product of all the windows' tokens ``(1, B *
+        nWindows * N', C)`` with its third of the ``qkv`` kernel as ``(heads, C, head_dim)``,
+        plus the bias, the query's third multiplied by the scale. OpenVINO folds those
+        constants (no slice of the projection, no multiply of the query), runs each product as
+        one ``FullyConnected`` that writes heads-major, and its fused attention then walks one
+        head's windows together, reusing that head's bias from cache, with no transpose of
+        the key. Swin-T 1x32x224x224, one process alternating the IRs, 2 shared Zen cores:
+        3.3% less CPU time than tokens-major ``(B * nWindows, heads, N', head_dim)`` (median
+        of 9, load 4.8-5.3), 4.7% on one thread (11, load 4.5-5.5); in a stage's attention
+        layer alone (one thread, median of 11) stages 2-4 (6-24 heads) took 3-10% less, stage
+        1 (3 heads) 3% more, yet in the whole model keeping stage 1 tokens-major gained
+        nothing (2.4% and 2.6% less against 3.3% and 2.4%). Tokens-major in turn had 2.9% less
+        CPU time than slicing one projection and scaling the query. Where the number of
+        windows is unknown while tracing (clips of any batch), each product is tokens-major
+        and then transposed: OpenVINO 2026.4 converts the heads-major product there, but its
+        ``FullyConnected`` then fails at run time.
         """
         num_tokens = windows.shape[1]
+        heads_shape = (self.num_heads, -1, num_tokens, self.head_dim)
         kernel = ops.cast(self.qkv.kernel, windows.dtype)
         bias = None if self.qkv.bias is None else ops.cast(self.qkv.bias, windows.dtype)
         projections = []
         for index, scale in enumerate((self.scale, None, None)):
             third = slice(index * self.dim, (index + 1) * self.dim)
             weights = kernel[:, third] if scale is None else kernel[:, third] * scale
-            x = ops.matmul(windows, weights)
+            third_bias = None
             if bias is not None:
-                x = x + (bias[third] if scale is None else bias[third] * scale)
-            x = ops.reshape(x, (-1, num_tokens, self.num_heads, self.head_dim))
-            projections.append(ops.transpose(x, (0, 2, 1, 3)))
+                third_bias = bias[third] if scale is None else bias[third] * scale
+            if windows.shape[0] is None:
+                # OpenVINO (2026.4) fails at run time on a (heads, C, head_dim) product of
+                # rows whose number is unknown when converting: tokens-major, then transposed
+                x = ops.matmul(windows, weights)  # (B_, N', C)
+                x = x if third_bias is None else x + third_bias
+                x = ops.reshape(x, (-1, num_tokens, self.num_heads, self.head_dim))
+                projections.append(ops.transpose(x, (2, 0, 1, 3)))
+                continue
+            rows = ops.reshape(windows, (1, -1, self.dim))  # (1, B_ * N', C)
+            weights = ops.reshape(weights, (self.dim, self.num_heads, self.head_dim))
+            x = ops.matmul(rows, ops.transpose(weights, (1, 0, 2)))  # (heads, B_ * N', hd)
+            if third_bias is not None:
+                x = x + ops.reshape(third_bias, (self.num_heads, 1, self.head_dim))
+            projections.append(ops.reshape(x, heads_shape))
         return projections
 
     def explicit_attention(self, qkv, attention_mask, training):

@@ -136,15 +136,29 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
             ["--config", "swin_t_k400", "--features-format", "npy"],
             "--features-format only works with --features DIR (it would be ignored)",
         ),
+        (
+            ["--config", "swin_t_k400", "--json", "UNDER_FILE"],
+            "--json UNDER_FILE cannot be written (LABELS is a file); choose another path",
+        ),
+        (
+            ["--config", "swin_t_k400", "--features", "UNDER_FILE"],
+            "--features UNDER_FILE cannot be written (LABELS is a file); choose another path",
+        ),
     ],
 )
 def test_bad_options_stop_before_any_work(tmp_path, tiny_weights, options, message):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")
-    named = {"LABELS": str(labels), "OUT": str(tmp_path / "out")}
+    named = {
+        "LABELS": str(labels),
+        "OUT": str(tmp_path / "out"),
+        "UNDER_FILE": str(labels / "out" / "r.json"),
+    }
     options = [named.get(option, option) for option in options]
     result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(tiny_weights), *options])
     assert result.exit_code == 2
+    for placeholder in ("UNDER_FILE", "LABELS"):  # the longer first: it contains the other
+        message = message.replace(placeholder, named[placeholder])
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
 
@@ -441,6 +455,13 @@ def predict_json(ucf101, tmp_path, *options: str) -> list[dict]:
     result = CliRunner().invoke(main, [*arguments, "--top", "3"])
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text())
+
+
+def test_json_folders_are_created(ucf101, tmp_path):
+    """--json into folders that do not exist yet makes them (as --features and export's --out
+    do), instead of failing with a traceback after every video has run."""
+    records = predict_json(ucf101, tmp_path / "new" / "deeper")
+    assert [record["views"] for record in records] == ["1x1"]
 
 
 def test_own_classes_without_a_config_use_the_model_the_file_records(ucf101, tmp_path):

@@ -334,6 +334,10 @@ def main(
             "drop them or drop --ray"
         )
     snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
+    if json_path is not None:
+        _refuse_unwritable("--json", json_path, json_path.parent)
+    if features_dir is not None:
+        _refuse_unwritable("--features", features_dir, features_dir)
     try:
         setup = predict_setup(weights, config)
     except SetupError as error:  # the message names --config or the file itself
@@ -526,6 +530,19 @@ def _snippet_spec(text: str | None, crops: str, folder: Path | None) -> SnippetS
         raise click.BadParameter(str(error), param_hint="--snippets") from None
 
 
+def _refuse_unwritable(option: str, path: Path, folder: Path) -> None:
+    """A usage error, before any video runs, when ``folder`` (created later if missing) cannot
+    be: the nearest of it and its parents that exists must be a folder this user can write."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is read-only for this user"
+    else:
+        return
+    raise click.UsageError(f"{option} {path} cannot be written ({problem}); choose another path")
+
+
 def _refuse_lone_options(given: dict[str, bool]) -> None:
     """A usage error for the first option of `DEPENDENT_OPTIONS` given on the command line
     without the option it needs (``given``: whether each needed option was given)."""
@@ -659,6 +676,7 @@ def _json_record(output: VideoOutput, weights: Path, config: str, sampling: str)
 
 def _write_json(path: Path, records: list[dict]) -> None:
     tmp = path.with_name(f".{path.name}.partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)

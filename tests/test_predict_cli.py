@@ -137,6 +137,10 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
             "--features-format only works with --features DIR (it would be ignored)",
         ),
         (
+            ["--config", "swin_t_k400", "--ray-address", "127.0.0.1:1"],
+            "Error: --ray-address runs a dataset job: add --out DIR",
+        ),
+        (
             ["--config", "swin_t_k400", "--json", "UNDER_FILE"],
             "--json UNDER_FILE cannot be written (LABELS is a file); choose another path",
         ),
@@ -545,7 +549,11 @@ def test_own_classes_with_the_mmaction2_config_of_the_run(ucf101, tmp_path):
             "k400.txt has 400 class names but the model has 101 classes; pass the label file "
             "the checkpoint was trained with",
         ),
-        (["--config", "ucf.yaml"], "unknown preset 'ucf.yaml' and no config file of that name"),
+        (
+            ["--config", "ucf.yaml"],
+            # "Error:" itself, not click's "Invalid value:" that names no option
+            "Error: unknown preset 'ucf.yaml' and no config file of that name",
+        ),
     ],
 )
 def test_own_classes_errors_name_the_real_cause(ucf101, tmp_path, options, message):

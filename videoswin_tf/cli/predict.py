@@ -318,7 +318,8 @@ def main(
             "--out writes every result to its Parquet shards: drop --json and --features"
         )
     if (ray or ray_address) and out_dir is None:
-        raise click.UsageError("--ray runs a dataset job: add --out DIR")
+        given = "--ray" if ray else "--ray-address"
+        raise click.UsageError(f"{given} runs a dataset job: add --out DIR")
     on_ray = ray or ray_address is not None
     _refuse_lone_options(
         {
@@ -341,7 +342,7 @@ def main(
     try:
         setup = predict_setup(weights, config)
     except SetupError as error:  # the message names --config or the file itself
-        raise click.BadParameter(str(error)) from None
+        raise click.UsageError(str(error)) from None
     except ValueError as error:  # the weights file is a folder or another network's
         raise click.BadParameter(str(error), param_hint="--weights") from None
     try:

@@ -603,6 +603,14 @@ def test_help_lists_every_weights_file_it_reads():
     ) in help_text()
 
 
+def test_help_says_what_quiet_prints():
+    """A dataset run prints no line per failed video, quiet or not: the error is in its row."""
+    assert (
+        "--quiet With --out: no progress bar, only the totals (a failed video's error is in its "
+        "row)."
+    ) in help_text()
+
+
 def test_help_quotes_its_install_commands():
     """Unquoted, ``videoswin-tf[ray]`` is a glob in zsh ("no matches found")."""
     text = help_text()

@@ -242,7 +242,11 @@ NO_CLASS_NAMES = (
     help="With --out: videos per Parquet shard (each finished video is kept at once in a "
     "small row file; a killed run loses only the videos in flight).",
 )
-@click.option("--quiet", is_flag=True, help="With --out: no progress bar, only errors and totals.")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="With --out: no progress bar, only the totals (a failed video's error is in its row).",
+)
 @click.option(
     "--ray", is_flag=True, help="With --out: run on Ray Data (pip install 'videoswin-tf[ray]')."
 )

@@ -438,7 +438,12 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     help="Accept any number of clips per call instead (attention then runs on all windows at "
     "once, without the cache-sized chunks a fixed batch gets: slower on CPUs).",
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing export.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an earlier export at --out (an ONNX file, or a folder holding saved_model.pb "
+    "or model.xml); any other file or folder there is never replaced.",
+)
 def export_command(weights, config, fmt, out, frames, size, batch, any_batch, force) -> None:
     """Export converted weights as a SavedModel, an ONNX file or an OpenVINO IR, then run the
     export and the Keras model on the same seeded clip: the export is kept only when their

@@ -30,6 +30,8 @@ REQUIREMENTS = {"saved_model": (), "onnx": ("tf2onnx", "onnxruntime"), "openvino
 EXTRAS = {"saved_model": "export", "onnx": "export", "openvino": "openvino"}
 # The files of an OpenVINO export, inside its folder: the graph and the float32 weights.
 OPENVINO_XML = "model.xml"
+# The file an earlier export of each folder format holds: --force replaces only such a folder.
+FOLDER_MARKERS = {"saved_model": "saved_model.pb", "openvino": OPENVINO_XML}
 
 
 @dataclasses.dataclass
@@ -124,8 +126,7 @@ def export(
     weights, out = Path(weights), Path(out)
     if not weights.is_file():
         raise ConversionError(f"weights file {weights} not found; convert a checkpoint first")
-    if out.exists() and not force:
-        raise ConversionError(f"{out} exists; pass --force to overwrite it")
+    check_out(out, fmt, force)
     make_parent_folders(out)
 
     spec = resolve_config(config)
@@ -178,6 +179,31 @@ def load_model(spec: ModelSpec, weights: Path):
             "pass the --config it was converted with"
         ) from None
     return model
+
+
+def check_out(out: Path, fmt: str, force: bool) -> None:
+    """Refuse an existing ``out`` unless ``force`` and it is what an export of ``fmt`` writes:
+    a file for ONNX, a folder holding `FOLDER_MARKERS`' file for the others (``--force`` once
+    replaced any folder or file given as ``--out``, with all it held).
+
+    Raises:
+        ConversionError: ``out`` exists and is not replaced; the message says what to do.
+    """
+    if not out.exists():
+        return
+    marker = FOLDER_MARKERS.get(fmt)
+    if marker is None and out.is_dir():
+        raise ConversionError(
+            f"{out} is a folder; name the ONNX file to write, e.g. {out / 'model.onnx'}"
+        )
+    if marker is not None and not (out / marker).is_file():
+        what = f"a folder without {marker}" if out.is_dir() else "a file"
+        raise ConversionError(
+            f"{out} is {what}, not an earlier {fmt} export, so it is not replaced; "
+            "choose a new folder for --out"
+        )
+    if not force:
+        raise ConversionError(f"{out} exists; pass --force to overwrite it")
 
 
 def make_parent_folders(out: Path) -> None:

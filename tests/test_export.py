@@ -279,6 +279,18 @@ def test_force_replaces_only_an_earlier_export(tmp_path, small, fmt, message):
     assert (out / "chapter1.txt").read_text() == "keep me"
 
 
+def test_an_onnx_export_is_named_onnx(tmp_path, small):
+    config, weights, _ = small
+    out = tmp_path / "x.txt"
+    options = ["--format", "onnx", "--out", out]
+    result = run_cli("export", "--weights", weights, "--config", config, *options)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: --out of an ONNX export must end in .onnx, got {out}; e.g. {tmp_path / 'x.onnx'}\n"
+    )
+    assert not out.exists()
+
+
 @pytest.mark.slow  # about 15 s: two OpenVINO exports
 def test_force_replaces_an_earlier_export(tmp_path, small):
     out = tmp_path / "small_openvino"

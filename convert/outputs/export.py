@@ -183,19 +183,24 @@ def load_model(spec: ModelSpec, weights: Path):
 
 def check_out(out: Path, fmt: str, force: bool) -> None:
     """Refuse an existing ``out`` unless ``force`` and it is what an export of ``fmt`` writes:
-    a file for ONNX, a folder holding `FOLDER_MARKERS`' file for the others (``--force`` once
-    replaced any folder or file given as ``--out``, with all it held).
+    a ``.onnx`` file for ONNX, a folder holding `FOLDER_MARKERS`' file for the others
+    (``--force`` once replaced any folder or file given as ``--out``, with all it held).
 
     Raises:
-        ConversionError: ``out`` exists and is not replaced; the message says what to do.
+        ConversionError: ``out`` exists and is not replaced, or an ONNX ``out`` does not end
+            in ``.onnx``; the message says what to do.
     """
-    if not out.exists():
-        return
     marker = FOLDER_MARKERS.get(fmt)
     if marker is None and out.is_dir():
         raise ConversionError(
             f"{out} is a folder; name the ONNX file to write, e.g. {out / 'model.onnx'}"
         )
+    if marker is None and out.suffix != ".onnx":
+        raise ConversionError(
+            f"--out of an ONNX export must end in .onnx, got {out}; e.g. {out.with_suffix('.onnx')}"
+        )
+    if not out.exists():
+        return
     if marker is not None and not (out / marker).is_file():
         what = f"a folder without {marker}" if out.is_dir() else "a file"
         raise ConversionError(

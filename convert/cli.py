@@ -370,7 +370,10 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     from videoswin_tf.convert.outputs.release import verify
 
     parity = ParitySettings(frames=parity_frames, size=parity_size)
-    failures = verify(Path(manifest), Path(sources) if sources else None, parity, log=click.echo)
+    with exit_on_error():
+        failures = verify(
+            Path(manifest), Path(sources) if sources else None, parity, log=click.echo
+        )
     for line in failures:
         click.secho(f"FAILED {line}", fg="red", err=True)
     if failures:

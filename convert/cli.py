@@ -269,6 +269,7 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
     from pathlib import Path
 
     from videoswin_tf.convert.configs.resolve import named_configs, resolve_config
+    from videoswin_tf.convert.outputs.atomic import make_parent_folders
     from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
     with exit_on_error():
@@ -287,7 +288,8 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
             click.echo(f"[synthesize] {path} exists, kept (--force to overwrite)")
             continue
         click.echo(f"[synthesize] {spec.name}, {layout} layout, seed {seed} -> {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with exit_on_error():
+            make_parent_folders(path, "--out" if out else "--to")
         save_checkpoint(make_checkpoint(spec, layout=layout, seed=seed), path)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.errors import ConversionError, ParityFailure
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
+from videoswin_tf.convert.outputs.atomic import make_parent_folders
 from videoswin_tf.convert.parity import DEFAULT_PARITY, Difference, ParitySettings, parity_clip
 from videoswin_tf.weights_file import refuse_unreadable
 
@@ -109,12 +110,14 @@ def export(
             absolute logit difference that passes; rtol is not used).
         any_batch: accept any number of clips per call instead of ``clip.batch`` (checked
             with one clip).
-        force: replace an existing ``out``.
+        force: replace an earlier export at ``out`` (`check_out`: never another file or
+            folder).
         log: where progress lines go.
 
     Raises:
         ConversionError: bad input or a missing export package; `ParityFailure` when an
             endpoint's logits differ by more than ``atol`` (nothing is left at ``out``).
+        OutputError: a folder above ``out`` cannot be created.
     """
     if fmt not in FORMATS:
         raise ConversionError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -209,21 +212,6 @@ def check_out(out: Path, fmt: str, force: bool) -> None:
         )
     if not force:
         raise ConversionError(f"{out} exists; pass --force to overwrite it")
-
-
-def make_parent_folders(out: Path) -> None:
-    """Create the folders ``out`` goes in, as the main command does for its default output,
-    before anything is traced (every format writes its temporary export beside ``out``).
-
-    Raises:
-        ConversionError: a folder cannot be created (a file in its place, no permission).
-    """
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConversionError(
-            f"{out}: cannot create the folder {out.parent} ({error.strerror}); choose another --out"
-        ) from None
 
 
 def remove(path: Path) -> None:

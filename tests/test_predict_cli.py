@@ -106,7 +106,10 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
     [
         (["--config", "swin_x"], "unknown preset 'swin_x'"),
         (["--config", "swin_b_ssv2", "--views", "4x3"], "frame_uniform sampling (SSv2) makes one"),
-        (["--config", "swin_t_k400", "--views", "2x2"], "must read <clips>x<crops>"),
+        (
+            ["--config", "swin_t_k400", "--views", "2x2"],
+            "Invalid value for --views: views '2x2' must read <clips>x<crops>",
+        ),
         (
             ["--config", "swin_t_k400", "--labels", "LABELS"],
             "has 2 class names but the model has 400",
@@ -205,6 +208,19 @@ def test_folders_and_globs_expand_to_videos(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert expand_videos((str(tmp_path),)) == [tmp_path / "a.webm", tmp_path / "b.mp4"]
     assert expand_videos((str(tmp_path / "*.mp4"), "x.avi")) == [tmp_path / "b.mp4", Path("x.avi")]
+
+
+def test_folders_and_globs_without_videos_name_the_argument(tmp_path, tiny_weights):
+    (tmp_path / "empty").mkdir()
+    suffixes = ".mp4, .m4v, .mov, .avi, .mkv, .webm, .mpg, .mpeg, .wmv, .flv"
+    for argument, message in [
+        (tmp_path / "empty", f"folder {tmp_path / 'empty'} holds no video files ({suffixes})"),
+        (tmp_path / "*.mp4", f"no file matches '{tmp_path / '*.mp4'}'"),
+    ]:
+        options = ["--weights", str(tiny_weights), "--config", "swin_t_k400"]
+        result = CliRunner().invoke(main, [str(argument), *options])
+        assert result.exit_code == 2
+        assert result.output.splitlines()[-1] == f"Error: Invalid value for VIDEO: {message}"
 
 
 def test_a_video_given_twice_runs_once(tmp_path, monkeypatch):

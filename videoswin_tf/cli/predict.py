@@ -352,7 +352,7 @@ def main(
     try:
         clip_indices(setup.pipeline.clip_len, view_pipeline(setup.pipeline, views), sampling)
     except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+        raise click.BadParameter(str(error), param_hint="--views") from None
     try:
         choice = choose(engine, precision)
     except CacheFolderError as error:
@@ -453,7 +453,8 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
             if not found:
                 raise click.BadParameter(
-                    f"folder {argument} holds no video files ({', '.join(VIDEO_SUFFIXES)})"
+                    f"folder {argument} holds no video files ({', '.join(VIDEO_SUFFIXES)})",
+                    param_hint="VIDEO",
                 )
             paths.extend(found)
         elif path.suffix in LIST_SUFFIXES and path.is_file():
@@ -461,7 +462,7 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
         elif not path.exists() and glob.has_magic(argument):
             matches = sorted(glob.glob(argument))
             if not matches:
-                raise click.BadParameter(f"no file matches {argument!r}")
+                raise click.BadParameter(f"no file matches {argument!r}", param_hint="VIDEO")
             paths.extend(Path(match) for match in matches)
         elif path.suffix in LIST_SUFFIXES and not path.exists():
             raise ListFileError(
@@ -631,7 +632,8 @@ def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Pat
         target = folder / f"{path.stem}.{fmt}"
         if target in targets.values():
             raise click.BadParameter(
-                f"two videos would write {target}; give videos with different names"
+                f"two videos would write {target}; give videos with different names",
+                param_hint="VIDEO",
             )
         targets[path] = target
     return targets

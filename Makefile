@@ -76,3 +76,19 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# `make help`: the targets, one line each (the README says more).
+.PHONY: help
+help:
+	@echo "make venv        create .venv (TensorFlow, Keras, CPU torch, mmaction2, the extras)"
+	@echo "make convert     make a Swin-T K400 checkpoint, convert it, print the parity report"
+	@echo "make predict     classify bikes.mp4 with the weights make convert wrote (offline)"
+	@echo "make test        the test suite (about 11 minutes on 2 cores)"
+	@echo "make test-slow   the full-size parity cases, fuzz corpora and JAX-backend tests"
+	@echo "make lint        ruff check and ruff format --check (zero findings)"
+	@echo "make sources     generated stand-ins for the six official checkpoints"
+	@echo "make release     convert $(SOURCES) into $(RELEASE) with manifest.json"
+	@echo "make verify      check every asset of $(RELEASE)/manifest.json"
+	@echo "make pin-hashes  make release, then pin its SHA-256 in weights_hashes.json"
+	@echo "make bench       forward speed and memory against KerasCV and mmaction2"
+	@echo "make clean       remove .venv"

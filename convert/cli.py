@@ -269,6 +269,7 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
     from pathlib import Path
 
     from videoswin_tf.convert.configs.resolve import named_configs, resolve_config
+    from videoswin_tf.convert.outputs.atomic import make_parent_folders
     from videoswin_tf.convert.references.synthetic import make_checkpoint, save_checkpoint
 
     with exit_on_error():
@@ -287,7 +288,8 @@ def synthesize(configs, all_configs, layout, out, folder, seed, force) -> None:
             click.echo(f"[synthesize] {path} exists, kept (--force to overwrite)")
             continue
         click.echo(f"[synthesize] {spec.name}, {layout} layout, seed {seed} -> {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with exit_on_error():
+            make_parent_folders(path, "--out" if out else "--to")
         save_checkpoint(make_checkpoint(spec, layout=layout, seed=seed), path)
 
 
@@ -370,7 +372,10 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     from videoswin_tf.convert.outputs.release import verify
 
     parity = ParitySettings(frames=parity_frames, size=parity_size)
-    failures = verify(Path(manifest), Path(sources) if sources else None, parity, log=click.echo)
+    with exit_on_error():
+        failures = verify(
+            Path(manifest), Path(sources) if sources else None, parity, log=click.echo
+        )
     for line in failures:
         click.secho(f"FAILED {line}", fg="red", err=True)
     if failures:
@@ -438,7 +443,12 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
     help="Accept any number of clips per call instead (attention then runs on all windows at "
     "once, without the cache-sized chunks a fixed batch gets: slower on CPUs).",
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing export.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an earlier export at --out (an ONNX file, or a folder holding saved_model.pb "
+    "or model.xml); any other file or folder there is never replaced.",
+)
 def export_command(weights, config, fmt, out, frames, size, batch, any_batch, force) -> None:
     """Export converted weights as a SavedModel, an ONNX file or an OpenVINO IR, then run the
     export and the Keras model on the same seeded clip: the export is kept only when their

@@ -250,6 +250,57 @@ def test_export_bad_input_is_one_clear_line(tmp_path, small):
     assert "does not load into swin_t_k400" in result.output
 
 
+@pytest.mark.parametrize(
+    "fmt, message",
+    [
+        ("onnx", "{out} is a folder; name the ONNX file to write, e.g. {out}/model.onnx"),
+        (
+            "saved_model",
+            "{out} is a folder without saved_model.pb, not an earlier saved_model export, so it "
+            "is not replaced; choose a new folder for --out",
+        ),
+        (
+            "openvino",
+            "{out} is a folder without model.xml, not an earlier openvino export, so it is not "
+            "replaced; choose a new folder for --out",
+        ),
+    ],
+)
+def test_force_replaces_only_an_earlier_export(tmp_path, small, fmt, message):
+    """--force once deleted any folder given as --out (shutil.rmtree), with all it held."""
+    config, weights, _ = small
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.txt").write_text("keep me")
+    options = ["--format", fmt, "--out", out, "--force"]
+    result = run_cli("export", "--weights", weights, "--config", config, *options)
+    assert result.exit_code == 2
+    assert result.output == f"error: {message.format(out=out)}\n"
+    assert (out / "chapter1.txt").read_text() == "keep me"
+
+
+def test_an_onnx_export_is_named_onnx(tmp_path, small):
+    config, weights, _ = small
+    out = tmp_path / "x.txt"
+    options = ["--format", "onnx", "--out", out]
+    result = run_cli("export", "--weights", weights, "--config", config, *options)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: --out of an ONNX export must end in .onnx, got {out}; e.g. {tmp_path / 'x.onnx'}\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.slow  # about 15 s: two OpenVINO exports
+def test_force_replaces_an_earlier_export(tmp_path, small):
+    out = tmp_path / "small_openvino"
+    export(small, "openvino", out)
+    (out / "model.bin").write_bytes(b"damaged")
+    export(small, "openvino", out, "--force")
+    assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.xml"]
+    assert (out / "model.bin").stat().st_size > len(b"damaged")
+
+
 @pytest.mark.parametrize("fmt, name", [("onnx", "small.onnx"), ("openvino", "small_openvino")])
 def test_export_creates_the_folders_of_out(tmp_path, small, fmt, name):
     """Every format creates the missing folders above --out (before tracing, so a missing

@@ -119,6 +119,11 @@ def test_our_weights_files_are_told_to_load_as_they_are_the_seeds_are_read(
         f"model.load_weights('{ours}') reads it; to write a PyTorch checkpoint from it: "
         f"vswin-convert to-torch --weights {ours} --format mmaction2 --out mine.pth"
     )
+    spaced = tmp_path / "my run.weights.h5"  # the command printed works when pasted
+    save_weights(model, spaced)
+    assert error_of(spaced).endswith(
+        f"vswin-convert to-torch --weights '{spaced}' --format mmaction2 --out 'my run.pth'"
+    )
     loaded = load_checkpoint(seed)  # the seed's own files convert (test_seed_convert.py)
     assert loaded.source is SEED_H5 and loaded.file == seed and loaded.has_head
     expected = extract(model)

@@ -159,3 +159,26 @@ def test_atomic_write_moves_on_success_and_deletes_on_error(tmp_path):
         raise RuntimeError
     assert out.read_bytes() == b"whole"
     assert partials(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "option, target, folder, why",
+    [
+        ("--out", "sources/x.pth", "sources", "File exists"),
+        ("--to", "sources/new", "sources/new", "Not a directory"),
+    ],
+)
+def test_synthesize_under_a_file_is_one_line(tmp_path, option, target, folder, why):
+    """``synthesize`` into a folder that cannot be made once ended in a FileExistsError
+    traceback; it is the same one line as export's, naming the option to change."""
+    (tmp_path / "sources").write_text("a file where the folder goes")
+    target = tmp_path / target
+    written = (
+        target if option == "--out" else target / "swin_tiny_patch244_window877_kinetics400_1k.pth"
+    )
+    result = CliRunner().invoke(main, ["synthesize", "--config", "swin_t_k400", option, target])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"error: {written}: cannot create the folder {tmp_path / folder} ({why}); choose "
+        f"another {option}"
+    )

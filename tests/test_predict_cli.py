@@ -106,7 +106,10 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
     [
         (["--config", "swin_x"], "unknown preset 'swin_x'"),
         (["--config", "swin_b_ssv2", "--views", "4x3"], "frame_uniform sampling (SSv2) makes one"),
-        (["--config", "swin_t_k400", "--views", "2x2"], "must read <clips>x<crops>"),
+        (
+            ["--config", "swin_t_k400", "--views", "2x2"],
+            "Invalid value for --views: views '2x2' must read <clips>x<crops>",
+        ),
         (
             ["--config", "swin_t_k400", "--labels", "LABELS"],
             "has 2 class names but the model has 400",
@@ -136,15 +139,33 @@ def test_batch_with_bad_files(tmp_path, tiny_weights):
             ["--config", "swin_t_k400", "--features-format", "npy"],
             "--features-format only works with --features DIR (it would be ignored)",
         ),
+        (
+            ["--config", "swin_t_k400", "--ray-address", "127.0.0.1:1"],
+            "Error: --ray-address runs a dataset job: add --out DIR",
+        ),
+        (
+            ["--config", "swin_t_k400", "--json", "UNDER_FILE"],
+            "--json UNDER_FILE cannot be written (LABELS is a file); choose another path",
+        ),
+        (
+            ["--config", "swin_t_k400", "--features", "UNDER_FILE"],
+            "--features UNDER_FILE cannot be written (LABELS is a file); choose another path",
+        ),
     ],
 )
 def test_bad_options_stop_before_any_work(tmp_path, tiny_weights, options, message):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")
-    named = {"LABELS": str(labels), "OUT": str(tmp_path / "out")}
+    named = {
+        "LABELS": str(labels),
+        "OUT": str(tmp_path / "out"),
+        "UNDER_FILE": str(labels / "out" / "r.json"),
+    }
     options = [named.get(option, option) for option in options]
     result = CliRunner().invoke(main, ["clip.mp4", "--weights", str(tiny_weights), *options])
     assert result.exit_code == 2
+    for placeholder in ("UNDER_FILE", "LABELS"):  # the longer first: it contains the other
+        message = message.replace(placeholder, named[placeholder])
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
 
@@ -187,6 +208,19 @@ def test_folders_and_globs_expand_to_videos(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert expand_videos((str(tmp_path),)) == [tmp_path / "a.webm", tmp_path / "b.mp4"]
     assert expand_videos((str(tmp_path / "*.mp4"), "x.avi")) == [tmp_path / "b.mp4", Path("x.avi")]
+
+
+def test_folders_and_globs_without_videos_name_the_argument(tmp_path, tiny_weights):
+    (tmp_path / "empty").mkdir()
+    suffixes = ".mp4, .m4v, .mov, .avi, .mkv, .webm, .mpg, .mpeg, .wmv, .flv"
+    for argument, message in [
+        (tmp_path / "empty", f"folder {tmp_path / 'empty'} holds no video files ({suffixes})"),
+        (tmp_path / "*.mp4", f"no file matches '{tmp_path / '*.mp4'}'"),
+    ]:
+        options = ["--weights", str(tiny_weights), "--config", "swin_t_k400"]
+        result = CliRunner().invoke(main, [str(argument), *options])
+        assert result.exit_code == 2
+        assert result.output.splitlines()[-1] == f"Error: Invalid value for VIDEO: {message}"
 
 
 def test_a_video_given_twice_runs_once(tmp_path, monkeypatch):
@@ -463,6 +497,17 @@ def predict_json(ucf101, tmp_path, *options: str) -> list[dict]:
     return json.loads(out.read_text())
 
 
+def test_json_folders_are_created(tmp_path):
+    """--json into folders that do not exist yet makes them (as --features and export's --out
+    do), instead of failing with a traceback after every video has run."""
+    from videoswin_tf.cli.predict import _write_json
+
+    out = tmp_path / "new" / "deeper" / "out.json"
+    _write_json(out, [{"video": "clip.mp4", "error": "clip.mp4: no such file"}])
+    assert json.loads(out.read_text()) == [{"video": "clip.mp4", "error": "clip.mp4: no such file"}]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.json"]
+
+
 def test_own_classes_without_a_config_use_the_model_the_file_records(ucf101, tmp_path):
     record = predict_json(ucf101, tmp_path)[0]
     assert len(record["probabilities"]) == 101
@@ -572,7 +617,11 @@ def test_own_classes_with_the_mmaction2_config_of_the_run(ucf101, tmp_path):
             "k400.txt has 400 class names but the model has 101 classes; pass the label file "
             "the checkpoint was trained with",
         ),
-        (["--config", "ucf.yaml"], "unknown preset 'ucf.yaml' and no config file of that name"),
+        (
+            ["--config", "ucf.yaml"],
+            # "Error:" itself, not click's "Invalid value:" that names no option
+            "Error: unknown preset 'ucf.yaml' and no config file of that name",
+        ),
     ],
 )
 def test_own_classes_errors_name_the_real_cause(ucf101, tmp_path, options, message):
@@ -619,6 +668,14 @@ def test_help_lists_every_weights_file_it_reads():
         "--weights FILE Keras weights: a .weights.h5 converted by vswin-convert, the seed's .h5, "
         "or the Keras 3 rewrite's or KerasCV's .weights.h5 or .keras file (read as data). The "
         "model they record (for the Keras 3 ports', the one their shapes give) is built."
+    ) in help_text()
+
+
+def test_help_says_what_quiet_prints():
+    """A dataset run prints no line per failed video, quiet or not: the error is in its row."""
+    assert (
+        "--quiet With --out: no progress bar, only the totals (a failed video's error is in its "
+        "row)."
     ) in help_text()
 
 

@@ -150,3 +150,26 @@ def test_model_zoo_lists_every_name_weights_takes():
         "`videoswin_base_something_something_v2_classifier`<br>"
         "`videoswin_base_something_something_v2` |"
     ) in zoo
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"\x80\x02torch", "not UTF-8 text"),
+        (b"PK not json", "not JSON: Expecting value: line 1 column 1 (char 0)"),
+        (b'{"assets": {}}', "no list of assets"),
+    ],
+)
+def test_verify_of_a_file_that_is_no_manifest_is_one_line(tmp_path, content, reason):
+    from click.testing import CliRunner
+
+    from videoswin_tf.convert.cli import main
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_bytes(content)
+    result = CliRunner().invoke(main, ["verify", "--manifest", str(manifest)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {manifest}: is not a release manifest ({reason}); pass the manifest.json that "
+        "vswin-convert release wrote\n"
+    )

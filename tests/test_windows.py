@@ -78,6 +78,24 @@ def test_shifted_window_labels_equal_the_numpy_regions(padded, window, shift):
     np.testing.assert_array_equal(labels, shifted_window_regions(padded, window, shift))
 
 
+def test_shifted_window_labels_transpose_no_int32(monkeypatch):
+    """TensorFlow's oneDNN transpose of int32 logs an error line ("oneDNN supports DT_INT32
+    only on platforms with AVX-512") into every run with shifted windows."""
+    import keras
+
+    transposed = []
+
+    def transpose(x, axes=None):
+        transposed.append(keras.backend.standardize_dtype(x.dtype))
+        return original(x, axes)
+
+    original = keras.ops.transpose
+    monkeypatch.setattr(keras.ops, "transpose", transpose)
+    labels = shifted_window_labels((4, 6, 6), (2, 3, 3), (1, 1, 1))
+    assert transposed == ["float32"]
+    assert keras.backend.standardize_dtype(labels.dtype) == "int32"
+
+
 def test_partition_and_reverse_order_and_round_trip():
     x = np.arange(1 * 4 * 6 * 6 * 1, dtype="float32").reshape(1, 4, 6, 6, 1)
     windows = ops.convert_to_numpy(window_partition(x, (2, 3, 3)))

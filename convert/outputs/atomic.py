@@ -57,6 +57,23 @@ def check_destination(path: str | os.PathLike, force: bool) -> Path:
     return path
 
 
+def make_parent_folders(out: Path, option: str = "--out") -> None:
+    """Create the folders ``out`` goes in before any work (an export writes its temporary
+    file beside ``out``; ``synthesize`` its checkpoint).
+    ``option``: the option the message tells to change.
+
+    Raises:
+        OutputError: a folder cannot be created (a file in its place, no permission).
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(
+            f"{out}: cannot create the folder {out.parent} ({error.strerror}); choose another "
+            f"{option}"
+        ) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on leaving the block without an exception, move

@@ -20,6 +20,7 @@ import numpy as np
 from videoswin_tf.convert.configs.resolve import resolve_config
 from videoswin_tf.convert.errors import ConversionError, ParityFailure
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
+from videoswin_tf.convert.outputs.atomic import make_parent_folders
 from videoswin_tf.convert.parity import DEFAULT_PARITY, Difference, ParitySettings, parity_clip
 from videoswin_tf.weights_file import refuse_unreadable
 
@@ -30,6 +31,8 @@ REQUIREMENTS = {"saved_model": (), "onnx": ("tf2onnx", "onnxruntime"), "openvino
 EXTRAS = {"saved_model": "export", "onnx": "export", "openvino": "openvino"}
 # The files of an OpenVINO export, inside its folder: the graph and the float32 weights.
 OPENVINO_XML = "model.xml"
+# The file an earlier export of each folder format holds: --force replaces only such a folder.
+FOLDER_MARKERS = {"saved_model": "saved_model.pb", "openvino": OPENVINO_XML}
 
 
 @dataclasses.dataclass
@@ -107,12 +110,14 @@ def export(
             absolute logit difference that passes; rtol is not used).
         any_batch: accept any number of clips per call instead of ``clip.batch`` (checked
             with one clip).
-        force: replace an existing ``out``.
+        force: replace an earlier export at ``out`` (`check_out`: never another file or
+            folder).
         log: where progress lines go.
 
     Raises:
         ConversionError: bad input or a missing export package; `ParityFailure` when an
             endpoint's logits differ by more than ``atol`` (nothing is left at ``out``).
+        OutputError: a folder above ``out`` cannot be created.
     """
     if fmt not in FORMATS:
         raise ConversionError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -124,8 +129,7 @@ def export(
     weights, out = Path(weights), Path(out)
     if not weights.is_file():
         raise ConversionError(f"weights file {weights} not found; convert a checkpoint first")
-    if out.exists() and not force:
-        raise ConversionError(f"{out} exists; pass --force to overwrite it")
+    check_out(out, fmt, force)
     make_parent_folders(out)
 
     spec = resolve_config(config)
@@ -180,19 +184,34 @@ def load_model(spec: ModelSpec, weights: Path):
     return model
 
 
-def make_parent_folders(out: Path) -> None:
-    """Create the folders ``out`` goes in, as the main command does for its default output,
-    before anything is traced (every format writes its temporary export beside ``out``).
+def check_out(out: Path, fmt: str, force: bool) -> None:
+    """Refuse an existing ``out`` unless ``force`` and it is what an export of ``fmt`` writes:
+    a ``.onnx`` file for ONNX, a folder holding `FOLDER_MARKERS`' file for the others
+    (``--force`` once replaced any folder or file given as ``--out``, with all it held).
 
     Raises:
-        ConversionError: a folder cannot be created (a file in its place, no permission).
+        ConversionError: ``out`` exists and is not replaced, or an ONNX ``out`` does not end
+            in ``.onnx``; the message says what to do.
     """
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
+    marker = FOLDER_MARKERS.get(fmt)
+    if marker is None and out.is_dir():
         raise ConversionError(
-            f"{out}: cannot create the folder {out.parent} ({error.strerror}); choose another --out"
-        ) from None
+            f"{out} is a folder; name the ONNX file to write, e.g. {out / 'model.onnx'}"
+        )
+    if marker is None and out.suffix != ".onnx":
+        raise ConversionError(
+            f"--out of an ONNX export must end in .onnx, got {out}; e.g. {out.with_suffix('.onnx')}"
+        )
+    if not out.exists():
+        return
+    if marker is not None and not (out / marker).is_file():
+        what = f"a folder without {marker}" if out.is_dir() else "a file"
+        raise ConversionError(
+            f"{out} is {what}, not an earlier {fmt} export, so it is not replaced; "
+            "choose a new folder for --out"
+        )
+    if not force:
+        raise ConversionError(f"{out} exists; pass --force to overwrite it")
 
 
 def remove(path: Path) -> None:

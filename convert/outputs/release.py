@@ -191,6 +191,28 @@ def model_zoo(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The ``manifest.json`` that `release` wrote at ``path``.
+
+    Raises:
+        ConversionError: the file is not JSON text, or holds no ``assets`` list.
+    """
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except json.JSONDecodeError as error:
+        reason = f"not JSON: {error}"
+    else:
+        if isinstance(manifest, dict) and isinstance(manifest.get("assets"), list):
+            return manifest
+        reason = "no list of assets"
+    raise ConversionError(
+        f"{path}: is not a release manifest ({reason}); pass the manifest.json that "
+        "vswin-convert release wrote"
+    )
+
+
 def verify(
     manifest_path: Path,
     sources: Path | None = None,
@@ -206,7 +228,7 @@ def verify(
     """
     from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(manifest_path)
     folder = manifest_path.parent
     configs = named_configs()
     failures = []

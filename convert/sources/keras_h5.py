@@ -11,6 +11,7 @@ get a PyTorch file from it (``vswin-convert to-torch``).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from videoswin_tf.convert.errors import CheckpointError
@@ -47,8 +48,9 @@ def read_h5(path: Path):
     from videoswin_tf.weights_file import CONFIG_ATTRIBUTE, foreign_hdf5
 
     back = (
-        f"to write a PyTorch checkpoint from it: vswin-convert to-torch --weights {path} "
-        f"--format mmaction2 --out {path.name.split('.')[0]}.pth"
+        f"to write a PyTorch checkpoint from it: vswin-convert to-torch --weights "
+        f"{shlex.quote(str(path))} --format mmaction2 --out "
+        f"{shlex.quote(path.name.split('.')[0] + '.pth')}"
     )
     with h5py.File(path, "r") as file:
         layout = legacy_h5.detect(file)

@@ -264,7 +264,11 @@ NO_CLASS_NAMES = (
     help="With --out: videos per Parquet shard (each finished video is kept at once in a "
     "small row file; a killed run loses only the videos in flight).",
 )
-@click.option("--quiet", is_flag=True, help="With --out: no progress bar, only errors and totals.")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="With --out: no progress bar, only the totals (a failed video's error is in its row).",
+)
 @click.option(
     "--ray", is_flag=True, help="With --out: run on Ray Data (pip install 'videoswin-tf[ray]')."
 )
@@ -340,7 +344,8 @@ def main(
             "--out writes every result to its Parquet shards: drop --json and --features"
         )
     if (ray or ray_address) and out_dir is None:
-        raise click.UsageError("--ray runs a dataset job: add --out DIR")
+        given = "--ray" if ray else "--ray-address"
+        raise click.UsageError(f"{given} runs a dataset job: add --out DIR")
     on_ray = ray or ray_address is not None
     _refuse_lone_options(
         {
@@ -356,16 +361,20 @@ def main(
             "drop them or drop --ray"
         )
     snippet_spec = _snippet_spec(snippets, snippet_views, features_dir or out_dir)
+    if json_path is not None:
+        _refuse_unwritable("--json", json_path, json_path.parent)
+    if features_dir is not None:
+        _refuse_unwritable("--features", features_dir, features_dir)
     try:
         setup = predict_setup(weights, config)
     except SetupError as error:  # the message names --config or the file itself
-        raise click.BadParameter(str(error)) from None
+        raise click.UsageError(str(error)) from None
     except ValueError as error:  # the weights file is a folder or another network's
         raise click.BadParameter(str(error), param_hint="--weights") from None
     try:
         clip_indices(setup.pipeline.clip_len, view_pipeline(setup.pipeline, views), sampling)
     except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+        raise click.BadParameter(str(error), param_hint="--views") from None
     try:
         choice = choose(engine, precision)
     except CacheFolderError as error:
@@ -474,7 +483,8 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
             if not found:
                 raise click.BadParameter(
-                    f"folder {argument} holds no video files ({', '.join(VIDEO_SUFFIXES)})"
+                    f"folder {argument} holds no video files ({', '.join(VIDEO_SUFFIXES)})",
+                    param_hint="VIDEO",
                 )
             paths.extend(found)
         elif path.suffix in LIST_SUFFIXES and path.is_file():
@@ -482,7 +492,7 @@ def expand_videos(arguments: tuple[str, ...]) -> list[Path]:
         elif not path.exists() and glob.has_magic(argument):
             matches = sorted(glob.glob(argument))
             if not matches:
-                raise click.BadParameter(f"no file matches {argument!r}")
+                raise click.BadParameter(f"no file matches {argument!r}", param_hint="VIDEO")
             paths.extend(Path(match) for match in matches)
         elif path.suffix in LIST_SUFFIXES and not path.exists():
             raise ListFileError(
@@ -542,6 +552,19 @@ def _snippet_spec(text: str | None, crops: str, folder: Path | None) -> SnippetS
         return SnippetSpec.parse(text, int(crops))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--snippets") from None
+
+
+def _refuse_unwritable(option: str, path: Path, folder: Path) -> None:
+    """A usage error, before any video runs, when ``folder`` (created later if missing) cannot
+    be: the nearest of it and its parents that exists must be a folder this user can write."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is read-only for this user"
+    else:
+        return
+    raise click.UsageError(f"{option} {path} cannot be written ({problem}); choose another path")
 
 
 def _refuse_lone_options(given: dict[str, bool]) -> None:
@@ -632,7 +655,8 @@ def _feature_paths(paths: list[Path], folder: Path | None, fmt: str) -> dict[Pat
         target = folder / f"{path.stem}.{fmt}"
         if target in targets.values():
             raise click.BadParameter(
-                f"two videos would write {target}; give videos with different names"
+                f"two videos would write {target}; give videos with different names",
+                param_hint="VIDEO",
             )
         targets[path] = target
     return targets
@@ -682,6 +706,7 @@ def _json_record(output: VideoOutput, weights: Path, config: str, sampling: str)
 
 def _write_json(path: Path, records: list[dict]) -> None:
     tmp = path.with_name(f".{path.name}.partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)

@@ -193,7 +193,11 @@ def shifted_window_labels(padded_size: Size3, window: Size3, shift: Size3):
         axis_labels.append(sum((ops.cast(position >= s, "int32") for s in starts), position * 0))
     d, h, w = axis_labels
     region = d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]  # (D, H, W)
-    return window_partition(region[None, ..., None], window)[..., 0]
+    # Partitioned as float32 (labels below 27: exact) and cast back: TensorFlow's oneDNN
+    # transpose of int32 logs "oneDNN supports DT_INT32 only on platforms with AVX-512" at
+    # error level (on AVX-512 CPUs too) before falling back to Eigen.
+    region = ops.cast(region, "float32")[None, ..., None]
+    return ops.cast(window_partition(region, window)[..., 0], "int32")
 
 
 def shifted_window_mask(regions, dtype: str = "float32"):

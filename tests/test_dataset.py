@@ -894,6 +894,31 @@ cli.main()
 """
 
 
+def ctrl_c_when(command: list[str], ready, times: int) -> tuple[int, str, str]:
+    """Run ``command`` in a process group of its own, wait (at most 120 s) until ``ready()``,
+    press Ctrl-C ``times`` times 0.2 s apart (SIGINT to the group) and return its exit status,
+    stdout and stderr; whatever is left of the group is killed."""
+    run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        for press in range(times):
+            if press:
+                time.sleep(0.2)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended already
+                os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    return run.returncode, stdout, stderr
+
+
 @pytest.mark.slow  # about 15 s each: TensorFlow's import and the model in another process
 @pytest.mark.parametrize("dataset_run", [False, True])
 def test_cli_ctrl_c_twice(recorded, videos, tmp_path, dataset_run):
@@ -912,28 +937,9 @@ def test_cli_ctrl_c_twice(recorded, videos, tmp_path, dataset_run):
     script = HELD_TWICE.format(
         tests=str(Path(__file__).parent), marker=str(marker), second=videos[1].name
     )
-    run = subprocess.Popen(
-        [sys.executable, "-c", script, *map(str, listed), *arguments],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert run.poll() is None, run.communicate()[1]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        os.killpg(run.pid, signal.SIGINT)
-        time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):  # it may have ended already
-            os.killpg(run.pid, signal.SIGINT)
-        stdout, stderr = run.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.pid, signal.SIGKILL)
-    assert run.returncode == 130, stderr
+    command = [sys.executable, "-c", script, *map(str, listed), *arguments]
+    returncode, stdout, stderr = ctrl_c_when(command, marker.exists, times=2)
+    assert returncode == 130, stderr
     assert "Traceback" not in stderr and "Aborted!" not in stderr, stderr
     assert stderr.splitlines()[-1] == (
         f"interrupted: 1 video written to {out}, 0 failed, 0 already complete; rerun the same "
@@ -953,25 +959,11 @@ def test_cli_ctrl_c_with_decoding_workers(recorded, videos, tmp_path):
     arguments = [*map(str, videos), "--weights", str(weights), "--config", str(config)]
     arguments += ["--out", str(out), "--quiet", "--workers", "2", "--shard-size", "100"]
     script = HELD_CLI.format(tests=str(Path(__file__).parent))
-    run = subprocess.Popen(
-        [sys.executable, "-c", script, *arguments, "--engine", "tensorflow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    command = [sys.executable, "-c", script, *arguments, "--engine", "tensorflow"]
+    returncode, _, stderr = ctrl_c_when(
+        command, lambda: len(list(out.glob(".rows/*.parquet"))) >= 3, times=1
     )
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob(".rows/*.parquet"))) < 3:
-            assert run.poll() is None, run.communicate()[1]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        os.killpg(run.pid, signal.SIGINT)
-        _, stderr = run.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.pid, signal.SIGKILL)
-    assert run.returncode == 130, stderr
+    assert returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.splitlines()[-1] == (
         f"interrupted: 3 videos written to {out}, 0 failed, 0 already complete; rerun the same "

@@ -397,10 +397,10 @@ def verify_command(manifest, sources, parity_frames, parity_size) -> None:
 )
 @click.option(
     "--config",
-    required=True,
     metavar="NAME|PATH",
     help="The model the weights are for: a named config (e.g. swin_t_k400) or a config file, "
-    "as for the main command (for a Keras 3 port's file, one with its architecture).",
+    "as for the main command. Default: the model the weights file records (the converter's "
+    "files, the seed's .h5, the Keras 3 ports' files); a plain model.save_weights file needs it.",
 )
 @click.option(
     "--format",

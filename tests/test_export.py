@@ -250,6 +250,44 @@ def test_export_bad_input_is_one_clear_line(tmp_path, small):
     assert "does not load into swin_t_k400" in result.output
 
 
+def test_without_config_the_model_the_weights_file_records(tmp_path, small):
+    """A file that records its model needs no --config (as to-torch); a plain
+    model.save_weights file, which records none, is one line saying to pass it."""
+    from videoswin_tf.convert.outputs.export import recorded_spec
+    from videoswin_tf.weights_file import save_weights
+
+    _, plain, model = small
+    recorded = tmp_path / "recorded.weights.h5"
+    save_weights(model, recorded)
+    spec = recorded_spec(recorded)  # the file records no clip: the presets' 32x224
+    assert spec == SMALL_SPEC.replace(
+        name="recorded", drop_path_rate=spec.drop_path_rate, clip_frames=32, clip_size=224
+    )
+    result = run_cli("export", "--weights", plain, "--format", "onnx", "--out", tmp_path / "x.onnx")
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {plain}: records no Video Swin model (a plain model.save_weights file?); pass "
+        "the model's --config (a named config such as swin_t_k400, or a config file)\n"
+    )
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow  # about 5 s: a SavedModel export
+def test_export_without_config_serves_the_recorded_model(tmp_path, small):
+    from videoswin_tf.weights_file import save_weights
+
+    _, _, model = small
+    weights = tmp_path / "recorded.weights.h5"
+    save_weights(model, weights)
+    out = tmp_path / "exported"
+    options = ["--format", "saved_model", "--out", out, "--frames", "4", "--size", "32"]
+    result = run_cli("export", "--weights", weights, *options)
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    runs_as(model, lambda x: serve(clip=tf.constant(x))["logits"].numpy(), (1, 4, 32, 32, 3))
+
+
 @pytest.mark.parametrize(
     "fmt, message",
     [

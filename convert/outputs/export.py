@@ -87,7 +87,7 @@ class ExportReport:
 
 def export(
     weights: str | os.PathLike,
-    config: str,
+    config: str | None,
     fmt: str,
     out: str | os.PathLike,
     clip: ParitySettings = DEFAULT_PARITY,
@@ -101,7 +101,8 @@ def export(
         weights: a weights file of ``config``'s model that ``load_weights`` reads: the
             converter's ``.weights.h5``, the seed's Keras 2 ``.h5``, the Keras 3 rewrite's or
             KerasCV's ``.weights.h5``/``.keras``, or a ``.keras`` of this package's model.
-        config: a named config or config file (as ``vswin-convert --config``).
+        config: a named config or config file (as ``vswin-convert --config``), or ``None``
+            for the model the weights file records (`recorded_spec`).
         fmt: ``"saved_model"`` (a folder), ``"onnx"`` (a file) or ``"openvino"`` (a folder
             holding the IR: ``model.xml`` and ``model.bin``, float32 weights).
         out: where to write it; missing folders above it are created first.
@@ -132,7 +133,7 @@ def export(
     check_out(out, fmt, force)
     make_parent_folders(out)
 
-    spec = resolve_config(config)
+    spec = resolve_config(config) if config is not None else recorded_spec(weights)
     model = load_model(spec, weights)
     clip_shape = clip.clip_shape(spec)
     batch = None if any_batch else clip.batch
@@ -165,6 +166,30 @@ def export(
         remove(tmp)
     log(f"wrote {out}")
     return report
+
+
+def recorded_spec(weights: Path) -> ModelSpec:
+    """The model a weights file records (`videoswin_tf.weights_file.read_file_config`: the
+    converter's files, the seed's ``.h5``, the Keras 3 rewrite's and KerasCV's), as
+    ``vswin-convert to-torch`` reads it (named after its preset, if it records one), with
+    the clip every preset has (32x224).
+
+    Raises:
+        ConversionError: the file cannot be read, fits no model, or records none (a plain
+            ``model.save_weights`` file): the message says to pass ``--config``.
+    """
+    from videoswin_tf.weights_file import read_file_config
+
+    try:
+        recorded = read_file_config(weights)
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
+    if recorded is None:
+        raise ConversionError(
+            f"{weights}: records no Video Swin model (a plain model.save_weights file?); pass "
+            "the model's --config (a named config such as swin_t_k400, or a config file)"
+        )
+    return ModelSpec.from_file_config(recorded, weights.name.split(".")[0])
 
 
 def load_model(spec: ModelSpec, weights: Path):

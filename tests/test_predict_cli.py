@@ -644,6 +644,22 @@ def test_weights_without_a_recorded_config_need_one(tiny_weights):
     )
 
 
+def test_the_recorded_config_is_named_as_a_rerun_passes_it(ucf101, tmp_path):
+    """What --json and feature files record as `config` when no --config is given: the preset
+    a file records (a rerun can pass it as --config), else the file with "(its recorded
+    config)"."""
+    from videoswin_tf.video.model_setup import predict_setup
+    from videoswin_tf.weights_file import save_weights
+
+    preset = get_preset("swin_t_k400")
+    recorded = tmp_path / "k400.weights.h5"
+    save_weights(
+        getattr(videoswin_tf, preset.builder)(**preset.model_kwargs()), recorded, "swin_t_k400"
+    )
+    assert predict_setup(recorded).source == "swin_t_k400"
+    assert predict_setup(ucf101["weights"]).source == f"{ucf101['weights']} (its recorded config)"
+
+
 def test_a_config_file_without_the_convert_extra_names_it(ucf101, monkeypatch):
     from videoswin_tf.video.model_setup import SetupError, predict_setup
 

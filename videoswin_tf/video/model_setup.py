@@ -42,7 +42,8 @@ class PredictSetup:
 
     Attributes:
         source: what the model was taken from, for messages and feature files: a preset
-            name, a config file's path, or ``"<weights> (its recorded config)"``.
+            name (given, or recorded by a file whose model fits it), a config file's path, or
+            ``"<weights> (its recorded config)"``.
         model: `videoswin_tf.TFSwinTransformer3D` arguments: ``patch_size``, ``embed_dim``,
             ``depths``, ``num_heads``, ``window_size``, ``num_classes``, ``include_top``.
         pipeline: the test-time pipeline (clip length, views, crop size in pixels).
@@ -106,17 +107,19 @@ def predict_setup(weights: Path, config: str | None = None) -> PredictSetup:
 
 
 def _from_record(weights: Path, recorded: dict[str, Any]) -> PredictSetup:
-    """The recorded model; its preset's protocol when it names a preset that fits it."""
+    """The recorded model; named after its preset, with that preset's protocol, when it
+    names a preset that fits it (so a rerun can pass the name as ``--config``)."""
     model = {key: _plain(recorded[key]) for key in FITTED_KEYS}
     model |= {"include_top": bool(recorded["include_top"])}
     model["num_classes"] = recorded["num_classes"] if model["include_top"] else None
     preset = presets().get(recorded.get("preset") or "")
     if preset is not None and not _differences(recorded, _from_preset(preset).model):
-        pipeline = preset.pipeline
+        source, pipeline = recorded["preset"], preset.pipeline
     else:
+        source = f"{weights} (its recorded config)"
         pipeline = presets()[DEFAULT_PROTOCOL].pipeline
     return PredictSetup(
-        f"{weights} (its recorded config)",
+        source,
         _with_head(model),
         pipeline,
         recorded.get("labels"),

@@ -253,21 +253,23 @@ def test_export_bad_input_is_one_clear_line(tmp_path, small):
 def test_without_config_the_model_the_weights_file_records(tmp_path, small):
     """A file that records its model needs no --config (as to-torch); a plain
     model.save_weights file, which records none, is one line saying to pass it."""
-    from videoswin_tf.convert.outputs.export import recorded_spec
+    from videoswin_tf.convert.outputs.export import file_config, recorded_spec
     from videoswin_tf.weights_file import save_weights
 
     _, plain, model = small
     recorded = tmp_path / "recorded.weights.h5"
     save_weights(model, recorded)
-    spec = recorded_spec(recorded)  # the file records no clip: the presets' 32x224
+    spec = recorded_spec(recorded, file_config(recorded))  # no clip recorded: 32x224
     assert spec == SMALL_SPEC.replace(
         name="recorded", drop_path_rate=spec.drop_path_rate, clip_frames=32, clip_size=224
     )
     result = run_cli("export", "--weights", plain, "--format", "onnx", "--out", tmp_path / "x.onnx")
     assert result.exit_code == 2
     assert result.output == (
-        f"error: {plain}: records no Video Swin model (a plain model.save_weights file?); pass "
-        "the model's --config (a named config such as swin_t_k400, or a config file)\n"
+        f"error: {plain}: records no Video Swin model (not a weights file written by "
+        "vswin-convert, the seed's .h5, or the Keras 3 rewrite's or KerasCV's file); for a plain "
+        "model.save_weights file pass the model's --config (a named config such as swin_t_k400, "
+        "or a config file)\n"
     )
     assert not (tmp_path / "x.onnx").exists()
 

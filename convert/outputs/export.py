@@ -133,7 +133,10 @@ def export(
     check_out(out, fmt, force)
     make_parent_folders(out)
 
-    spec = resolve_config(config) if config is not None else recorded_spec(weights)
+    if config is not None:
+        spec = resolve_config(config)
+    else:
+        spec = recorded_spec(weights, file_config(weights))
     model = load_model(spec, weights)
     clip_shape = clip.clip_shape(spec)
     batch = None if any_batch else clip.batch
@@ -168,26 +171,36 @@ def export(
     return report
 
 
-def recorded_spec(weights: Path) -> ModelSpec:
-    """The model a weights file records (`videoswin_tf.weights_file.read_file_config`: the
-    converter's files, the seed's ``.h5``, the Keras 3 rewrite's and KerasCV's), as
-    ``vswin-convert to-torch`` reads it (named after its preset, if it records one), with
-    the clip every preset has (32x224).
+def file_config(weights: Path) -> dict | None:
+    """What a weights file records of its model (`videoswin_tf.weights_file.read_file_config`:
+    the converter's files, the seed's ``.h5``, the Keras 3 rewrite's and KerasCV's), or None.
 
     Raises:
-        ConversionError: the file cannot be read, fits no model, or records none (a plain
-            ``model.save_weights`` file): the message says to pass ``--config``.
+        ConversionError: the file cannot be read, or its layout fits no model.
     """
     from videoswin_tf.weights_file import read_file_config
 
     try:
-        recorded = read_file_config(weights)
-    except ValueError as error:
+        return read_file_config(weights)
+    except ValueError as error:  # that, or a layout that fits no model (WeightsMismatchError)
         raise ConversionError(str(error)) from None
+
+
+def recorded_spec(weights: Path, recorded: dict | None) -> ModelSpec:
+    """The model ``weights`` records (``recorded``, its `file_config`), named after its preset
+    if it records one, else after the file, with the clip every preset has (32x224): how
+    ``export`` without ``--config`` and ``to-torch`` read a file.
+
+    Raises:
+        ConversionError: the file records none (a plain ``model.save_weights`` file): the
+            message says to pass ``--config``.
+    """
     if recorded is None:
         raise ConversionError(
-            f"{weights}: records no Video Swin model (a plain model.save_weights file?); pass "
-            "the model's --config (a named config such as swin_t_k400, or a config file)"
+            f"{weights}: records no Video Swin model (not a weights file written by "
+            "vswin-convert, the seed's .h5, or the Keras 3 rewrite's or KerasCV's file); "
+            "for a plain model.save_weights file pass the model's --config (a named "
+            "config such as swin_t_k400, or a config file)"
         )
     return ModelSpec.from_file_config(recorded, weights.name.split(".")[0])
 

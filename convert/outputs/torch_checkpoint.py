@@ -30,7 +30,7 @@ from videoswin_tf.convert.errors import ConversionError
 from videoswin_tf.convert.mapping.rules import extract
 from videoswin_tf.convert.mapping.spec import ModelSpec, build_keras_model
 from videoswin_tf.convert.outputs.atomic import atomic_write, check_destination
-from videoswin_tf.convert.outputs.export import load_model
+from videoswin_tf.convert.outputs.export import file_config, load_model, recorded_spec
 from videoswin_tf.convert.parity import DEFAULT_PARITY, ParityReport, ParitySettings
 from videoswin_tf.convert.sources.checkpoint import load_checkpoint
 from videoswin_tf.convert.sources.dataset_meta import CLASSES, DATASET_META, META, WHERE
@@ -198,27 +198,17 @@ def _read_weights(
 ) -> tuple[ModelSpec, object, list[str] | None]:
     """The model ``path`` records (or, for a file that records none, ``config``'s), built and
     holding the file's values, and the class names the file records (or None)."""
-    from videoswin_tf.weights_file import WeightsMismatchError, read_file_config
+    from videoswin_tf.weights_file import WeightsMismatchError
 
     with progress.phase("load", str(path)):
         if not path.is_file():
             raise ConversionError(f"{path}: file not found; pass the .weights.h5 file to convert")
-        try:
-            recorded = read_file_config(path)  # refuses a file that cannot be read
-        except ValueError as error:  # that, or a layout that fits no model (WeightsMismatchError)
-            raise ConversionError(str(error)) from None
+        recorded = file_config(path)  # refuses a file that cannot be read
         try:
             if recorded is None and config is not None:  # e.g. a plain model.save_weights
                 spec = resolve_config(config)
                 return spec, load_model(spec, path), None
-            if recorded is None:
-                raise ConversionError(
-                    f"{path}: records no Video Swin model (not a weights file written by "
-                    "vswin-convert, the seed's .h5, or the Keras 3 rewrite's or KerasCV's file); "
-                    "for a plain model.save_weights file pass the model's --config (a named "
-                    "config such as swin_t_k400, or a config file)"
-                )
-            spec = ModelSpec.from_file_config(recorded, path.name.split(".")[0])
+            spec = recorded_spec(path, recorded)  # refuses a file that records no model
             model = build_keras_model(spec)
             model.load_weights(str(path))
         except WeightsMismatchError as error:

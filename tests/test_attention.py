@@ -75,11 +75,12 @@ def test_attention_dropout_is_active_in_training_only():
     assert np.abs(trained - inference).max() > 1e-2
 
 
-def test_openvino_trace_attends_in_one_pass_with_the_same_result(monkeypatch):
-    """Inside `openvino_trace` (the OpenVINO trace) the windows are not chunked (no chunk size
-    is asked for) and q, k, v come from three heads-major products with the kernel's thirds,
-    the query's scaled; the result equals the chunked one (with a mask too), and the block
-    resets."""
+def test_openvino_trace_attends_in_chunks_of_its_own_size_with_the_same_result(monkeypatch):
+    """Inside `openvino_trace` (the OpenVINO trace) q, k, v come from three heads-major
+    products with the kernel's thirds, the query's scaled, and the windows are attended in
+    one pass where their q, k, v fit in `TRACED_CHUNK_BYTES`, else a chunk at a time (10368
+    bytes: 3 windows' 3 x 18 x 16 float32; 2 with a mask of 8 windows a clip); the result
+    equals the chunked one of TensorFlow's path (with a mask too), and the block resets."""
     from videoswin_tf.layers import attention
     from videoswin_tf.layers.tracing import openvino_trace
 
@@ -101,13 +102,29 @@ def test_openvino_trace_attends_in_one_pass_with_the_same_result(monkeypatch):
         return chunk_sizes[-1]
 
     monkeypatch.setattr(attention, "windows_per_chunk", spy)
-    for with_mask in (mask, None):
-        chunked = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
-        with openvino_trace():
-            fused = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
-        np.testing.assert_allclose(fused, chunked, atol=1e-6, rtol=0)
-    # the two chunked calls only: 8 KiB holds 3 windows' logits; 2 divides the mask's 8
-    assert chunk_sizes == [2, 3]
+    # TensorFlow's calls: 8 KiB holds 3 windows' logits; 2 divides the mask's 8
+    for traced_bytes, traced_sizes in ((8 * 2**20, [None, None]), (10368, [2, 3])):
+        monkeypatch.setattr(attention, "TRACED_CHUNK_BYTES", traced_bytes)
+        chunk_sizes.clear()
+        for with_mask in (mask, None):
+            chunked = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
+            with openvino_trace():
+                traced = keras.ops.convert_to_numpy(layer(windows, attention_mask=with_mask))
+            np.testing.assert_allclose(traced, chunked, atol=1e-6, rtol=0)
+        assert chunk_sizes == [2, traced_sizes[0], 3, traced_sizes[1]]
+
+
+def test_windows_per_chunk_keeps_a_chunk_in_one_clip_or_whole_clips():
+    """With a clip's window count a chunk is a divisor of it or whole clips; ``None`` when
+    one chunk holds every window or their number is unknown."""
+    from videoswin_tf.layers.attention import windows_per_chunk
+
+    assert windows_per_chunk(24, 100, 350) == 3  # no mask: any 3
+    assert windows_per_chunk(24, 100, 350, clip_windows=8) == 2  # a divisor of 8
+    assert windows_per_chunk(48, 100, 1900, clip_windows=8) == 16  # 2 whole clips, not 19
+    assert windows_per_chunk(24, 100, 50, clip_windows=8) == 1  # at least one
+    assert windows_per_chunk(24, 100, 2400, clip_windows=8) is None  # all in one
+    assert windows_per_chunk(None, 100, 350) is None  # unknown while tracing
 
 
 def test_mask_factors_outside_the_openvino_trace_are_refused():

@@ -197,6 +197,10 @@ def test_openvino_ir_is_cached_by_weights_and_shape(monkeypatch, tmp_path):
     blobs = {f.name: [p.suffix for p in f.iterdir()] for f in (tmp_path / "compiled").iterdir()}
     assert blobs == {f.name: [".blob"] for f in folders}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["compiled", "ir"]
+    # without the weights (CACHE_MODE OPTIMIZE_SIZE): each blob far smaller than its IR's
+    for folder in folders:
+        (blob,) = (tmp_path / "compiled" / folder.name).iterdir()
+        assert blob.stat().st_size < (folder / "model.bin").stat().st_size / 4
 
 
 @pytest.mark.slow
@@ -272,7 +276,8 @@ def test_ir_folder_is_complete_or_absent(monkeypatch, tmp_path):
 
 def test_openvino_traces_one_attention_per_block(monkeypatch):
     """Even where TensorFlow would attend in chunks (made tiny here), the graph converted for
-    OpenVINO has one fused attention per block (a shifted one too), no
+    OpenVINO has one fused attention per block (a shifted one too, over 2 clips) where a
+    block's windows fit in one chunk (`TRACED_CHUNK_BYTES`), no
     per-chunk slices or concats (nor the patch mergings' old concats), no slice of the qkv
     projection nor multiply of the query, one MVN per LayerNorm
     (15: the patch embedding's, two per block, the three mergings' and the last), and gives
@@ -282,9 +287,11 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     bias and no mask."""
     import collections
 
-    from videoswin_tf.layers import attention
+    from videoswin_tf.layers import attention, block
 
     monkeypatch.setattr(attention, "CHUNK_BYTES", 64)  # one window per chunk in TensorFlow
+    # stage 1's 896 rows in one MLP chunk (chunks: the next test)
+    monkeypatch.setattr(block, "TRACED_MLP_ROWS", 896)
     model = build_keras_model(SMALL_SPEC)
     converted = inference.openvino_model(model, (2, 4, 32, 112, 3))
     ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
@@ -301,6 +308,30 @@ def test_openvino_traces_one_attention_per_block(monkeypatch):
     assert biases == [(2, 1, 18, 18), *[(4, 1, 12, 12)] * 2, (8, 1, 6, 6)], biases  # stages 2-4
     columns = [s for s in shapes if len(s) == 5 and s[-2:] == (12, 2)]  # (1, 1, nW, N', R)
     assert columns == [(1, 1, 3, 12, 2)] * 2, columns
+    clip = np.random.default_rng(0).standard_normal((2, 4, 32, 112, 3)).astype("float32")
+    compiled = inference.compile_openvino(converted)
+    np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)
+
+
+def test_openvino_traces_attention_and_mlp_in_chunks_with_the_same_logits(monkeypatch):
+    """With chunks made small, the graph converted for OpenVINO attends a block's windows a
+    chunk at a time (`WindowAttention3D.traced_call`: 4 windows of 3x18 tokens x 32 channels
+    in 30000 bytes, 2 of 64 channels, 1 in the last two stages; a shifted block's chunks in
+    one clip) and runs the MLP over chunks of 256 rows (`traced_mlp_branch`), and still gives
+    TensorFlow's logits. Clips 2x4x32x112: stage 1 has 2 x 30 windows (15 chunks), stage 2
+    2 x 10 (10), stage 3 two blocks of 2 x 3 (12), stage 4 2 x 2 (4): 41 attentions; the
+    MLP's norm of stage 1's 896 rows is 4 MVNs, 3 more than 15."""
+    import collections
+
+    from videoswin_tf.layers import attention, block
+
+    monkeypatch.setattr(attention, "TRACED_CHUNK_BYTES", 30000)
+    monkeypatch.setattr(block, "TRACED_MLP_ROWS", 256)
+    model = build_keras_model(SMALL_SPEC)
+    converted = inference.openvino_model(model, (2, 4, 32, 112, 3))
+    ops = collections.Counter(op.get_type_name() for op in converted.get_ordered_ops())
+    assert ops["ScaledDotProductAttention"] == 15 + 10 + 12 + 4, ops
+    assert ops["MVN"] == 15 + 3, ops
     clip = np.random.default_rng(0).standard_normal((2, 4, 32, 112, 3)).astype("float32")
     compiled = inference.compile_openvino(converted)
     np.testing.assert_allclose(compiled(clip)[0], model.predict_on_batch(clip), atol=1e-5, rtol=0)

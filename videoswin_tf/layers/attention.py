@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import keras
 from keras import ops
@@ -13,6 +14,10 @@ from videoswin_tf.layers.windows import bias_gather_index, bias_table_size
 
 # Attention logits per chunk of windows: small enough to stay in a CPU's L2/L3 cache.
 CHUNK_BYTES = 8 * 2**20
+# Query, key and value per chunk of windows in the graph traced for OpenVINO
+# (`WindowAttention3D.traced_call`): small enough that they, the attention's output and its
+# projection stay in a CPU's L2/L3 cache from one node to the next.
+TRACED_CHUNK_BYTES = 8 * 2**20
 
 # Keras backends whose own ``dot_product_attention`` is faster than the matrix products of
 # `WindowAttention3D.explicit_attention` (measured on Swin-T, README Benchmarks): torch's fused
@@ -38,23 +43,60 @@ def window_bias(bias, mask, batch_windows: int):
     return ops.reshape(ops.tile(bias[None], repeats), (-1, *tuple(bias.shape[1:])))
 
 
-def windows_per_chunk(
-    batch_windows: int | None, heads: int, num_tokens: int, attention_mask, dtype: str
-) -> int | None:
-    """How many windows `WindowAttention3D.explicit_attention` attends at a time.
+class TracedWeights(NamedTuple):
+    """What the chunks of `WindowAttention3D.traced_call` share, computed once a call.
 
-    The most windows whose logits ``(windows, heads, N', N')`` fit in `CHUNK_BYTES` (at least
-    one); with a mask, a divisor of its ``nWindows`` so that every chunk lies in one clip.
-    ``None`` (all at once) when ``batch_windows`` is unknown or a single chunk holds them all.
+    Attributes:
+        projections: query (scaled), key and value, each ``(weights, bias)``: heads-major
+            ``(heads, C, head_dim)`` and ``(heads, 1, head_dim)``, or tokens-major ``(C, C)``
+            and ``(C,)``; the bias ``None`` without ``qkv_bias``.
+        bias: relative position bias ``(heads, 1, N', N')``.
+    """
+
+    projections: tuple
+    bias: Any
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes of one element of a float dtype named ``float16``, ``bfloat16``, ``float32`` or
+    ``float64``."""
+    return int(dtype[-2:]) // 8
+
+
+def windows_per_chunk(
+    batch_windows: int | None, window_bytes: int, limit: int, clip_windows: int | None = None
+) -> int | None:
+    """How many windows are attended at a time.
+
+    The most windows whose ``window_bytes`` each fit in ``limit`` bytes (at least one); with
+    ``clip_windows`` (the windows of one clip, where a mask or its factors come with them)
+    whole clips, or a divisor of it where one clip does not fit, so that a chunk's windows
+    lie in one clip or cover whole clips. ``None`` (all at once) when ``batch_windows`` is
+    unknown or a single chunk holds them all.
     """
     if batch_windows is None:
         return None
-    per_window = heads * num_tokens * num_tokens * int(dtype[-2:]) // 8  # float16/32/64 bytes
-    step = max(1, CHUNK_BYTES // per_window)
-    if attention_mask is not None:
-        num_windows = attention_mask.shape[0]
-        step = max(d for d in range(1, min(step, num_windows) + 1) if num_windows % d == 0)
+    step = max(1, limit // window_bytes)
+    if clip_windows is not None and step >= clip_windows:
+        step -= step % clip_windows
+    elif clip_windows is not None:
+        step = max(d for d in range(1, step + 1) if clip_windows % d == 0)
     return None if step >= batch_windows else step
+
+
+def window_chunks(
+    batch_windows: int, step: int, clip_windows: int | None = None
+) -> Iterator[tuple[slice, slice | None]]:
+    """``(windows, clip)`` for each chunk of ``step`` windows, in order: ``windows`` slices the
+    ``B * nWindows`` windows, ``clip`` the chunk's windows within its clip (the ``nWindows``
+    axis of a mask or its factors; all of it where ``step`` covers whole clips), ``None``
+    without ``clip_windows``. ``step`` is `windows_per_chunk`'s."""
+    for start in range(0, batch_windows, step):
+        clip = None
+        if clip_windows is not None:
+            first = start % clip_windows
+            clip = slice(first, first + step)
+        yield slice(start, start + step), clip
 
 
 def with_mask_columns(x, columns):
@@ -167,7 +209,7 @@ class WindowAttention3D(keras.layers.Layer):
 
     def call(self, windows, attention_mask=None, mask_factors=None, training=None):
         if in_openvino_trace():
-            return self.proj(self.traced_attention(windows, attention_mask, mask_factors))
+            return self.traced_call(windows, attention_mask, mask_factors)
         if mask_factors is not None:
             raise ValueError(
                 "mask_factors are for the graph traced for OpenVINO (within openvino_trace); "
@@ -184,22 +226,81 @@ class WindowAttention3D(keras.layers.Layer):
             x = self.explicit_attention(qkv, attention_mask, training)
         return self.proj_dropout(self.proj(x), training=training)
 
-    def traced_attention(self, windows, attention_mask=None, mask_factors=None):
+    def traced_call(self, windows, attention_mask=None, mask_factors=None):
+        """The layer as traced for OpenVINO (`openvino_trace`), for inference:
+        `traced_attention` and the output projection over chunks of windows whose query, key
+        and value take at most `TRACED_CHUNK_BYTES` (`windows_per_chunk`; within one clip
+        where a mask or its factors come with them), concatenated along the windows, which
+        OpenVINO does in place. A chunk's query, key, value, attention output and projection
+        then stay in the CPU's cache from one node to the next instead of going through
+        memory (Swin-T's first stage: 19 MB each, 16 chunks of 8 windows). The chunks share
+        one `traced_weights` (one constant each in OpenVINO, not one a chunk).
+
+        Swin-T 1x32x224x224, one process alternating the IRs, 2 shared Zen 5 cores: with the
+        MLP in chunks too (`SwinTransformerBlock3D.traced_mlp_branch`) 2.3-6.7% less CPU time
+        than in one pass (medians of 10-16, load 1.2-1.6), 5.9% on one thread (median of 8);
+        the MLP's chunks alone 2.6-3.6%. 4 MiB chunks gained 0.6% and 5.0% in the same runs.
+
+        Args and returns as `call`'s (no ``training``: inference only).
+        """
+        batch_windows, num_tokens = windows.shape[:2]
+        clip_windows = None
+        if mask_factors is not None:
+            clip_windows = mask_factors[0].shape[0]
+        elif attention_mask is not None:
+            clip_windows = attention_mask.shape[0]
+        weights = self.traced_weights(num_tokens, windows.dtype, batch_windows is not None)
+        window_bytes = 3 * num_tokens * self.dim * dtype_bytes(self.compute_dtype)
+        step = windows_per_chunk(batch_windows, window_bytes, TRACED_CHUNK_BYTES, clip_windows)
+        if step is None:
+            return self.proj(self.traced_attention(windows, weights, attention_mask, mask_factors))
+        chunks = []
+        for window, clip in window_chunks(batch_windows, step, clip_windows):
+            mask = None if attention_mask is None else attention_mask[clip]
+            factors = None if mask_factors is None else tuple(f[clip] for f in mask_factors)
+            chunks.append(self.proj(self.traced_attention(windows[window], weights, mask, factors)))
+        return ops.concatenate(chunks, axis=0)
+
+    def traced_weights(self, num_tokens: int, dtype: str, heads_major: bool) -> TracedWeights:
+        """The `TracedWeights` of windows of ``num_tokens`` tokens in ``dtype``: heads-major
+        query, key and value weights where the number of windows is known, else tokens-major
+        (see `traced_projections`)."""
+        kernel = ops.cast(self.qkv.kernel, dtype)
+        bias = None if self.qkv.bias is None else ops.cast(self.qkv.bias, dtype)
+        projections = []
+        for index, scale in enumerate((self.scale, None, None)):
+            third = slice(index * self.dim, (index + 1) * self.dim)
+            weights = kernel[:, third] if scale is None else kernel[:, third] * scale
+            third_bias = None
+            if bias is not None:
+                third_bias = bias[third] if scale is None else bias[third] * scale
+            if heads_major:
+                weights = ops.reshape(weights, (self.dim, self.num_heads, self.head_dim))
+                weights = ops.transpose(weights, (1, 0, 2))  # (heads, C, head_dim)
+                if third_bias is not None:
+                    third_bias = ops.reshape(third_bias, (self.num_heads, 1, self.head_dim))
+            projections.append((weights, third_bias))
+        bias = self.relative_position_bias(num_tokens)[:, None]  # (heads, 1, N', N')
+        return TracedWeights(tuple(projections), bias)
+
+    def traced_attention(self, windows, weights, attention_mask=None, mask_factors=None):
         """Attention as traced for OpenVINO (`openvino_trace`), for inference, in the pattern
         that OpenVINO's CPU plugin fuses into one attention kernel, which never holds all
-        logits in memory: all windows in one ``MatMul-Add-Softmax-MatMul`` (no chunks, so no
-        per-chunk slices or concat), heads-major query, key and value from
+        logits in memory: the windows given (a chunk of `traced_call`) in one
+        ``MatMul-Add-Softmax-MatMul``, heads-major query, key and value from
         `traced_projections`, and a shifted block's mask as extra query and key columns
         (`with_mask_columns`), so that OpenVINO folds one bias constant per block, not one
         bias and mask per window.
 
-        Swin-T 1x32x224x224 on 2 shared Zen cores, A/B interleaved: one fused pass 9.5% less
-        time than the chunks (median of 7, load 12), peak memory 1.94 GiB against 2.05;
+        Swin-T 1x32x224x224 on 2 shared Zen cores, A/B interleaved: one fused pass over all
+        windows 9.5% less time than `attend_in_chunks`' chunks of logits after whole-map
+        projections (median of 7, load 12), peak memory 1.94 GiB against 2.05;
         grouping by mask: IR 713 -> 403 MB, peak 2.05 -> 1.83 GiB; the mask as query and key
         columns instead: IR 403 -> 199 MB, peak 1.82 -> 1.60 GiB, same speed.
 
         Args:
             windows: ``(B * nWindows, N', C)``.
+            weights: `traced_weights` for windows of ``N'`` tokens.
             attention_mask: ``(nWindows, N', N')`` or ``None``.
             mask_factors: ``(qm, km)`` or ``None``.
 
@@ -207,13 +308,13 @@ class WindowAttention3D(keras.layers.Layer):
             ``(B * nWindows, N', C)``, before the output projection.
         """
         num_tokens = windows.shape[1]
-        query, key, value = self.traced_projections(windows)  # (heads, B_, N', hd) each
+        query, key, value = self.traced_projections(windows, weights.projections)
         if mask_factors is not None:
             query_columns, key_columns = mask_factors
             query = with_mask_columns(query, query_columns)
             key = with_mask_columns(key, key_columns)
-        bias = self.relative_position_bias(num_tokens)[:, None]  # (heads, 1, N', N')
-        attn = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2))) + bias  # (heads, B_, N', N')
+        attn = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # (heads, B_, N', N')
+        attn = attn + weights.bias
         if attention_mask is not None:  # (nWindows, N', N') over (heads, B, nWindows, N', N')
             shape = (self.num_heads, -1, *attention_mask.shape)
             attn = ops.reshape(ops.reshape(attn, shape) + attention_mask, (*shape[:2], *shape[3:]))
@@ -222,11 +323,12 @@ class WindowAttention3D(keras.layers.Layer):
         x = ops.matmul(attn, value)  # (heads, B_, N', head_dim)
         return ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (-1, num_tokens, self.dim))
 
-    def traced_projections(self, windows):
+    def traced_projections(self, windows, projections):
         """Query (scaled), key and value, heads-major ``(heads, B * nWindows, N', head_dim)``,
         for `traced_attention`: each its own product of all the windows' tokens ``(1, B *
         nWindows * N', C)`` with its third of the ``qkv`` kernel as ``(heads, C, head_dim)``,
-        plus the bias, the query's third multiplied by the scale. OpenVINO folds those
+        plus the bias, the query's third multiplied by the scale (``projections``, from
+        `traced_weights`). OpenVINO folds those
         constants (no slice of the projection, no multiply of the query), runs each product as
         one ``FullyConnected`` that writes heads-major, and its fused attention then walks one
         head's windows together, reusing that head's bias from cache, with no transpose of
@@ -238,35 +340,23 @@ class WindowAttention3D(keras.layers.Layer):
         nothing (2.4% and 2.6% less against 3.3% and 2.4%). Tokens-major in turn had 2.9% less
         CPU time than slicing one projection and scaling the query. Where the number of
         windows is unknown while tracing (clips of any batch), each product is tokens-major
-        and then transposed: OpenVINO 2026.4 converts the heads-major product there, but its
-        ``FullyConnected`` then fails at run time.
+        (``(C, C)`` weights) and then transposed: OpenVINO 2026.4 converts the heads-major
+        product there, but its ``FullyConnected`` then fails at run time.
         """
         num_tokens = windows.shape[1]
         heads_shape = (self.num_heads, -1, num_tokens, self.head_dim)
-        kernel = ops.cast(self.qkv.kernel, windows.dtype)
-        bias = None if self.qkv.bias is None else ops.cast(self.qkv.bias, windows.dtype)
-        projections = []
-        for index, scale in enumerate((self.scale, None, None)):
-            third = slice(index * self.dim, (index + 1) * self.dim)
-            weights = kernel[:, third] if scale is None else kernel[:, third] * scale
-            third_bias = None
-            if bias is not None:
-                third_bias = bias[third] if scale is None else bias[third] * scale
+        outputs = []
+        for weights, bias in projections:
             if windows.shape[0] is None:
-                # OpenVINO (2026.4) fails at run time on a (heads, C, head_dim) product of
-                # rows whose number is unknown when converting: tokens-major, then transposed
                 x = ops.matmul(windows, weights)  # (B_, N', C)
-                x = x if third_bias is None else x + third_bias
+                x = x if bias is None else x + bias
                 x = ops.reshape(x, (-1, num_tokens, self.num_heads, self.head_dim))
-                projections.append(ops.transpose(x, (2, 0, 1, 3)))
+                outputs.append(ops.transpose(x, (2, 0, 1, 3)))
                 continue
             rows = ops.reshape(windows, (1, -1, self.dim))  # (1, B_ * N', C)
-            weights = ops.reshape(weights, (self.dim, self.num_heads, self.head_dim))
-            x = ops.matmul(rows, ops.transpose(weights, (1, 0, 2)))  # (heads, B_ * N', hd)
-            if third_bias is not None:
-                x = x + ops.reshape(third_bias, (self.num_heads, 1, self.head_dim))
-            projections.append(ops.reshape(x, heads_shape))
-        return projections
+            x = ops.matmul(rows, weights)  # (heads, B_ * N', head_dim)
+            outputs.append(ops.reshape(x if bias is None else x + bias, heads_shape))
+        return outputs
 
     def explicit_attention(self, qkv, attention_mask, training):
         """Attention written out in matrix products, with dropout on its weights.
@@ -338,19 +428,15 @@ class WindowAttention3D(keras.layers.Layer):
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B_, heads, N', head_dim)
         query, key, value = qkv[0] * self.scale, qkv[1], qkv[2]
         bias = self.relative_position_bias(num_tokens)[None]  # (1, heads, N', N')
-        step = windows_per_chunk(
-            batch_windows, self.num_heads, num_tokens, attention_mask, self.compute_dtype
-        )
+        clip_windows = None if attention_mask is None else attention_mask.shape[0]
+        logits_bytes = self.num_heads * num_tokens**2 * dtype_bytes(self.compute_dtype)
+        step = windows_per_chunk(batch_windows, logits_bytes, CHUNK_BYTES, clip_windows)
         if step is None:
             x = attend(query, key, value, bias, attention_mask)
         else:
             chunks = []
-            for start in range(0, batch_windows, step):
-                window = slice(start, start + step)
-                mask = None
-                if attention_mask is not None:  # the chunk's windows, in clip order
-                    first = start % attention_mask.shape[0]
-                    mask = attention_mask[first : first + step]
+            for window, clip in window_chunks(batch_windows, step, clip_windows):
+                mask = None if clip is None else attention_mask[clip]
                 chunks.append(attend(query[window], key[window], value[window], bias, mask))
             x = ops.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
         # (B_, heads, N', head_dim) -> (B_, N', C)

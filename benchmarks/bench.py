@@ -11,7 +11,8 @@ then one table per run, every figure measured in this run, each row in a fresh p
   backends; KerasCV's ``VideoSwinBackbone`` as a graph and under XLA; mmaction2's
   ``SwinTransformer3D`` eagerly under ``no_grad``, in fp32 and under bf16 autocast; and this
   package's ONNX export in ONNX Runtime and SavedModel export in TensorFlow (``vswin-convert
-  export``, parity-checked first). Seconds are the best of ``--repeats``; GFLOP/s count the model's
+  export``, parity-checked first). Seconds are the best of ``--repeats`` passes in the fastest
+  of ``--rounds`` rounds (every row once a round, rows interleaved); GFLOP/s count the model's
   matrix products (`flops.backbone_flops`); memory is the peak resident size while building and
   running (imports excluded from the peak by resetting it first), and what building and running
   added to the resident size;
@@ -32,6 +33,7 @@ without parity under 15 s and 2.5 GB.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -296,11 +298,39 @@ def conversions(configs: list[str], sources: Path) -> None:
             print(f"{config:<26} {seconds:>7.1f} {gib:>9.2f}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How the forward rows are timed: the best of ``repeats`` passes in a fresh process (after
+    one untimed warm-up), each row once per round for ``rounds`` rounds, the rows interleaved
+    (every row of round 1, then of round 2, ...), keeping each row's fastest round."""
+
+    repeats: int = 3
+    rounds: int = 2
+
+    def describe(self) -> str:
+        rounds = f" in each of {self.rounds} rounds (all rows a round)" if self.rounds > 1 else ""
+        return f"best of {self.repeats} passes{rounds}"
+
+
+def merge_rounds(results: list[dict]) -> dict:
+    """A row's result over its rounds: its fastest seconds and its largest memory figures (the
+    first failure, if one failed)."""
+    failed = [result for result in results if "failed" in result]
+    if failed:
+        return failed[0]
+    return {
+        "seconds": min(result["seconds"] for result in results),
+        "peak": max(result["peak"] for result in results),
+        "added": max(result["added"] for result in results),
+    }
+
+
 def forwards(
-    config: str, shape, repeats: int, peak: float, exports: Path, with_exports: bool
+    config: str, shape, timing: Timing, peak: float, exports: Path, with_exports: bool
 ) -> dict:
-    """Run and print every row of `ROWS` for one config (the export rows only
-    ``with_exports``); the results by (implementation, engine)."""
+    """Run every row of `ROWS` for one config (the export rows only ``with_exports``) in
+    ``timing.rounds`` interleaved rounds, and print the table; the results by
+    (implementation, engine)."""
     from flops import backbone_flops
 
     from videoswin_tf.convert.configs.resolve import resolve_config
@@ -314,23 +344,29 @@ def forwards(
         for fmt, worst in exported.items():
             text = worst if fmt == "failed" else f"max |diff| of logits against Keras {worst:.2e}"
             print(f"  {fmt} export: {text}")
+    rows = [row for row in ROWS if row[1] != "export" or with_exports]
+    measured = {(implementation, engine): [] for implementation, engine, _, _ in rows}
+    for round_ in range(timing.rounds):
+        for implementation, engine, backend, needs in rows:
+            if needs and importlib.util.find_spec(needs) is None:
+                measured[implementation, engine].append(
+                    {"failed": f"{needs} is not installed: {INSTALL[needs]}"}
+                )
+                continue
+            args = ["--forward-worker", implementation, engine, "--configs", config]
+            args += [*shape_args(shape), "--repeats", str(timing.repeats)]
+            args += ["--exports", str(exports)]
+            if engine == "ov-cached" and round_ == 0:  # an earlier process fills the IR cache
+                in_fresh_process(args, backend)
+            measured[implementation, engine].append(in_fresh_process(args, backend))
+        if timing.rounds > 1:
+            print(f"  round {round_ + 1} of {timing.rounds} done", file=sys.stderr, flush=True)
     print(
         f"  {'implementation':<14} {'engine':<9} {'seconds':>8} {'GFLOP/s':>8} {'of peak':>8} "
         f"{'peak GiB':>9} {'added GiB':>10}"
     )
-    results = {}
-    for implementation, engine, backend, needs in ROWS:
-        if engine == "export" and not with_exports:
-            continue
-        if needs and importlib.util.find_spec(needs) is None:
-            result = {"failed": f"{needs} is not installed: {INSTALL[needs]}"}
-        else:
-            args = ["--forward-worker", implementation, engine, "--configs", config]
-            args += [*shape_args(shape), "--repeats", str(repeats), "--exports", str(exports)]
-            if engine == "ov-cached":  # an earlier process fills the IR cache
-                in_fresh_process(args, backend)
-            result = in_fresh_process(args, backend)
-        results[implementation, engine] = result
+    results = {key: merge_rounds(found) for key, found in measured.items()}
+    for (implementation, engine), result in results.items():
         if "failed" in result:
             print(f"  {implementation:<14} {engine:<9} {result['failed']}")
             continue
@@ -717,9 +753,18 @@ def arguments() -> argparse.ArgumentParser:
         "Dense products' table is always the best of 5 per product)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="forward rows: every row once a round, in a fresh process, rows interleaved; a row "
+        "shows its fastest round and its largest memory (default 2: a busy neighbour on a "
+        "shared machine slows a row for seconds to minutes)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
-        help="Swin-T on 1x8x224x224, best of 2, no conversion table (~3 min)",
+        help="Swin-T on 1x8x224x224, best of 2, one round, no conversion table (~3 min)",
     )
     parser.add_argument("--no-conversion", action="store_true", help="skip the conversion table")
     parser.add_argument(
@@ -795,6 +840,7 @@ def main() -> None:
     start_tensorflow_quietly()
     if args.quick:
         args.configs, args.frames, args.repeats, args.no_conversion = ["swin_t_k400"], 8, 2, True
+        args.rounds = 1
     print(f"CPU: {cpu_description()}")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     frames = args.frames or (8 if args.backends else 32)
@@ -810,14 +856,15 @@ def main() -> None:
         + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
         + f"; peak = {peak:.0f}"
     )
+    timing = Timing(args.repeats, args.rounds)
     print(
-        f"forward passes on a {'x'.join(map(str, shape))} clip, best of {args.repeats}, "
+        f"forward passes on a {'x'.join(map(str, shape))} clip, {timing.describe()}, "
         "each row in a fresh process"
     )
     with tempfile.TemporaryDirectory() as exports:
         for config in args.configs:
             with_exports = config in args.export_configs
-            forwards(config, shape, args.repeats, peak, Path(exports), with_exports)
+            forwards(config, shape, timing, peak, Path(exports), with_exports)
     if not args.no_conversion:
         conversions(args.configs, args.sources)
     rates = matmul_peak()

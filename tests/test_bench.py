@@ -27,6 +27,7 @@ def test_help_explains_every_option():
     assert "medians against TensorFlow's (the columns: README.md, section 'Keras backends')" in text
     assert "compiled ahead of time by AOTInductor with freezing, whose Dense layers run" in text
     assert "a missing one is first written there by vswin-convert synthesize" in text
+    assert "a row shows its fastest round and its largest memory (default 2" in text
     assert "Targets (issues 11 and 17, a verdict line each)" in text  # what the tables show
     assert "--forward-worker" not in text  # the workers' own options stay hidden
     unexplained = [
@@ -97,3 +98,35 @@ def test_torch_compiled_needs_backends():
     assert done.stderr.splitlines()[-1] == (
         "bench.py: error: --torch-compiled adds a row to --backends' table: pass --backends too"
     )
+
+
+def test_forward_rows_are_interleaved_in_rounds_keeping_the_fastest(monkeypatch, capsys):
+    """Every row once a round, rows interleaved (a slow minute of a shared machine hits one
+    round of a row, not all its passes); a row shows its fastest seconds and its largest
+    memory; the cache behind ov-cached is filled once, before its first round."""
+    calls = []
+    seconds = iter([0.9, 0.5, 0.6, 0.7, 0.4, 0.8])  # default, ov-fp32, ov-cached; twice
+
+    def worker(args, backend="tensorflow"):
+        calls.append(args[1:3])
+        if len(calls) == 3:  # the process that fills the cache before ov-cached's first round
+            return {"seconds": 9.0, "peak": 9.0, "added": 9.0}
+        return {"seconds": next(seconds), "peak": 1.0 + len(calls) / 10, "added": 0.5}
+
+    monkeypatch.setattr(bench, "in_fresh_process", worker)
+    monkeypatch.setattr(
+        bench, "ROWS", [row for row in bench.ROWS if row[1] in ("default", "ov-fp32", "ov-cached")]
+    )
+    monkeypatch.setattr(bench, "verdicts", lambda *args: None)
+    timing = bench.Timing(repeats=3, rounds=2)
+    results = bench.forwards("swin_t_k400", (1, 8, 224, 224, 3), timing, 500.0, Path("x"), False)
+    rows = [["videoswin_tf", engine] for engine in ("default", "ov-fp32", "ov-cached")]
+    assert calls == [*rows, rows[2], *rows]  # the fill, then ov-cached itself
+    assert results == {
+        ("videoswin_tf", "default"): {"seconds": 0.7, "peak": 1.5, "added": 0.5},
+        ("videoswin_tf", "ov-fp32"): {"seconds": 0.4, "peak": 1.6, "added": 0.5},
+        ("videoswin_tf", "ov-cached"): {"seconds": 0.6, "peak": 1.7, "added": 0.5},
+    }
+    assert timing.describe() == "best of 3 passes in each of 2 rounds (all rows a round)"
+    assert bench.Timing(2, 1).describe() == "best of 2 passes"
+    assert "round 2 of 2 done" in capsys.readouterr().err

@@ -719,6 +719,14 @@ def shape_args(shape) -> list[str]:
     return ["--shape", *map(str, shape)]
 
 
+def positive(text: str) -> int:
+    """An ``int`` option's value, at least 1 (argparse reports the error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def arguments() -> argparse.ArgumentParser:
     """The command line: every option a user passes, with its help; the workers' own hidden."""
     parser = argparse.ArgumentParser(
@@ -745,7 +753,7 @@ def arguments() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--repeats",
-        type=int,
+        type=positive,
         default=3,
         metavar="N",
         help="timed passes per forward row, after one untimed warm-up; a row shows the best "
@@ -754,12 +762,13 @@ def arguments() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=positive,
         default=2,
         metavar="N",
         help="forward rows: every row once a round, in a fresh process, rows interleaved; a row "
         "shows its fastest round and its largest memory (default 2: a busy neighbour on a "
-        "shared machine slows a row for seconds to minutes)",
+        "shared machine slows a row for seconds to minutes; --quick: 1; --backends has its own "
+        "rounds, --repeats)",
     )
     parser.add_argument(
         "--quick",

@@ -28,6 +28,7 @@ def test_help_explains_every_option():
     assert "compiled ahead of time by AOTInductor with freezing, whose Dense layers run" in text
     assert "a missing one is first written there by vswin-convert synthesize" in text
     assert "a row shows its fastest round and its largest memory (default 2" in text
+    assert "--quick: 1; --backends has its own rounds, --repeats)" in text
     assert "Targets (issues 11 and 17, a verdict line each)" in text  # what the tables show
     assert "--forward-worker" not in text  # the workers' own options stay hidden
     unexplained = [
@@ -130,3 +131,16 @@ def test_forward_rows_are_interleaved_in_rounds_keeping_the_fastest(monkeypatch,
     assert timing.describe() == "best of 3 passes in each of 2 rounds (all rows a round)"
     assert bench.Timing(2, 1).describe() == "best of 2 passes"
     assert "round 2 of 2 done" in capsys.readouterr().err
+
+
+def test_rounds_and_repeats_must_be_at_least_one():
+    """--rounds 0 would time nothing and fail minutes later: refused at once."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench.py"), "--rounds", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "bench.py: error: argument --rounds: must be at least 1, got 0"
+    )

@@ -10,9 +10,11 @@ in a weak-keyed table, so it is built once per process and forgotten with the mo
   or XLA).
 - TensorFlow, bf16: a copy of the model under Keras' ``mixed_bfloat16`` policy (bf16 compute,
   float32 variables; the I3D head stays float32), sharing nothing with the model.
-- OpenVINO: the model traced by ``tf.function`` for the clip shape, converted in memory by
-  ``openvino.convert_model`` and compiled for the CPU with ``INFERENCE_PRECISION_HINT`` f32 or
-  bf16. Each clip shape compiles once (the last, smaller batch of a video is a second shape).
+- OpenVINO: the model traced by ``tf.function`` for one clip of the batch's clip size,
+  converted in memory by ``openvino.convert_model`` and compiled for the CPU with
+  ``INFERENCE_PRECISION_HINT`` f32 or bf16, then run on a batch's clips one after another.
+  Each clip size compiles once, whatever the batch (a batch's graph grows with it: the traced
+  attention and MLP run a chunk at a time, and each chunk is nodes to convert).
   The converted model is written as IR and compiled from that file, after the trace and the
   in-memory model are dropped: OpenVINO then maps the IR's constants from the file instead of
   keeping the traced graph's copies (issue 17, Swin-T 1x32x224x224 in fresh processes: the
@@ -220,14 +222,29 @@ def _mixed_copy(model, policy: str):
 
 
 def openvino_runner(owner, net, precision: str, clip_shape: tuple[int, ...], what: str = "model"):
-    """``net`` (a Keras model or function of float clips) compiled by OpenVINO for clips of
-    ``clip_shape``, built once per ``owner`` (the model the caller holds), precision, ``what``
-    (a name of ``net``'s role) and shape. The runner returns what ``net`` returns, as numpy."""
+    """``net`` (a Keras model or function of float clips) compiled by OpenVINO for one clip of
+    ``clip_shape[1:]``, built once per ``owner`` (the model the caller holds), precision,
+    ``what`` (a name of ``net``'s role) and clip size. The runner takes clips of any batch,
+    runs them one after another and returns what ``net`` returns for the batch, as numpy.
+
+    One clip at a time: a batch's traced graph grows with it (the attention and MLP chunks of
+    `videoswin_tf.layers`), and Swin-T's conversion took 4.0 s for 3 clips before the chunks
+    and 64 s after, against 12 s for one; one clip keeps both cores busy (3 clips one at a
+    time 0.93 s each, together 2.86 s, under load), and the last, smaller batch of a video is
+    no second graph to convert."""
+    one_clip = (1, *tuple(clip_shape)[1:])
     built = _BUILT.setdefault(owner, {})
-    key = ("openvino", precision, what, tuple(clip_shape))
+    key = ("openvino", precision, what, one_clip)
     if key not in built:
-        built[key] = _compile_openvino(net, tuple(clip_shape), precision)
-    return built[key]
+        built[key] = _compile_openvino(net, one_clip, precision)
+    return functools.partial(_clip_by_clip, built[key])
+
+
+def _clip_by_clip(run: Runner, clips: np.ndarray):
+    outputs = [run(clips[index : index + 1]) for index in range(len(clips))]
+    if isinstance(outputs[0], dict):
+        return {name: np.concatenate([out[name] for out in outputs]) for name in outputs[0]}
+    return np.concatenate(outputs)
 
 
 def openvino_model(net, clip_shape: tuple[int | None, ...]):

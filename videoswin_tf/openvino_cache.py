@@ -43,8 +43,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ENTRIES_ENV = "VSWIN_OPENVINO_CACHE_ENTRIES"
-# Swin-T's entries are 0.4 GB (IR and blob, for one clip or three; README, Engines and
-# precision): four hold the full and the last, smaller batch's shapes of two models.
+# Swin-T's entries are 0.2 GB (a 199 MB IR and a weightless blob of a few MB, one clip's graph
+# whatever the batch; README, Engines and precision): four hold two clip sizes of two models.
 DEFAULT_ENTRIES = 4
 # The file whose presence marks an IR folder complete.
 IR_XML = "model.xml"

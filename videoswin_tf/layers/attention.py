@@ -234,7 +234,9 @@ class WindowAttention3D(keras.layers.Layer):
         OpenVINO does in place. A chunk's query, key, value, attention output and projection
         then stay in the CPU's cache from one node to the next instead of going through
         memory (Swin-T's first stage: 19 MB each, 16 chunks of 8 windows). The chunks share
-        one `traced_weights` (one constant each in OpenVINO, not one a chunk).
+        one `traced_weights` (one constant each in OpenVINO, not one a chunk). Each chunk is
+        nodes to convert, so the graph grows with the batch: the OpenVINO engine traces one
+        clip (`videoswin_tf.inference.openvino_runner`).
 
         Swin-T 1x32x224x224, one process alternating the IRs, 2 shared Zen 5 cores: with the
         MLP in chunks too (`SwinTransformerBlock3D.traced_mlp_branch`) 2.3-6.7% less CPU time

@@ -29,8 +29,8 @@ from videoswin_tf.layers.windows import (
 
 # Rows (tokens) per chunk of the MLP branch in the graph traced for OpenVINO
 # (`SwinTransformerBlock3D.traced_mlp_branch`): the chunk's hidden activations (rows x 4C,
-# 1.2 MB in Swin-T's first stage) stay in a CPU's L2/L3 cache between the two products.
-TRACED_MLP_ROWS = 784
+# 2.4 MB in Swin-T's first stage) stay in a CPU's L2/L3 cache between the two products.
+TRACED_MLP_ROWS = 1568
 
 
 @keras.saving.register_keras_serializable(package="videoswin_tf")
@@ -183,19 +183,21 @@ class SwinTransformerBlock3D(keras.layers.Layer):
     def traced_mlp_branch(self, rows):
         """``rows + mlp(norm2(rows))`` as traced for OpenVINO (`in_openvino_trace`): over
         chunks of `TRACED_MLP_ROWS` rows (where their number is known), concatenated, which
-        OpenVINO does in place, so that a chunk's hidden activations stay in the CPU's cache
-        from the first product to the second instead of going through memory (Swin-T's first
-        stage: 77 MB in one pass). Swin-T 1x32x224x224, one process alternating the IRs, 2
-        shared Zen 5 cores: 2.6-3.6% less CPU time than one pass (medians of 10, load
-        1.4-1.6); with the attention in chunks too, see `WindowAttention3D.traced_call`.
-        ``rows``: ``(tokens, C)``; returns the same shape."""
+        OpenVINO does in place, so that a chunk's
+        hidden activations stay in the CPU's cache from the first product to the second
+        instead of going through memory (Swin-T's first stage: 77 MB in one pass).
+
+        Swin-T 1x32x224x224, one process alternating the IRs, 2 shared Zen 5 cores: 784-row
+        chunks 2.6-6.8% less CPU time than one pass, 1568-row chunks 2.8-5.6%, 3136-row 2.9%
+        (medians of 10, load 1.2-1.6); with the attention in chunks too, see
+        `WindowAttention3D.traced_call`. Each chunk is nodes to convert: 784-row chunks took
+        OpenVINO's conversion of the model from 3.4 to 11.1 s, 1568-row ones to 8.0 s (with
+        the attention's chunks). ``rows``: ``(tokens, C)``; returns the same shape."""
         count = rows.shape[0]
         if count is None or count <= TRACED_MLP_ROWS:
             return rows + self.mlp(self.norm2(rows))
-        chunks = (
-            rows[start : start + TRACED_MLP_ROWS] for start in range(0, count, TRACED_MLP_ROWS)
-        )
-        return ops.concatenate([part + self.mlp(self.norm2(part)) for part in chunks], axis=0)
+        parts = ops.split(rows, list(range(TRACED_MLP_ROWS, count, TRACED_MLP_ROWS)), axis=0)
+        return ops.concatenate([part + self.mlp(self.norm2(part)) for part in parts], axis=0)
 
     def compute_output_shape(self, input_shape):
         return input_shape

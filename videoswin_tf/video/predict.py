@@ -215,7 +215,7 @@ def run_views(
 
 def _run(owner, net, engine: EngineChoice, batch: np.ndarray, what: str):
     """``net`` on one batch with ``engine``; OpenVINO's compiled ``net`` is kept per
-    ``owner`` (the caller's model), ``what`` (its role) and batch shape."""
+    ``owner`` (the caller's model), ``what`` (its role) and clip size."""
     if engine.engine == "tensorflow":
         return net.predict_on_batch(batch)
     return openvino_runner(owner, net, engine.precision, batch.shape, what)(batch)
